@@ -1,0 +1,86 @@
+# ari-lua build.  `make` builds ./ari-lua and build/ari/core.so.
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+LUA_VER    := 5.4
+LUADIR     ?= $(PREFIX)/share/lua/$(LUA_VER)
+CLUADIR    ?= $(PREFIX)/lib/lua/$(LUA_VER)
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man/man1
+BUILD      ?= build
+PKGS       := lua5.4 libcurl libwebsockets libuv
+
+CC         ?= cc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl libwebsockets libuv 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
+              -fPIC $(PKG_CFLAGS) -DARI_VERSION='"$(VERSION)"' -DARI_LUADIR='"$(LUADIR)"'
+LDFLAGS    ?=
+
+SRCS       := $(filter-out src/main.c,$(wildcard src/*.c))
+OBJS       := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(SRCS))
+HDRS       := $(wildcard src/*.h)
+
+BUSTED     ?= lua5.4 /usr/bin/busted
+JOBS       ?= 2
+
+.PHONY: all test check valgrind install uninstall deps demo clean bench fuzz
+
+all: ari-lua $(BUILD)/ari/core.so
+
+ari-lua: $(BUILD)/obj/main.o $(OBJS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
+
+$(BUILD)/ari/core.so: $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS) -lm
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+test: all
+	lua5.4 tools/run-tests.lua -j $(JOBS)
+
+# The suite again with AddressSanitizer and UndefinedBehaviorSanitizer.
+# busted runs under the system lua5.4, so libasan is preloaded into it.
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+check:
+	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	  ARI_BIN=build/asan/ari-lua build/asan/ari-lua build/asan/ari/core.so
+	ARI_CPATH=build/asan/?.so ARI_LUA_BIN=build/asan/ari-lua \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  lua5.4 tools/run-tests.lua -j $(JOBS)
+
+build/asan/ari-lua: build/asan/obj/main.o $(patsubst src/%.c,build/asan/obj/%.o,$(SRCS))
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
+
+# A short run under valgrind: no definite leaks, no invalid accesses.
+valgrind: all
+	sh tools/valgrind-check.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ari $(DESTDIR)$(CLUADIR)/ari $(DESTDIR)$(MANDIR)
+	install -m 755 ari-lua $(DESTDIR)$(BINDIR)/ari-lua
+	install -m 755 $(BUILD)/ari/core.so $(DESTDIR)$(CLUADIR)/ari/core.so
+	cd lua && find ari -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
+	cd lua && find ari -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
+	[ ! -f docs/ari-lua.1 ] || install -m 644 docs/ari-lua.1 $(DESTDIR)$(MANDIR)/ari-lua.1
+
+uninstall:
+	rm -rf $(DESTDIR)$(BINDIR)/ari-lua $(DESTDIR)$(LUADIR)/ari $(DESTDIR)$(CLUADIR)/ari $(DESTDIR)$(MANDIR)/ari-lua.1
+
+# Installs the Debian packages that are missing (needs root).
+deps:
+	sh tools/deps.sh
+
+# The first quick-start command's last step: an example app against the
+# built-in simulated Asterisk.
+demo: all
+	./ari-lua --sim examples/hello.lua
+
+clean:
+	rm -rf build ari-lua

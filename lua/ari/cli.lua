@@ -1,0 +1,167 @@
+-- ari.cli: the `ari-lua` command line.  main(argv) returns the exit code:
+-- 0 clean, 1 script error, 2 usage error.
+local core = require "ari.core"
+local config = require "ari.config"
+
+local M = {}
+
+local USAGE = [[
+usage: ari-lua [options] script.lua [args...]
+       ari-lua sim --listen HOST:PORT [scenario.lua]
+
+Runs script.lua as a coroutine on ari-lua's event loop, connected to Asterisk
+ARI.  Options (environment defaults in brackets):
+  --url URL             ARI base URL, e.g. http://127.0.0.1:8088 [ARI_URL]
+  --user NAME           ARI user [ARI_USER]
+  --password SECRET     ARI password [ARI_PASSWORD]
+  --app NAME            Stasis application name [ARI_APP]
+  --log-level LEVEL     error, warn, info (default) or debug
+  --log-format FORMAT   text (default) or json
+  --shutdown-grace MS   on SIGINT/SIGTERM, how long running calls may finish
+  --sim[=SCENARIO]      run against the built-in simulated Asterisk
+  --sim-speed N         run simulated durations N times faster
+  --transcript FILE     with --sim, write the transcript as JSON lines
+  -h, --help            this help
+  -v, --version         print the version
+]]
+
+local function usage_error(msg)
+  io.stderr:write("ari-lua: ", msg, "\n", "try 'ari-lua --help'\n")
+  return 2
+end
+
+-- Options that take a value: name -> config key (and a converter).
+local VALUED = {
+  url = { "url" }, user = { "user" }, password = { "password" }, app = { "app" },
+  ["log-level"] = { "log_level" }, ["log-format"] = { "log_format" },
+  ["shutdown-grace"] = { "shutdown_grace", tonumber },
+  ["sim-speed"] = { "sim_speed", tonumber }, transcript = { "transcript" },
+  listen = { "listen" }, metrics = { "metrics" },
+}
+
+--- Parse argv (argv[0] is the program).  Returns opts, rest or nil, err.
+function M.parse(argv)
+  local opts, rest = {}, {}
+  local i = 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    if #rest > 0 or a == "-" or a:sub(1, 1) ~= "-" then
+      rest[#rest + 1] = a
+    elseif a == "--" then
+      for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
+      break
+    elseif a == "-h" or a == "--help" then opts.help = true
+    elseif a == "-v" or a == "--version" then opts.version = true
+    elseif a == "--sim" then opts.sim = true
+    elseif a:match("^%-%-sim=") then opts.sim = a:sub(7)
+    else
+      local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
+      name = name or a:match("^%-%-([%w%-]+)$")
+      local spec = name and VALUED[name]
+      if spec == nil then return nil, "unknown option '" .. a .. "'" end
+      if val == nil then
+        i = i + 1
+        val = argv[i]
+        if val == nil then return nil, "option '" .. a .. "' needs a value" end
+      end
+      if spec[2] then
+        local conv = spec[2](val)
+        if conv == nil then return nil, "option '--" .. name .. "' takes a number, not '" .. val .. "'" end
+        val = conv
+      end
+      opts[spec[1]] = val
+    end
+    i = i + 1
+  end
+  return opts, rest
+end
+
+local function apply(opts)
+  local log = require "ari.log"
+  for _, k in ipairs { "url", "user", "password", "app", "shutdown_grace", "sim", "sim_speed",
+    "transcript", "listen", "metrics" } do
+    if opts[k] ~= nil then config[k] = opts[k] end
+  end
+  log.add_secret(config.password)
+  if opts.log_level then
+    local ok, err = pcall(log.set_level, opts.log_level)
+    if not ok then return err end
+  end
+  if opts.log_format then
+    local ok, err = pcall(log.set_format, opts.log_format)
+    if not ok then return err end
+  end
+end
+
+-- Run `fn` as the main coroutine, then the loop until nothing is pending.
+-- Returns 0, or 1 when the main coroutine raised.
+local function run_main(fn, ...)
+  local ari = require "ari"
+  local sched = require "ari.sched"
+  local log = require "ari.log"
+  local rc = 0
+  local stopping = false
+  local function on_signal(signum)
+    local name = signum == 2 and "SIGINT" or "SIGTERM"
+    if stopping then
+      log.warn("second %s: stopping now", name)
+      core.stop()
+      return
+    end
+    stopping = true
+    ari.shutdown(name)
+    local t = core.timer(config.shutdown_grace or 10000, function()
+      log.warn("shutdown grace period over; stopping")
+      core.stop()
+    end)
+    t:unref()
+  end
+  local sigs = { core.signal("SIGINT", on_signal), core.signal("SIGTERM", on_signal) }
+  sched.spawn(fn, function(ok, err)
+    if not ok then
+      rc = 1
+      io.stderr:write("ari-lua: ", tostring(err), "\n")
+      if type(err) == "table" and err.traceback then io.stderr:write(err.traceback, "\n") end
+      ari.shutdown("script error")
+    end
+  end, ...)
+  core.run()
+  for _, s in ipairs(sigs) do s:close() end
+  return rc
+end
+
+function M.main(argv)
+  local opts, rest = M.parse(argv)
+  if opts == nil then return usage_error(rest) end
+  if opts.help then io.stdout:write(USAGE); return 0 end
+  if opts.version then
+    io.stdout:write("ari-lua ", core.version, " (", _VERSION, ")\n")
+    return 0
+  end
+  local err = apply(opts)
+  if err then return usage_error(err) end
+  if rest[1] == "sim" then
+    local ok, sim = pcall(require, "ari.sim.cli")
+    if not ok then io.stderr:write("ari-lua: the simulator is not available: ", tostring(sim), "\n"); return 1 end
+    return sim.main(opts, table.move(rest, 2, #rest, 1, {}))
+  end
+  local script = rest[1]
+  if script == nil then return usage_error("no script given") end
+  local chunk, lerr = loadfile(script)
+  if chunk == nil then
+    io.stderr:write("ari-lua: ", lerr, "\n")
+    return 1
+  end
+  local args = table.move(rest, 2, #rest, 1, {})
+  local argt = table.move(rest, 1, #rest, 0, {})
+  argt[-1] = argv[0]
+  _G.arg = argt -- as the standalone lua interpreter does
+  if opts.sim then
+    local ok, sim = pcall(require, "ari.sim.host")
+    if not ok then io.stderr:write("ari-lua: the simulator is not available: ", tostring(sim), "\n"); return 1 end
+    return sim.run(chunk, args, opts, run_main)
+  end
+  return run_main(chunk, table.unpack(args))
+end
+
+return M

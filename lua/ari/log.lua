@@ -1,0 +1,84 @@
+-- ari.log: levelled logging to stderr, as text or JSON lines, with
+-- per-call prefixes and redaction of registered secrets (passwords never
+-- reach a log line).
+local M = {}
+
+local LEVELS = { error = 0, warn = 1, info = 2, debug = 3 }
+M.LEVELS = LEVELS
+
+local level = LEVELS.info
+local format = "text"
+local out = io.stderr
+local secrets = {}
+
+local function redact(s)
+  for i = 1, #secrets do
+    local sec = secrets[i]
+    local a, b = s:find(sec, 1, true)
+    while a do
+      s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
+      a, b = s:find(sec, a + 3, true)
+    end
+  end
+  return s
+end
+M.redact = redact
+
+local function json_string(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+local function emit(lvl, prefix, fmt, ...)
+  if LEVELS[lvl] > level then return end
+  local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+  msg = redact(msg)
+  local t = os.time()
+  if format == "json" then
+    out:write(string.format('{"time":%s,"level":"%s"%s,"msg":%s}\n',
+      json_string(os.date("!%Y-%m-%dT%H:%M:%SZ", t)), lvl,
+      prefix and (',"call":' .. json_string(prefix)) or "", json_string(msg)))
+  else
+    out:write(os.date("%H:%M:%S", t), " ", lvl:upper(), " ",
+      prefix and ("[" .. prefix .. "] ") or "", msg, "\n")
+  end
+  out:flush()
+end
+
+--- Set the level ("error", "warn", "info", "debug").
+function M.set_level(l)
+  if LEVELS[l] == nil then error("unknown log level '" .. tostring(l) .. "'", 2) end
+  level = LEVELS[l]
+  local ok, core = pcall(require, "ari.core")
+  if ok then core.set_log_level(LEVELS[l]) end
+end
+function M.get_level() for k, v in pairs(LEVELS) do if v == level then return k end end end
+function M.enabled(l) return LEVELS[l] <= level end
+
+--- "text" or "json".
+function M.set_format(f)
+  if f ~= "text" and f ~= "json" then error("unknown log format '" .. tostring(f) .. "'", 2) end
+  format = f
+end
+
+--- Never print s (a password, a token) in any log line.
+function M.add_secret(s)
+  if type(s) == "string" and #s > 0 then secrets[#secrets + 1] = s end
+end
+
+--- Redirect output (a file handle); for tests.
+function M.set_output(f) out = f or io.stderr end
+
+local Logger = {}
+Logger.__index = Logger
+for name in pairs(LEVELS) do
+  M[name] = function(fmt, ...) emit(name, nil, fmt, ...) end
+  Logger[name] = function(self, fmt, ...) emit(name, self.prefix, fmt, ...) end
+end
+
+--- A logger whose lines carry a prefix (a call's channel id and name).
+function M.new(prefix) return setmetatable({ prefix = prefix }, Logger) end
+
+return M

@@ -1,0 +1,157 @@
+-- ari.sched: coroutines on the loop.
+--
+-- Every wait in ari-lua (a REST reply, a timer, an event) goes through
+-- sched.suspend: the coroutine yields, and the function given to the
+-- operation (`wake`) resumes it exactly once.  A wait can be cancelled from
+-- outside (sched.cancel), which resumes the coroutine by raising an error in
+-- it; a wake that arrives afterwards is ignored.  Errors never escape into
+-- the loop: spawn() runs its function under xpcall and reports failures
+-- with their traceback through sched.on_error.
+local core = require "ari.core"
+
+local co_create, co_resume, co_yield, co_running, co_status =
+  coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
+local traceback = debug.traceback
+local select, error, type = select, error, type
+
+local M = {}
+
+local CANCEL = setmetatable({}, { __tostring = function() return "ari.sched.CANCEL" end })
+
+-- co -> token of its current wait (absent when not waiting)
+local waits = setmetatable({}, { __mode = "k" })
+-- co -> packed values delivered before the coroutine actually yielded
+local early = setmetatable({}, { __mode = "k" })
+local next_token = 0
+local live = 0
+
+local function default_on_error(msg)
+  io.stderr:write("ari-lua: ", tostring(msg), "\n")
+end
+M.on_error = default_on_error
+
+local function resume(co, ...)
+  local ok, err = co_resume(co, ...)
+  if not ok then
+    M.on_error(traceback(co, tostring(err)))
+  end
+end
+M.resume = resume
+
+local function finish(ok, ...)
+  live = live - 1
+  return ok, ...
+end
+
+local function handler(e)
+  if type(e) == "table" then
+    -- structured errors keep their identity; the traceback rides along
+    if e.traceback == nil and getmetatable(e) == nil then e.traceback = traceback(nil, 2) end
+    return e
+  end
+  return traceback(tostring(e), 2)
+end
+M.traceback_handler = handler
+
+--- Start fn(...) as a new coroutine now.  Returns the coroutine.
+-- on_done(ok, err_or_first_result, ...) is called when it ends, whether by
+-- return or by error; without on_done an error is reported via on_error.
+function M.spawn(fn, on_done, ...)
+  local co = co_create(function(...)
+    live = live + 1
+    if on_done then
+      on_done(finish(xpcall(fn, handler, ...)))
+    else
+      local ok, err = finish(xpcall(fn, handler, ...))
+      if not ok then M.on_error(err) end
+    end
+  end)
+  resume(co, ...)
+  return co
+end
+
+function M.live() return live end
+
+local function unpack_early(t) return table.unpack(t, 1, t.n) end
+
+local function check(first, ...)
+  if first == CANCEL then error((...), 0) end
+  return first, ...
+end
+
+--- Suspend the running coroutine until the function passed to `start`
+-- is called; return what it was called with.  `start(wake)` begins the
+-- operation; wake may be called at once, later, or never (then only a
+-- cancel ends the wait).
+function M.suspend(start)
+  local co, main = co_running()
+  if main then error("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2) end
+  next_token = next_token + 1
+  local tok = next_token
+  waits[co] = tok
+  local function wake(...)
+    if waits[co] ~= tok then return false end
+    waits[co] = nil
+    if co_status(co) == "running" then
+      early[co] = table.pack(...)
+    else
+      resume(co, ...)
+    end
+    return true
+  end
+  local ok, err = pcall(start, wake)
+  if not ok then
+    waits[co], early[co] = nil, nil
+    error(err, 0)
+  end
+  local e = early[co]
+  if e then
+    early[co] = nil
+    return check(unpack_early(e))
+  end
+  return check(co_yield())
+end
+
+--- Is co blocked in a wait?
+function M.waiting(co) return waits[co] ~= nil end
+
+--- End co's current wait by raising err inside it.  Returns true if co was
+-- waiting.
+function M.cancel(co, err)
+  if waits[co] == nil then return false end
+  waits[co] = nil
+  if co_status(co) == "running" then
+    early[co] = table.pack(CANCEL, err)
+  else
+    resume(co, CANCEL, err)
+  end
+  return true
+end
+
+--- Sleep ms milliseconds (cancellable).
+function M.sleep(ms)
+  local t
+  local ok, err = pcall(M.suspend, function(wake) t = core.timer(ms, wake) end)
+  if not ok then
+    if t then t:stop() end
+    error(err, 0)
+  end
+end
+
+--- Run the loop until fn(...) (started as a coroutine) has finished and
+-- nothing else is pending, or until it has finished when opts.until_done.
+-- Returns fn's results or raises its error.  Must be called from the main
+-- thread (not from a coroutine).
+function M.run(fn, ...)
+  local result
+  M.spawn(fn, function(...) result = table.pack(...) end, ...)
+  while result == nil do
+    if not core.run(true) and result == nil then
+      error("ari.run: the loop ran out of work before the function finished (a wait nobody will wake)", 2)
+    end
+  end
+  if not result[1] then error(result[2], 0) end
+  return table.unpack(result, 2, result.n)
+end
+
+return M
