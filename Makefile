@@ -26,7 +26,7 @@ HDRS       := $(wildcard src/*.h)
 BUSTED     ?= lua5.4 /usr/bin/busted
 JOBS       ?= 2
 
-.PHONY: all test check valgrind install uninstall deps demo clean bench fuzz
+.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz
 
 all: ari-lua $(BUILD)/ari/core.so
 
@@ -69,6 +69,14 @@ install: all
 	cd lua && find ari -type d -exec install -d $(DESTDIR)$(LUADIR)/{} \;
 	cd lua && find ari -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
 	[ ! -f docs/ari-lua.1 ] || install -m 644 docs/ari-lua.1 $(DESTDIR)$(MANDIR)/ari-lua.1
+
+# What LuaRocks' make backend calls (rockspec/): no man page, LuaRocks' dirs.
+install-rock: all
+	install -d $(BINDIR) $(LUADIR)/ari $(CLUADIR)/ari
+	install -m 755 ari-lua $(BINDIR)/ari-lua
+	install -m 755 $(BUILD)/ari/core.so $(CLUADIR)/ari/core.so
+	cd lua && find ari -type d -exec install -d $(LUADIR)/{} \;
+	cd lua && find ari -name '*.lua' -exec install -m 644 {} $(LUADIR)/{} \;
 
 uninstall:
 	rm -rf $(DESTDIR)$(BINDIR)/ari-lua $(DESTDIR)$(LUADIR)/ari $(DESTDIR)$(CLUADIR)/ari $(DESTDIR)$(MANDIR)/ari-lua.1
