@@ -1,0 +1,219 @@
+-- Generates lua/ari/schema.lua from the ARI swagger files.
+--   lua5.4 tools/gen-schema.lua <dir with the ARI *.json files> [out.lua]
+-- Without out.lua the result goes to stdout.  Only facts are copied (names,
+-- paths, methods, types, required flags, allowed values, defaults, error
+-- codes with their reasons); no description/summary/notes text.  The output
+-- is deterministic: every list is sorted.
+local dir, out = arg[1], arg[2]
+if not dir then
+  io.stderr:write("usage: lua5.4 tools/gen-schema.lua <ari-api dir> [out.lua]\n")
+  os.exit(2)
+end
+
+-- A JSON decoder: the project's own (build/ari/core.so) when it is built,
+-- else lua-cjson.
+local decode
+do
+  package.cpath = "build/?.so;" .. package.cpath
+  local ok, core = pcall(require, "ari.core")
+  if ok and type(core.json_decode) == "function" and core.json_decode("[1]") then
+    decode = function(text)
+      local v, err = core.json_decode(text)
+      if v == nil then error(err) end
+      return v
+    end
+  else
+    local cjson = require "cjson"
+    decode = cjson.decode
+  end
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b)
+    if type(a) == type(b) then return a < b end
+    return type(a) == "number"
+  end)
+  return ks
+end
+
+-- resource files: every *.json except resources.json (the index)
+local files = {}
+do
+  local p = assert(io.popen("ls '" .. dir:gsub("'", "'\\''") .. "'"))
+  for name in p:lines() do
+    local base = name:match("^(.-)%.json$")
+    if base and base ~= "resources" then files[#files + 1] = base end
+  end
+  p:close()
+  table.sort(files)
+end
+
+local function allowed_of(av)
+  if type(av) ~= "table" then return nil end
+  if av.valueType == "LIST" then
+    local vs = {}
+    for i, v in ipairs(av.values) do vs[i] = v end
+    return { values = vs }
+  elseif av.valueType == "RANGE" then
+    return { min = av.min, max = av.max }
+  end
+  return nil
+end
+
+local models, operations, resources = {}, {}, {}
+local parent = {}
+
+for _, base in ipairs(files) do
+  local doc = decode(read(dir .. "/" .. base .. ".json"))
+  resources[#resources + 1] = base
+  for name, m in pairs(doc.models or {}) do
+    if models[name] then error("model " .. name .. " defined twice") end
+    local props = {}
+    for pname, p in pairs(m.properties or {}) do
+      props[pname] = { type = p.type, required = p.required == true, allowed = allowed_of(p.allowableValues) }
+    end
+    local subtypes
+    if m.subTypes then
+      subtypes = {}
+      for i, s in ipairs(m.subTypes) do subtypes[i] = s; parent[s] = name end
+      table.sort(subtypes)
+    end
+    models[name] = { resource = base, own = props, discriminator = m.discriminator, subtypes = subtypes }
+  end
+  for _, api in ipairs(doc.apis or {}) do
+    for _, op in ipairs(api.operations or {}) do
+      local params = {}
+      for _, p in ipairs(op.parameters or {}) do
+        local where = p.paramType
+        params[#params + 1] = {
+          name = p.name,
+          where = where,
+          type = p.dataType,
+          -- a path cannot be built without its parameters
+          required = where == "path" or p.required == true,
+          multiple = p.allowMultiple == true,
+          allowed = allowed_of(p.allowableValues),
+          default = p.defaultValue,
+        }
+      end
+      table.sort(params, function(a, b) return a.name < b.name end)
+      local errs
+      for _, e in ipairs(op.errorResponses or {}) do
+        errs = errs or {}
+        errs[math.tointeger(tonumber(e.code))] = e.reason
+      end
+      operations[#operations + 1] = {
+        resource = base, nickname = op.nickname, method = op.httpMethod, path = api.path,
+        params = params, errors = errs, response = op.responseClass, upgrade = op.upgrade,
+      }
+    end
+  end
+end
+
+-- extends (from the parents' subTypes) and flattened properties
+for name, m in pairs(models) do
+  m.extends = parent[name]
+  local props = {}
+  local chain, n = {}, name
+  while n do chain[#chain + 1] = n; n = parent[n] end
+  for i = #chain, 1, -1 do
+    local cm = models[chain[i]]
+    if cm then
+      for pname, p in pairs(cm.own) do
+        local q = { type = p.type, required = p.required, allowed = p.allowed }
+        if chain[i] ~= name then q.from = chain[i] end
+        props[pname] = q
+      end
+    end
+  end
+  m.properties = props
+end
+
+table.sort(operations, function(a, b)
+  if a.resource ~= b.resource then return a.resource < b.resource end
+  return a.nickname < b.nickname
+end)
+
+-- serializer: sorted keys, one model / operation per block
+local buf = {}
+local function w(s) buf[#buf + 1] = s end
+
+local function ident(k)
+  return type(k) == "string" and k:match("^[%a_][%w_]*$") and not ({
+    ["and"] = 1, ["break"] = 1, ["do"] = 1, ["else"] = 1, ["elseif"] = 1, ["end"] = 1,
+    ["false"] = 1, ["for"] = 1, ["function"] = 1, ["goto"] = 1, ["if"] = 1, ["in"] = 1,
+    ["local"] = 1, ["nil"] = 1, ["not"] = 1, ["or"] = 1, ["repeat"] = 1, ["return"] = 1,
+    ["then"] = 1, ["true"] = 1, ["until"] = 1, ["while"] = 1 })[k]
+end
+
+local function ser(v)
+  local t = type(v)
+  if t == "string" then return string.format("%q", v)
+  elseif t == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    return string.format("%.17g", v)
+  elseif t == "boolean" then return tostring(v)
+  elseif t == "table" then
+    local parts = {}
+    local n = #v
+    for i = 1, n do parts[#parts + 1] = ser(v[i]) end
+    for _, k in ipairs(sorted_keys(v)) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then
+        local key = ident(k) and k or ("[" .. ser(k) .. "]")
+        parts[#parts + 1] = key .. " = " .. ser(v[k])
+      end
+    end
+    return "{ " .. table.concat(parts, ", ") .. " }"
+  end
+  error("cannot serialize " .. t)
+end
+
+w("-- generated by tools/gen-schema.lua from the Asterisk 22 ARI spec; do not edit\n")
+w("-- Regenerate: lua5.4 tools/gen-schema.lua /work/shared/ari-api lua/ari/schema.lua\n")
+w("local M = {}\n\n")
+w("M.resources = " .. ser(resources) .. "\n\n")
+w("M.models = {}\n")
+for _, name in ipairs(sorted_keys(models)) do
+  local m = models[name]
+  w(string.format("M.models[%q] = {\n", name))
+  w("  name = " .. ser(name) .. ",\n")
+  w("  resource = " .. ser(m.resource) .. ",\n")
+  if m.extends then w("  extends = " .. ser(m.extends) .. ",\n") end
+  if m.discriminator then w("  discriminator = " .. ser(m.discriminator) .. ",\n") end
+  if m.subtypes then w("  subtypes = " .. ser(m.subtypes) .. ",\n") end
+  w("  properties = {\n")
+  for _, pname in ipairs(sorted_keys(m.properties)) do
+    w(string.format("    [%q] = %s,\n", pname, ser(m.properties[pname])))
+  end
+  w("  },\n}\n")
+end
+w("\nM.operations = {\n")
+for _, op in ipairs(operations) do
+  w("  {\n")
+  for _, k in ipairs({ "resource", "nickname", "method", "path", "response", "upgrade" }) do
+    if op[k] ~= nil then w(string.format("    %s = %s,\n", k, ser(op[k]))) end
+  end
+  if op.errors then w("    errors = " .. ser(op.errors) .. ",\n") end
+  w("    params = {\n")
+  for _, p in ipairs(op.params) do w("      " .. ser(p) .. ",\n") end
+  w("    },\n  },\n")
+end
+w("}\n\nreturn M\n")
+
+local text = table.concat(buf)
+if out then
+  local f = assert(io.open(out, "wb"))
+  f:write(text)
+  f:close()
+else
+  io.write(text)
+end
