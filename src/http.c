@@ -1,4 +1,758 @@
-/* http.c - placeholder until the http module lands. */
+/* http.c - HTTP client: libcurl multi-socket API on the shared libuv loop.
+ *
+ * One curl multi handle per loop.  curl tells us which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION -> one uv_poll per socket) and when to call it
+ * back (CURLMOPT_TIMERFUNCTION -> one uv_timer); libuv reports readiness and
+ * we hand it to curl_multi_socket_action, then collect finished transfers
+ * with curl_multi_info_read and call their Lua callbacks.
+ *
+ *   core.http_request(opts, cb) -> request (:cancel())
+ *   core.http_config{ max_host_connections, max_total_connections }
+ *   core.http_stats() -> { in_flight, idle_handles }
+ *
+ * Easy handles are kept on a free list (curl_easy_reset on reuse); the
+ * connections themselves live in the multi handle's connection cache, so
+ * sequential requests to one host reuse a kept-alive connection.
+ *
+ * Loop liveness: the poll handles and the curl timer are unref'd (idle
+ * cached connections must not keep the loop running); a separate "keep"
+ * timer is armed while at least one request is in flight.
+ *
+ * Ownership: a request (http_req) is malloc'd, owned by the in-flight list
+ * until it completes or is cancelled, then freed at once.  Its Lua userdata
+ * holds a pointer to it, cleared when the request ends; while in flight the
+ * userdata is anchored in the registry (self_ref).  The context (http_ctx)
+ * is freed by the close callback of its curl timer, in the shutdown hook.
+ */
 #include "core.h"
 
-void http_open(lua_State *L) { (void)L; }
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <curl/curl.h>
+
+#define HTTP_REQ_MT "ari.core.http_request"
+#define HTTP_CTX_KEY "ari.core.http"
+#define HTTP_DEFAULT_TIMEOUT 30000L
+#define HTTP_DEFAULT_CONNECT_TIMEOUT 5000L
+#define HTTP_DEFAULT_MAX_BODY (64LL * 1024 * 1024)
+#define HTTP_MAX_IDLE_HANDLES 64
+#define HTTP_KEEP_MS (3600u * 1000u)
+
+typedef struct http_ctx http_ctx;
+
+typedef struct http_buf {
+  char *p;
+  size_t len, cap;
+} http_buf;
+
+typedef struct http_req {
+  http_ctx *h;
+  CURL *easy;
+  struct curl_slist *hdrs;
+  struct http_req **slot; /* the Lua userdata's pointer, or NULL */
+  int cb_ref, self_ref;
+  long long max_body;
+  int too_large;
+  http_buf body, head;
+  char errbuf[CURL_ERROR_SIZE];
+  struct http_req *prev, *next; /* in-flight list */
+} http_req;
+
+typedef struct http_sock {
+  uv_poll_t poll;
+  http_ctx *h;
+  curl_socket_t fd;
+  struct http_sock *prev, *next;
+} http_sock;
+
+typedef struct http_easy {
+  CURL *easy;
+  struct http_easy *next;
+} http_easy;
+
+struct http_ctx {
+  core_loop *c;
+  CURLM *multi;
+  uv_timer_t timer; /* curl's timeout; its close callback frees the ctx */
+  uv_timer_t keep;  /* armed while requests are in flight */
+  int closing;
+  int in_flight;
+  int idle;
+  http_req *reqs;
+  http_sock *socks;
+  http_easy *free_easy;
+};
+
+static int http_global_done = 0;
+
+/* ---------------------------------------------------------------- buffers */
+
+static int http_buf_add(http_buf *b, const char *p, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    char *np;
+    while (cap < b->len + n + 1) cap *= 2;
+    np = realloc(b->p, cap);
+    if (np == NULL) return -1;
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+  return 0;
+}
+
+static void http_buf_free(http_buf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---------------------------------------------------------------- easy pool */
+
+static CURL *http_easy_get(http_ctx *h) {
+  http_easy *e = h->free_easy;
+  CURL *easy;
+  if (e == NULL) return curl_easy_init();
+  h->free_easy = e->next;
+  h->idle--;
+  easy = e->easy;
+  free(e);
+  curl_easy_reset(easy);
+  return easy;
+}
+
+static void http_easy_put(http_ctx *h, CURL *easy) {
+  http_easy *e;
+  if (h->closing || h->idle >= HTTP_MAX_IDLE_HANDLES || (e = malloc(sizeof *e)) == NULL) {
+    curl_easy_cleanup(easy);
+    return;
+  }
+  e->easy = easy;
+  e->next = h->free_easy;
+  h->free_easy = e;
+  h->idle++;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void http_keep_cb(uv_timer_t *t) { (void)t; }
+
+static void http_link(http_req *r) {
+  http_ctx *h = r->h;
+  r->prev = NULL;
+  r->next = h->reqs;
+  if (h->reqs) h->reqs->prev = r;
+  h->reqs = r;
+  if (h->in_flight++ == 0 && !h->closing) uv_timer_start(&h->keep, http_keep_cb, HTTP_KEEP_MS, HTTP_KEEP_MS);
+}
+
+/* Take the request out of curl and the in-flight list, return its easy
+ * handle to the pool, detach the userdata, free everything except the
+ * callback reference (returned, the caller owns it). */
+static int http_finish(http_req *r) {
+  http_ctx *h = r->h;
+  core_loop *c = h->c;
+  int cb = r->cb_ref;
+  if (r->prev) r->prev->next = r->next;
+  else h->reqs = r->next;
+  if (r->next) r->next->prev = r->prev;
+  if (--h->in_flight == 0) uv_timer_stop(&h->keep);
+  if (r->easy) {
+    curl_multi_remove_handle(h->multi, r->easy);
+    http_easy_put(h, r->easy);
+    r->easy = NULL;
+  }
+  curl_slist_free_all(r->hdrs);
+  http_buf_free(&r->body);
+  http_buf_free(&r->head);
+  if (r->slot) *r->slot = NULL;
+  if (!c->closing) core_unref(c, r->self_ref);
+  free(r);
+  return cb;
+}
+
+static size_t http_write_cb(char *ptr, size_t size, size_t n, void *ud) {
+  http_req *r = (http_req *)ud;
+  size_t len = size * n;
+  if ((long long)(r->body.len + len) > r->max_body) {
+    r->too_large = 1;
+    return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+  }
+  if (http_buf_add(&r->body, ptr, len) != 0) return 0;
+  return len;
+}
+
+static size_t http_header_cb(char *ptr, size_t size, size_t n, void *ud) {
+  http_req *r = (http_req *)ud;
+  size_t len = size * n;
+  /* a new status line (1xx interim or a second response) starts over */
+  if (len >= 5 && memcmp(ptr, "HTTP/", 5) == 0) r->head.len = 0;
+  if (r->head.len + len > 1024 * 1024) return 0; /* absurd header block */
+  if (http_buf_add(&r->head, ptr, len) != 0) return 0;
+  return len;
+}
+
+/* Push the header block as a table { lower-case name = value }; repeated
+ * headers are joined with ", ". */
+static void http_push_headers(lua_State *L, const http_buf *b) {
+  const char *p = b->p, *end = b->p + b->len;
+  lua_newtable(L);
+  if (p == NULL) return;
+  /* skip the status line */
+  while (p < end && *p != '\n') p++;
+  while (p < end) {
+    const char *line = ++p, *eol, *colon, *v, *ve;
+    luaL_Buffer nb;
+    if (p >= end) break;
+    while (p < end && *p != '\n') p++;
+    eol = p;
+    colon = memchr(line, ':', (size_t)(eol - line));
+    if (colon == NULL || colon == line) continue;
+    v = colon + 1;
+    ve = eol;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    luaL_buffinit(L, &nb);
+    for (const char *q = line; q < colon; q++) luaL_addchar(&nb, (char)tolower((unsigned char)*q));
+    luaL_pushresult(&nb);      /* name */
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);         /* existing value */
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, v, (size_t)(ve - v));
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, v, (size_t)(ve - v));
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+static const char *http_kind(CURLcode rc, int too_large) {
+  switch (rc) {
+  case CURLE_COULDNT_CONNECT:
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return "connect";
+  case CURLE_OPERATION_TIMEDOUT:
+    return "timeout";
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_GOT_NOTHING:
+  case CURLE_PARTIAL_FILE:
+  case CURLE_WEIRD_SERVER_REPLY:
+    return "reset";
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_CLIENTCERT:
+  case CURLE_USE_SSL_FAILED:
+    return "tls";
+  case CURLE_FILESIZE_EXCEEDED:
+    return "too_large";
+  case CURLE_WRITE_ERROR:
+    return too_large ? "too_large" : "other";
+  default:
+    return "other";
+  }
+}
+
+/* A transfer ended: call its callback with the response or the error. */
+static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
+  core_loop *c = h->c;
+  lua_State *L = c->L;
+  int cb;
+  if (c->closing) return;
+  if (!lua_checkstack(L, 8)) return;
+  if (rc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    core_push_ref(c, r->cb_ref);
+    lua_pushinteger(L, status);
+    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
+    http_push_headers(L, &r->head);
+    cb = http_finish(r);
+    core_call(c, 3, 0);
+  } else {
+    const char *kind = http_kind(rc, r->too_large);
+    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+    core_push_ref(c, r->cb_ref);
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    if (strcmp(kind, "too_large") == 0 && rc == CURLE_WRITE_ERROR)
+      lua_pushfstring(L, "response body larger than max_body (%I bytes)", (lua_Integer)r->max_body);
+    else
+      lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "code");
+    cb = http_finish(r);
+    core_call(c, 2, 0);
+  }
+  core_unref(c, cb);
+}
+
+static void http_check_done(http_ctx *h) {
+  CURLMsg *m;
+  int left;
+  while (!h->closing && (m = curl_multi_info_read(h->multi, &left)) != NULL) {
+    http_req *r = NULL;
+    if (m->msg != CURLMSG_DONE) continue;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    if (r == NULL) continue;
+    http_complete(h, r, m->data.result);
+  }
+}
+
+/* ---------------------------------------------------------------- curl <-> uv */
+
+static void http_sock_free(uv_handle_t *p) { free(p->data); }
+
+static void http_sock_close(http_ctx *h, http_sock *s) {
+  if (s->prev) s->prev->next = s->next;
+  else h->socks = s->next;
+  if (s->next) s->next->prev = s->prev;
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, http_sock_free);
+}
+
+static void http_poll_cb(uv_poll_t *p, int status, int events) {
+  http_sock *s = (http_sock *)p->data;
+  http_ctx *h = s->h;
+  int flags = 0, running;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(h->multi, s->fd, flags, &running); /* may free s */
+  http_check_done(h);
+}
+
+static int http_socket_cb(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp) {
+  http_ctx *h = (http_ctx *)userp;
+  http_sock *s = (http_sock *)socketp;
+  int events = 0;
+  (void)easy;
+  if (action == CURL_POLL_REMOVE) {
+    if (s) {
+      curl_multi_assign(h->multi, fd, NULL);
+      http_sock_close(h, s);
+    }
+    return 0;
+  }
+  if (h->closing) return 0;
+  if (s == NULL) {
+    s = calloc(1, sizeof *s);
+    if (s == NULL) return -1;
+    if (uv_poll_init_socket(&h->c->uv, &s->poll, fd) != 0) {
+      free(s);
+      return -1;
+    }
+    s->poll.data = s;
+    s->h = h;
+    s->fd = fd;
+    s->next = h->socks;
+    if (h->socks) h->socks->prev = s;
+    h->socks = s;
+    uv_unref((uv_handle_t *)&s->poll);
+    curl_multi_assign(h->multi, fd, s);
+  }
+  if (action & CURL_POLL_IN) events |= UV_READABLE;
+  if (action & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&s->poll, events, http_poll_cb);
+  return 0;
+}
+
+static void http_timeout_cb(uv_timer_t *t) {
+  http_ctx *h = (http_ctx *)t->data;
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  http_check_done(h);
+}
+
+static int http_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  http_ctx *h = (http_ctx *)userp;
+  (void)multi;
+  if (h->closing) return 0;
+  if (timeout_ms < 0) uv_timer_stop(&h->timer);
+  else uv_timer_start(&h->timer, http_timeout_cb, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- teardown */
+
+static void http_ctx_free(uv_handle_t *t) {
+  http_ctx *h = (http_ctx *)t->data;
+  free(h);
+}
+
+static void http_keep_closed(uv_handle_t *t) {
+  http_ctx *h = (http_ctx *)t->data;
+  uv_close((uv_handle_t *)&h->timer, http_ctx_free);
+}
+
+static void http_shutdown(core_loop *c, void *ud) {
+  http_ctx *h = (http_ctx *)ud;
+  http_easy *e;
+  (void)c;
+  h->closing = 1;
+  while (h->reqs) {
+    http_req *r = h->reqs;
+    r->self_ref = LUA_NOREF; /* the registry goes away with the state */
+    r->cb_ref = LUA_NOREF;
+    http_finish(r); /* easy handles are cleaned up while closing */
+  }
+  while ((e = h->free_easy) != NULL) {
+    h->free_easy = e->next;
+    curl_easy_cleanup(e->easy);
+    free(e);
+  }
+  h->idle = 0;
+  curl_multi_cleanup(h->multi); /* may still report sockets to remove */
+  h->multi = NULL;
+  while (h->socks) http_sock_close(h, h->socks);
+  uv_timer_stop(&h->timer);
+  uv_timer_stop(&h->keep);
+  uv_close((uv_handle_t *)&h->keep, http_keep_closed);
+}
+
+static http_ctx *http_ctx_get(lua_State *L) {
+  http_ctx *h;
+  lua_getfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
+  h = (http_ctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (h == NULL || h->closing) luaL_error(L, "ari.core.http: not available");
+  return h;
+}
+
+/* ---------------------------------------------------------------- Lua API */
+
+static int http_opt_int(lua_State *L, int t, const char *name, long long def, long long *out) {
+  int ty = lua_getfield(L, t, name);
+  if (ty == LUA_TNIL) {
+    *out = def;
+  } else if (lua_isinteger(L, -1)) {
+    *out = (long long)lua_tointeger(L, -1);
+  } else if (ty == LUA_TNUMBER) {
+    *out = (long long)lua_tonumber(L, -1);
+  } else {
+    lua_pop(L, 1);
+    return luaL_error(L, "http_request: opts.%s must be a number", name);
+  }
+  lua_pop(L, 1);
+  if (*out < 0) return luaL_error(L, "http_request: opts.%s must not be negative", name);
+  return 0;
+}
+
+static const char *http_opt_str(lua_State *L, int t, const char *name, size_t *len) {
+  const char *s;
+  int ty = lua_getfield(L, t, name);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (ty != LUA_TSTRING && ty != LUA_TNUMBER) {
+    luaL_error(L, "http_request: opts.%s must be a string", name);
+    return NULL;
+  }
+  s = lua_tolstring(L, -1, len);
+  lua_pop(L, 1); /* still referenced by the opts table */
+  return s;
+}
+
+static int http_is_token(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch <= 32 || ch >= 127 || strchr("()<>@,;:\\\"/[]?={}", ch)) return 0;
+  }
+  return 1;
+}
+
+static int http_has_crlf(const char *s, size_t n) {
+  return memchr(s, '\r', n) != NULL || memchr(s, '\n', n) != NULL || memchr(s, '\0', n) != NULL;
+}
+
+/* Build the header list (and collect whether Content-Type was given). */
+static struct curl_slist *http_headers(lua_State *L, int t, int *has_ctype, const char **err) {
+  struct curl_slist *list = NULL, *nl;
+  *has_ctype = 0;
+  *err = NULL;
+  if (lua_getfield(L, t, "headers") == LUA_TNIL) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    *err = "opts.headers must be a table";
+    return NULL;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    const char *name, *val;
+    size_t vlen;
+    if (lua_type(L, -2) != LUA_TSTRING || !(lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+      *err = "opts.headers must map names to string values";
+    } else {
+      name = lua_tostring(L, -2);
+      lua_pushvalue(L, -1); /* tostring on a copy, not on the key iteration value */
+      val = lua_tolstring(L, -1, &vlen);
+      if (!http_is_token(name)) *err = "invalid header name";
+      else if (http_has_crlf(val, vlen)) *err = "header value contains CR, LF or NUL";
+      else {
+        lua_pushfstring(L, vlen ? "%s: %s" : "%s;", name, val);
+        nl = curl_slist_append(list, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (nl == NULL) *err = "out of memory";
+        else list = nl;
+        if (strcasecmp(name, "Content-Type") == 0) *has_ctype = 1;
+      }
+      lua_pop(L, 1);
+    }
+    if (*err) {
+      lua_pop(L, 3);
+      curl_slist_free_all(list);
+      return NULL;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return list;
+}
+
+static int http_request(lua_State *L) {
+  http_ctx *h = http_ctx_get(L);
+  const char *url, *method, *body, *user, *password, *cainfo;
+  size_t body_len = 0, url_len;
+  long long timeout, ctimeout, max_body;
+  int insecure, has_ctype;
+  const char *err;
+  struct curl_slist *hdrs, *nl;
+  http_req *r, **slot;
+  CURL *easy;
+  CURLMcode mrc;
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  url = http_opt_str(L, 1, "url", &url_len);
+  if (url == NULL) return luaL_error(L, "http_request: opts.url is required");
+  if (http_has_crlf(url, url_len)) return luaL_error(L, "http_request: opts.url contains CR, LF or NUL");
+  method = http_opt_str(L, 1, "method", NULL);
+  if (method == NULL) method = "GET";
+  if (!http_is_token(method)) return luaL_error(L, "http_request: invalid method '%s'", method);
+  body = http_opt_str(L, 1, "body", &body_len);
+  user = http_opt_str(L, 1, "user", NULL);
+  password = http_opt_str(L, 1, "password", NULL);
+  cainfo = http_opt_str(L, 1, "cainfo", NULL);
+  http_opt_int(L, 1, "timeout", HTTP_DEFAULT_TIMEOUT, &timeout);
+  http_opt_int(L, 1, "connect_timeout", HTTP_DEFAULT_CONNECT_TIMEOUT, &ctimeout);
+  http_opt_int(L, 1, "max_body", HTTP_DEFAULT_MAX_BODY, &max_body);
+  lua_getfield(L, 1, "insecure");
+  insecure = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
+  /* the userdata first: nothing is allocated yet if this raises */
+  slot = (http_req **)lua_newuserdatauv(L, sizeof *slot, 0);
+  *slot = NULL;
+  luaL_setmetatable(L, HTTP_REQ_MT);
+
+  hdrs = http_headers(L, 1, &has_ctype, &err);
+  if (err) return luaL_error(L, "http_request: %s", err);
+  /* no "Expect: 100-continue" round trip for request bodies */
+  nl = curl_slist_append(hdrs, "Expect:");
+  if (nl) hdrs = nl;
+  if (!has_ctype && (body == NULL || body_len == 0)) {
+    nl = curl_slist_append(hdrs, "Content-Type:");
+    if (nl) hdrs = nl;
+  }
+
+  r = calloc(1, sizeof *r);
+  easy = r ? http_easy_get(h) : NULL;
+  if (easy == NULL) {
+    free(r);
+    curl_slist_free_all(hdrs);
+    return luaL_error(L, "http_request: out of memory");
+  }
+  r->h = h;
+  r->easy = easy;
+  r->hdrs = hdrs;
+  r->max_body = max_body;
+  r->cb_ref = LUA_NOREF;
+  r->self_ref = LUA_NOREF;
+
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
+  curl_easy_setopt(easy, CURLOPT_URL, url);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body);
+  if (user) curl_easy_setopt(easy, CURLOPT_USERNAME, user);
+  if (password) curl_easy_setopt(easy, CURLOPT_PASSWORD, password);
+  if (user || password) curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+  if (insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (cainfo) curl_easy_setopt(easy, CURLOPT_CAINFO, cainfo);
+
+  if (strcmp(method, "GET") == 0 && body == NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(method, "HEAD") == 0 && body == NULL) {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    /* every other verb (and GET/HEAD with a body) sends a body, possibly
+     * empty, so that Content-Length: 0 goes out for a bodiless POST */
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
+    if (strcmp(method, "POST") != 0) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
+  }
+
+  mrc = curl_multi_add_handle(h->multi, easy);
+  if (mrc != CURLM_OK) {
+    curl_slist_free_all(hdrs);
+    http_easy_put(h, easy);
+    free(r);
+    return luaL_error(L, "http_request: %s", curl_multi_strerror(mrc));
+  }
+  *slot = r;
+  r->slot = slot;
+  r->cb_ref = core_ref(L, 2);
+  r->self_ref = core_ref(L, -1);
+  http_link(r);
+  return 1;
+}
+
+static int http_req_cancel(lua_State *L) {
+  http_req **slot = (http_req **)luaL_checkudata(L, 1, HTTP_REQ_MT);
+  http_req *r = *slot;
+  if (r != NULL) {
+    core_loop *c = r->h->c;
+    int cb = http_finish(r); /* clears *slot */
+    core_unref(c, cb);
+    lua_pushboolean(L, 1);
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  return 1;
+}
+
+static int http_req_active(lua_State *L) {
+  http_req **slot = (http_req **)luaL_checkudata(L, 1, HTTP_REQ_MT);
+  lua_pushboolean(L, *slot != NULL);
+  return 1;
+}
+
+static int http_req_gc(lua_State *L) {
+  http_req **slot = (http_req **)luaL_checkudata(L, 1, HTTP_REQ_MT);
+  /* only reached while in flight at lua_close: detach, the shutdown hook
+   * frees the request */
+  if (*slot != NULL) {
+    (*slot)->slot = NULL;
+    *slot = NULL;
+  }
+  return 0;
+}
+
+static int http_config(lua_State *L) {
+  http_ctx *h = http_ctx_get(L);
+  long long v;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "max_host_connections");
+  if (!lua_isnil(L, -1)) {
+    v = (long long)luaL_checkinteger(L, -1);
+    if (v < 0) return luaL_error(L, "http_config: max_host_connections must not be negative");
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)v);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "max_total_connections");
+  if (!lua_isnil(L, -1)) {
+    v = (long long)luaL_checkinteger(L, -1);
+    if (v < 0) return luaL_error(L, "http_config: max_total_connections must not be negative");
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)v);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int http_stats(lua_State *L) {
+  http_ctx *h = http_ctx_get(L);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, h->in_flight);
+  lua_setfield(L, -2, "in_flight");
+  lua_pushinteger(L, h->idle);
+  lua_setfield(L, -2, "idle_handles");
+  return 1;
+}
+
+void http_open(lua_State *L) {
+  static const luaL_Reg req_m[] = {
+    {"cancel", http_req_cancel}, {"active", http_req_active}, {"__gc", http_req_gc}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+    {"http_request", http_request}, {"http_config", http_config}, {"http_stats", http_stats},
+    {NULL, NULL}};
+  core_loop *c = core_get(L);
+
+  if (luaL_newmetatable(L, HTTP_REQ_MT)) {
+    luaL_setfuncs(L, req_m, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+
+  lua_getfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
+  if (lua_isnil(L, -1)) {
+    http_ctx *h;
+    if (!http_global_done) {
+      if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) luaL_error(L, "ari.core.http: curl_global_init failed");
+      http_global_done = 1;
+    }
+    h = calloc(1, sizeof *h);
+    if (h == NULL) luaL_error(L, "ari.core.http: out of memory");
+    h->multi = curl_multi_init();
+    if (h->multi == NULL) {
+      free(h);
+      luaL_error(L, "ari.core.http: curl_multi_init failed");
+    }
+    h->c = c;
+    uv_timer_init(&c->uv, &h->timer);
+    uv_timer_init(&c->uv, &h->keep);
+    h->timer.data = h;
+    h->keep.data = h;
+    uv_unref((uv_handle_t *)&h->timer);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 32L);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+    lua_pushlightuserdata(L, h);
+    lua_setfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
+    core_on_shutdown(c, http_shutdown, h);
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, fns, 0);
+}
