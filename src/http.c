@@ -599,6 +599,7 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
   curl_easy_setopt(easy, CURLOPT_URL, url);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* the caller's path, byte for byte */
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);

@@ -39,7 +39,7 @@ local function pct(c) return format("%%%02X", byte(c)) end
 
 --- Percent-encode s for a query value or a path segment: RFC 3986
 -- unreserved characters (A-Z a-z 0-9 - . _ ~) are kept, every other byte
--- becomes %XX.
+-- becomes %XX; a value made only of dots ("." / "..") is encoded entirely.
 function M.urlencode(s)
   local ty = type(s)
   if ty == "number" then
@@ -49,7 +49,11 @@ function M.urlencode(s)
   elseif ty ~= "string" then
     raise("invalid", "urlencode: expected a string, number or boolean, got " .. ty)
   end
-  return (s:gsub("[^A-Za-z0-9%-%._~]", pct))
+  s = s:gsub("[^A-Za-z0-9%-%._~]", pct)
+  -- "." and ".." are unreserved, but as a path segment they would move up
+  -- the path: a value made only of dots is encoded entirely
+  if s:find("^%.+$") then s = s:gsub("%.", "%%2E") end
+  return s
 end
 local urlencode = M.urlencode
 
