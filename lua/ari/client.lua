@@ -1,0 +1,665 @@
+-- ari.client: one Asterisk's ARI as Lua objects.
+--
+--   local client = ari.connect{ url = "http://127.0.0.1:8088", user = "u", password = "p",
+--                               app = "name" | {"a", "b"}, subscribe_all = false,
+--                               events = true, transport = nil, timeout = 10000 }
+--   client.channels.answer{ channelId = id }      -- every operation: client.<resource>.<nickname>(params)
+--   client:on("StasisStart", fn) / :once / :off / :wait(type, filter, timeout_ms)
+--   channel:on("ChannelDtmfReceived", fn)         -- per-object routing (see ari.models)
+--   client:dispatch(event)  client:add_router(fn)  client:close()
+--
+-- Operations are called with a dot and one table of parameters keyed by
+-- the spec's names (`client.channels:answer{...}` works too).  Parameters
+-- are checked before anything is sent; failures raise ari.errors values.
+-- Results: the typed response (model object or list of them), the raw bytes
+-- for binary responses, `true` for no content.
+--
+-- transport: nil (REST via ari.http), or a function(req) -> status, body,
+-- headers where req = { method, url, path, query, headers, body, user,
+-- password, timeout } (path without the "/ari" base, query string without
+-- "?").  It must raise on transport failure.
+--
+-- Events: client:on handlers each run in their own coroutine, started in
+-- arrival order.  obj:on handlers for one object run one after another, in
+-- arrival order, in one coroutine per object (a handler that waits holds
+-- back later events of that object only).  Routers (add_router) are called
+-- synchronously before any handler.
+local schema = require "ari.schema"
+local models = require "ari.models"
+local errors = require "ari.errors"
+local sched = require "ari.sched"
+local config = require "ari.config"
+local log = require "ari.log"
+
+local type, pairs, ipairs, tostring, setmetatable, getmetatable, rawget =
+  type, pairs, ipairs, tostring, setmetatable, getmetatable, rawget
+local format, concat = string.format, table.concat
+
+local M = {}
+
+-- JSON: the project's C codec when built, lua-cjson otherwise.
+local json_decode, json_encode, json_null
+do
+  local ok, core = pcall(require, "ari.core")
+  if ok and type(core.json_decode) == "function" and type(core.json_encode) == "function" then
+    json_decode, json_encode, json_null = core.json_decode, core.json_encode, core.json_null
+  else
+    local cjson = require "cjson"
+    json_null = cjson.null
+    json_decode = function(s)
+      local ok2, v = pcall(cjson.decode, s)
+      if ok2 then return v end
+      return nil, tostring(v)
+    end
+    json_encode = cjson.encode
+  end
+end
+M.json_decode, M.json_encode = json_decode, json_encode
+
+-- Percent-encoding: ari.http's when present, else ari.url.
+local urlencode
+do
+  local ok, http = pcall(require, "ari.http")
+  if ok and type(http.urlencode) == "function" then urlencode = http.urlencode
+  else urlencode = require("ari.url").encode end
+end
+
+local Client = {}
+Client.__index = Client
+M.Client = Client
+
+-- Operations by resource, with the parameter table indexed by name.
+local ops_by_resource = {}
+for _, op in ipairs(schema.operations) do
+  local byname = {}
+  for _, p in ipairs(op.params) do byname[p.name] = p end
+  op.byname = op.byname or byname
+  op.fullname = op.resource .. "." .. op.nickname
+  local r = ops_by_resource[op.resource]
+  if not r then r = {}; ops_by_resource[op.resource] = r end
+  r[op.nickname] = op
+end
+M.operations = ops_by_resource
+
+-- Parameter checking --------------------------------------------------------
+
+local function type_ok(t, v)
+  local vt = type(v)
+  if t == "string" then return vt == "string"
+  elseif t == "int" or t == "long" then return vt == "number" and math.tointeger(v) ~= nil
+  elseif t == "double" then return vt == "number"
+  elseif t == "boolean" then return vt == "boolean"
+  elseif t == "object" or t == "containers" then return vt == "table"
+  elseif t:match("^List%[") then return vt == "table"
+  end
+  return true
+end
+
+local function check_scalar(op, p, v)
+  if not type_ok(p.type, v) then
+    error(errors.param(op, p.name, format("parameter '%s' must be %s, got %s", p.name,
+      p.type, type(v) == "number" and (math.type(v) .. " " .. tostring(v)) or type(v))), 0)
+  end
+  local a = p.allowed
+  if a then
+    if a.values then
+      local found = false
+      for _, x in ipairs(a.values) do if x == v then found = true; break end end
+      if not found then
+        error(errors.param(op, p.name, format("parameter '%s': %s is not one of %s", p.name,
+          tostring(v), concat(a.values, ", "))), 0)
+      end
+    elseif type(v) == "number" then
+      if (a.min and v < a.min) or (a.max and v > a.max) then
+        error(errors.param(op, p.name, format("parameter '%s': %s is out of range [%s, %s]", p.name,
+          tostring(v), tostring(a.min or "-inf"), tostring(a.max or "inf"))), 0)
+      end
+    end
+  end
+end
+
+local function str(v)
+  if type(v) == "boolean" then return v and "true" or "false" end
+  if math.type(v) == "integer" then return format("%d", v) end
+  if math.type(v) == "float" then
+    local i = math.tointeger(v)
+    if i then return format("%d", i) end
+    return format("%.17g", v)
+  end
+  return v
+end
+
+--- Check params against op and build the request: returns path (without
+-- the /ari base), query string, body text or nil.  Raises ari.errors.
+local function build(op, params)
+  if params == nil then params = {} end
+  if type(params) ~= "table" then
+    error(errors.param(op, nil, "parameters must be a table, got " .. type(params)), 0)
+  end
+  local byname = op.byname
+  for k in pairs(params) do
+    if type(k) ~= "string" or byname[k] == nil then
+      error(errors.param(op, tostring(k), format("unknown parameter '%s'", tostring(k))), 0)
+    end
+  end
+  for _, p in ipairs(op.params) do
+    local v = params[p.name]
+    if v == nil or v == json_null then
+      if p.required then
+        error(errors.param(op, p.name, format("missing required parameter '%s'", p.name)), 0)
+      end
+    elseif p.multiple and type(v) == "table" and p.type ~= "containers" and p.type ~= "object" then
+      if #v == 0 and p.required then
+        error(errors.param(op, p.name, format("missing required parameter '%s' (empty list)", p.name)), 0)
+      end
+      for i = 1, #v do check_scalar(op, p, v[i]) end
+      for k in pairs(v) do
+        if math.type(k) ~= "integer" or k < 1 or k > #v then
+          error(errors.param(op, p.name, format("parameter '%s' must be a list", p.name)), 0)
+        end
+      end
+    else
+      check_scalar(op, p, v)
+    end
+  end
+  -- path
+  local bad
+  local path = op.path:gsub("{([^}]+)}", function(name)
+    local v = params[name]
+    if v == "" then bad = name; return "" end
+    return urlencode(v)
+  end)
+  if bad then
+    error(errors.param(op, bad, format("parameter '%s' must not be empty (it is a path segment)", bad)), 0)
+  end
+  -- query (parameters sorted by name) and body
+  local q, body
+  for _, p in ipairs(op.params) do
+    local v = params[p.name]
+    if v ~= nil and v ~= json_null then
+      if p.where == "query" then
+        local s
+        if type(v) == "table" then
+          local parts = {}
+          for i = 1, #v do parts[i] = urlencode(str(v[i])) end
+          s = concat(parts, ",")
+        else
+          s = urlencode(str(v))
+        end
+        q = q or {}
+        q[#q + 1] = urlencode(p.name) .. "=" .. s
+      elseif p.where == "body" then
+        if p.type == "object" then body = v   -- the body is the object itself (applications.filter)
+        else
+          body = body or {}
+          body[p.name] = v
+        end
+      end
+    end
+  end
+  local text
+  if body ~= nil then
+    local ok, t = pcall(json_encode, body)
+    if not ok then
+      error(errors.param(op, nil, "body cannot be encoded as JSON: " .. tostring(t)), 0)
+    end
+    text = t
+  end
+  return path, q and concat(q, "&") or "", text
+end
+M.build = build
+
+-- Calling --------------------------------------------------------------------
+
+local TRANSPORT_KINDS = { connect = true, timeout = true, reset = true, tls = true,
+  too_large = true, other = true, closed = true }
+
+local function default_transport(req)
+  return require("ari.http").request(req)
+end
+
+local function call(self, op, params)
+  if self._closed then
+    error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = op.path,
+      message = "client is closed" }, 0)
+  end
+  local path, query, body = build(op, params)
+  local url = self._base .. path
+  if query ~= "" then url = url .. "?" .. query end
+  local headers = { ["Accept"] = "application/json" }
+  if body then headers["Content-Type"] = "application/json" end
+  local req = { method = op.method, url = url, path = path, query = query, headers = headers,
+    body = body, user = self._user, password = self._password, timeout = self._timeout }
+  local ok, status, rbody, rheaders = pcall(self._transport, req)
+  if not ok then
+    local e = status
+    if type(e) == "table" and TRANSPORT_KINDS[e.kind] then
+      error(errors.new { kind = "transport", transport = e.kind, code = e.code, message = e.message,
+        operation = op.fullname, method = op.method, path = path }, 0)
+    end
+    error(e, 0) -- a cancel (hang-up) or a bug: unchanged
+  end
+  if type(status) ~= "number" then
+    error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = path,
+      message = "transport returned no status" }, 0)
+  end
+  if status >= 200 and status < 300 then
+    if op.response == "binary" then return rbody or "" end
+    if status == 204 or op.response == "void" or rbody == nil or rbody == "" then return true end
+    local v, err = json_decode(rbody)
+    if v == nil then
+      error(errors.new { kind = "decode", status = status, operation = op.fullname, method = op.method,
+        path = path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)
+    end
+    models.cast(v, op.response)
+    models.attach(v, self)
+    return v
+  end
+  local decoded
+  if type(rbody) == "string" and rbody:find("^%s*{") then decoded = json_decode(rbody) end
+  error(errors.new { kind = "http", status = status, message = errors.message_for(status, decoded, op),
+    operation = op.fullname, method = op.method, path = path, body = rbody, headers = rheaders }, 0)
+end
+
+local function resource_table(self, rname)
+  local res = {}
+  for nick, op in pairs(ops_by_resource[rname]) do
+    local f
+    if op.upgrade == "websocket" then
+      f = function(a, b)
+        if a == res then a = b end
+        return self:_open_events(op, a)
+      end
+    else
+      f = function(a, b)
+        if a == res then a = b end -- called with ':'
+        return call(self, op, a)
+      end
+    end
+    res[nick] = f
+  end
+  return res
+end
+
+-- Events ---------------------------------------------------------------------
+
+-- event type -> list of { field, model } for the fields that name routable
+-- objects (derived from the schema).
+local routes = {}
+for name, m in pairs(schema.models) do
+  if m.extends == "Event" then
+    local r = {}
+    for f, p in pairs(m.properties) do
+      if models.route_key[p.type] then r[#r + 1] = { f, p.type } end
+    end
+    table.sort(r, function(a, b) return a[1] < b[1] end)
+    if #r > 0 then routes[name] = r end
+  end
+end
+M.routes = routes
+
+-- events after which an object's registrations are dropped
+local final = { ChannelDestroyed = "channel", BridgeDestroyed = "bridge", PlaybackFinished = "playback",
+  RecordingFinished = "recording", RecordingFailed = "recording" }
+
+-- objects whose early events (arriving before the REST reply that created
+-- them) are kept briefly and replayed to late subscribers
+local EARLY_KINDS = { Playback = true, LiveRecording = true }
+local EARLY_MAX = 64
+
+local function traceback_handler(e) return sched.traceback_handler(e) end
+
+local function run_queue(entry)
+  local q = entry.q
+  while entry.head <= entry.tail do
+    local i = entry.head
+    local item = q[i]
+    q[i] = nil
+    entry.head = i + 1
+    local fns, ev = item[1], item[2]
+    for j = 1, #fns do
+      local ok, err = xpcall(fns[j], traceback_handler, ev)
+      if not ok then sched.on_error(err) end
+    end
+  end
+  entry.running = false
+end
+
+local function collect(list, out, etype_matches)
+  if list == nil then return out end
+  for i = 1, #list do
+    local h = list[i]
+    if not h.dead then
+      out = out or {}
+      out[#out + 1] = h.fn
+      if h.once then h.dead = true end
+    end
+  end
+  return out
+end
+
+local function prune(list)
+  if list == nil then return end
+  for i = #list, 1, -1 do if list[i].dead then table.remove(list, i) end end
+end
+
+local function filter_match(filter, ev)
+  if filter == nil then return true end
+  if type(filter) == "function" then return filter(ev) end
+  for k, v in pairs(filter) do
+    local x = ev[k]
+    if type(v) == "table" and type(x) == "table" then
+      if not filter_match(v, x) then return false end
+    elseif x ~= v then return false end
+  end
+  return true
+end
+
+local function wait_on(self, list_holder, key, filter, timeout)
+  local w = { filter = filter }
+  local timer
+  local lst = list_holder[key]
+  if not lst then lst = {}; list_holder[key] = lst end
+  lst[#lst + 1] = w
+  local ok, ev, err = pcall(sched.suspend, function(wake)
+    w.wake = wake
+    if timeout then
+      timer = require("ari.core").timer(timeout, function() wake(nil, "timeout") end)
+    end
+  end)
+  w.dead = true
+  if timer then timer:stop() end
+  for i = #lst, 1, -1 do if lst[i] == w then table.remove(lst, i) end end
+  if #lst == 0 and list_holder[key] == lst then list_holder[key] = nil end
+  if not ok then error(ev, 0) end
+  return ev, err
+end
+
+local function wake_waiters(lst, ev)
+  if lst == nil then return end
+  for i = 1, #lst do
+    local w = lst[i]
+    if not w.dead and w.wake then
+      local ok, m = pcall(filter_match, w.filter, ev)
+      if ok and m then w.dead = true; w.wake(ev) end
+    end
+  end
+end
+
+--- Deliver one event (a decoded ARI message).  The WebSocket path calls
+-- this; tests may too.
+function Client:dispatch(ev)
+  if type(ev) ~= "table" then return end
+  local t = rawget(ev, "type")
+  if type(t) ~= "string" then return end
+  if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
+  self.stats.events = self.stats.events + 1
+  local routers = self._routers
+  for i = 1, #routers do
+    local ok, err = xpcall(routers[i], traceback_handler, ev)
+    if not ok then sched.on_error(err) end
+  end
+  local attached = false
+  -- client-wide handlers and waiters
+  local fns = collect(self._on[t], nil)
+  fns = collect(self._on["*"], fns)
+  if fns then
+    models.attach(ev, self); attached = true
+    for i = 1, #fns do sched.spawn(fns[i], nil, ev) end
+    prune(self._on[t]); prune(self._on["*"])
+  end
+  local w = self._waits[t]
+  if w then
+    if not attached then models.attach(ev, self); attached = true end
+    wake_waiters(w, ev)
+  end
+  -- per-object handlers
+  local r = routes[t]
+  if r then
+    local objs = self._objs
+    for i = 1, #r do
+      local field, kind = r[i][1], r[i][2]
+      local o = rawget(ev, field)
+      if type(o) == "table" then
+        local reg = objs[kind]
+        local key = models.route_key[kind](o)
+        if key ~= nil then
+          local entry = reg[key]
+          if entry then
+            local efns = collect(entry.on[t], nil)
+            efns = collect(entry.on["*"], efns)
+            if efns then
+              if not attached then models.attach(ev, self); attached = true end
+              prune(entry.on[t]); prune(entry.on["*"])
+              entry.tail = entry.tail + 1
+              entry.q[entry.tail] = { efns, ev }
+              if not entry.running then
+                entry.running = true
+                sched.spawn(run_queue, nil, entry)
+              end
+            end
+            local ew = entry.waits[t]
+            if ew then
+              if not attached then models.attach(ev, self); attached = true end
+              wake_waiters(ew, ev)
+            end
+          end
+          if EARLY_KINDS[kind] then
+            local early = self._early
+            early.n = early.n + 1
+            early[early.n % EARLY_MAX + 1] = { kind, key, t, ev }
+          end
+          if final[t] == field then reg[key] = nil end
+        end
+      end
+    end
+  end
+end
+
+local function obj_entry(self, kind, key, create)
+  local reg = self._objs[kind]
+  local e = reg[key]
+  if e == nil and create then
+    e = { on = {}, waits = {}, q = {}, head = 1, tail = 0, running = false }
+    reg[key] = e
+  end
+  return e
+end
+
+local function early_events(self, kind, key, etype)
+  local early, out = self._early, nil
+  local first = math.max(1, early.n - EARLY_MAX + 1)
+  for n = first, early.n do
+    local e = early[n % EARLY_MAX + 1]
+    if e and e[1] == kind and e[2] == key and (etype == "*" or e[3] == etype) then
+      out = out or {}
+      out[#out + 1] = e[4]
+    end
+  end
+  return out
+end
+
+local function check_handler(etype, fn)
+  if type(etype) ~= "string" then error("ari: event type must be a string", 3) end
+  if type(fn) ~= "function" then error("ari: handler must be a function", 3) end
+end
+
+function Client:_obj_on(kind, key, etype, fn, once)
+  check_handler(etype, fn)
+  local e = obj_entry(self, kind, key, true)
+  local lst = e.on[etype]
+  if not lst then lst = {}; e.on[etype] = lst end
+  local h = { fn = fn, once = once }
+  lst[#lst + 1] = h
+  if EARLY_KINDS[kind] then
+    -- events of this object that arrived before anyone could subscribe
+    local evs = early_events(self, kind, key, etype)
+    if evs then
+      for _, ev in ipairs(evs) do
+        if h.dead then break end
+        if once then h.dead = true end
+        models.attach(ev, self)
+        e.tail = e.tail + 1
+        e.q[e.tail] = { { fn }, ev }
+      end
+      prune(lst)
+      if not e.running and e.head <= e.tail then
+        e.running = true
+        sched.spawn(run_queue, nil, e)
+      end
+    end
+  end
+  return h
+end
+
+function Client:_obj_off(kind, key, etype, fn)
+  local e = obj_entry(self, kind, key, false)
+  if not e then return end
+  if etype == nil then e.on = {}; return end
+  local lst = e.on[etype]
+  if not lst then return end
+  for _, h in ipairs(lst) do if fn == nil or h.fn == fn or h == fn then h.dead = true end end
+  prune(lst)
+end
+
+function Client:_obj_wait(kind, key, etype, filter, timeout)
+  if EARLY_KINDS[kind] then
+    local evs = early_events(self, kind, key, etype)
+    if evs then
+      for _, ev in ipairs(evs) do
+        if filter_match(filter, ev) then models.attach(ev, self); return ev end
+      end
+    end
+  end
+  local e = obj_entry(self, kind, key, true)
+  return wait_on(self, e.waits, etype, filter, timeout)
+end
+
+--- client:on(type, fn): fn(event) for every event of that type ("*": all).
+-- Returns a handle usable with off.
+function Client:on(etype, fn)
+  check_handler(etype, fn)
+  local lst = self._on[etype]
+  if not lst then lst = {}; self._on[etype] = lst end
+  local h = { fn = fn }
+  lst[#lst + 1] = h
+  return h
+end
+
+function Client:once(etype, fn)
+  local h = self:on(etype, fn)
+  h.once = true
+  return h
+end
+
+--- client:off(type [, fn_or_handle]): remove handlers (all of that type
+-- without fn).
+function Client:off(etype, fn)
+  local lst = self._on[etype]
+  if not lst then return end
+  for _, h in ipairs(lst) do if fn == nil or h.fn == fn or h == fn then h.dead = true end end
+  prune(lst)
+end
+
+--- Wait (in a coroutine) for the next event of that type matching filter
+-- (a function(ev) -> bool, or a table of field = value, nested tables
+-- matching nested fields).  Returns the event, or nil, "timeout" / "closed".
+function Client:wait(etype, filter, timeout)
+  if self._closed then return nil, "closed" end
+  return wait_on(self, self._waits, etype, filter, timeout)
+end
+
+--- Routers see every event first, synchronously, in arrival order.
+function Client:add_router(fn)
+  self._routers[#self._routers + 1] = fn
+  return fn
+end
+
+function Client:remove_router(fn)
+  for i = #self._routers, 1, -1 do if self._routers[i] == fn then table.remove(self._routers, i) end end
+end
+
+-- The events WebSocket --------------------------------------------------------
+
+function Client:_events_url(op, params)
+  local _, query = build(op, params)
+  local base = self._base:gsub("^http", "ws")
+  return base .. op.path .. (query ~= "" and ("?" .. query) or "")
+end
+
+function Client:_open_events(op, params)
+  local url = self:_events_url(op, params)
+  local ws = require "ari.ws"
+  local conn = ws.connect {
+    url = url, user = self._user, password = self._password, json = true,
+    on_message = function(v, err)
+      if v == nil then
+        log.warn("ari: undecodable event: %s", tostring(err))
+        return
+      end
+      self:dispatch(v)
+    end,
+    on_open = function() self.stats.connects = self.stats.connects + 1 end,
+  }
+  self._sockets[#self._sockets + 1] = conn
+  return conn
+end
+
+--- Close the event socket(s); waits end with nil, "closed".
+function Client:close()
+  if self._closed then return end
+  self._closed = true
+  for _, conn in ipairs(self._sockets) do pcall(conn.close, conn) end
+  self._sockets = {}
+  local function wake_all(holder)
+    for _, lst in pairs(holder) do
+      for _, w in ipairs(lst) do if not w.dead and w.wake then w.dead = true; w.wake(nil, "closed") end end
+    end
+  end
+  wake_all(self._waits)
+  for _, reg in pairs(self._objs) do
+    for _, e in pairs(reg) do wake_all(e.waits) end
+  end
+  models.remove_client(self)
+end
+
+function Client:__tostring() return format("ari.client(%s)", self._base) end
+
+--- Connect (see the header).  The events WebSocket is opened when `app` is
+-- given and `events` is not false.
+function M.connect(opts)
+  opts = opts or {}
+  local url = opts.url or config.url or "http://127.0.0.1:8088"
+  url = url:gsub("/+$", "")
+  if not url:find("/ari$") then url = url .. "/ari" end
+  local transport = opts.transport or default_transport
+  if type(transport) == "table" then
+    local t = transport
+    transport = function(req) return t:request(req) end
+  end
+  local self = setmetatable({
+    _base = url, _user = opts.user or config.user, _password = opts.password or config.password,
+    _timeout = opts.timeout or 30000, _transport = transport,
+    _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 },
+    _objs = {}, stats = { events = 0, connects = 0 },
+  }, Client)
+  for kind in pairs(models.route_key) do self._objs[kind] = {} end
+  for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
+  models.add_client(self)
+  local app = opts.app
+  if app == nil then app = config.app end
+  local apps = app
+  if type(app) == "string" then
+    apps = {}
+    for a in app:gmatch("[^,]+") do apps[#apps + 1] = a end
+  end
+  self.app = apps and concat(apps, ",")
+  if apps and opts.events ~= false then
+    local params = { app = apps }
+    if opts.subscribe_all ~= nil then params.subscribeAll = opts.subscribe_all and true or false end
+    self.events.eventWebsocket(params)
+  end
+  return self
+end
+
+return M
