@@ -18,6 +18,9 @@
 -- headers where req = { method, url, path, query, headers, body, user,
 -- password, timeout } (path without the "/ari" base, query string without
 -- "?").  It must raise on transport failure.
+-- websocket: nil (ari.ws.connect), or a function(opts) -> connection with
+-- :close(), called with { url, user, password, json = true, on_message,
+-- on_open } for the events socket.
 --
 -- Events: client:on handlers each run in their own coroutine, started in
 -- arrival order.  obj:on handlers for one object run one after another, in
@@ -589,8 +592,7 @@ end
 
 function Client:_open_events(op, params)
   local url = self:_events_url(op, params)
-  local ws = require "ari.ws"
-  local conn = ws.connect {
+  local conn = self._websocket {
     url = url, user = self._user, password = self._password, json = true,
     on_message = function(v, err)
       if v == nil then
@@ -642,6 +644,7 @@ function M.connect(opts)
     _timeout = opts.timeout or 30000, _transport = transport,
     _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 },
     _objs = {}, stats = { events = 0, connects = 0 },
+    _websocket = opts.websocket or function(o) return require("ari.ws").connect(o) end,
   }, Client)
   for kind in pairs(models.route_key) do self._objs[kind] = {} end
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
