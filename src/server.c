@@ -605,7 +605,7 @@ static int srv_http_one(srv_conn *k) {
   /* end of the head */
   end = NULL;
   i = k->scan > 3 ? k->scan - 3 : 0;
-  while (i + 3 < n) {
+  while (i < n) {
     const char *nl = memchr(b + i, '\n', n - i);
     if (nl == NULL) break;
     i = (size_t)(nl - b);
