@@ -15,7 +15,7 @@
 -- for binary responses, `true` for no content.
 --
 -- transport: nil (REST via ari.http), or a function(req) -> status, body,
--- headers where req = { method, url, path, query, headers, body, user,
+-- headers where req = { method, url, path, query_string, headers, body, user,
 -- password, timeout } (path without the "/ari" base, query string without
 -- "?").  It must raise on transport failure.
 -- websocket: nil (ari.ws.connect), or a function(opts) -> connection with
@@ -231,7 +231,7 @@ local function call(self, op, params)
   if query ~= "" then url = url .. "?" .. query end
   local headers = { ["Accept"] = "application/json" }
   if body then headers["Content-Type"] = "application/json" end
-  local req = { method = op.method, url = url, path = path, query = query, headers = headers,
+  local req = { method = op.method, url = url, path = path, query_string = query, headers = headers,
     body = body, user = self._user, password = self._password, timeout = self._timeout }
   local ok, status, rbody, rheaders = pcall(self._transport, req)
   if not ok then
