@@ -524,7 +524,7 @@ static int dec_number(json_dec *d, int kind) {
   if (p >= end) return dec_fail(d, "unexpected end of input", p);
   if (*p == '0') {
     p++;
-    if (p < end && DEC_DIGIT(*p)) return dec_fail(d, "leading zero in number", start);
+    if (p < end && DEC_DIGIT(*p)) return dec_fail(d, "leading zero in number", p - 1);
   } else if (DEC_DIGIT(*p)) {
     while (p < end && DEC_DIGIT(*p)) {
       unsigned dg = *p++ - '0';
@@ -532,7 +532,7 @@ static int dec_number(json_dec *d, int kind) {
       else acc = acc * 10 + dg;
     }
   } else {
-    return dec_fail(d, "invalid number", start);
+    return dec_fail(d, "digit expected", p);
   }
   if (p < end && *p == '.') {
     p++;
@@ -1065,9 +1065,9 @@ static void enc_table(lua_State *L, json_buf *b, int idx, int depth, const void 
         lua_pop(L, 1);
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
           if (lua_type(L, -1) == LUA_TSTRING)
-            luaL_error(L, "json_encode: table mixes array items and string key '%s'", lua_tostring(L, -1));
+            luaL_error(L, "json_encode: mixed table (array items and string key '%s')", lua_tostring(L, -1));
           else if (lua_type(L, -1) == LUA_TNUMBER)
-            luaL_error(L, "json_encode: table has number key %s (sparse array or mixed keys)",
+            luaL_error(L, "json_encode: non-string key %s (sparse array or mixed table)",
                        lua_tostring(L, -1));
           else
             luaL_error(L, "json_encode: table has a %s key (only string keys or a sequence)",
@@ -1099,7 +1099,7 @@ static void enc_table(lua_State *L, json_buf *b, int idx, int depth, const void 
   while (lua_next(L, idx)) {
     if (lua_type(L, -2) != LUA_TSTRING) {
       if (lua_type(L, -2) == LUA_TNUMBER)
-        luaL_error(L, "json_encode: object has non-string key %s (mixed table)", lua_tostring(L, -2));
+        luaL_error(L, "json_encode: non-string key %s in an object (mixed table)", lua_tostring(L, -2));
       luaL_error(L, "json_encode: object has a %s key (keys must be strings)", luaL_typename(L, -2));
     }
     if (i++ > 0) ENC_LIT(L, b, ",");
