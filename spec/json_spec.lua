@@ -315,6 +315,16 @@ describe("json_encode", function()
     assert.equals('{"a":[1]}', json.encode({ a = { 1 } }))
   end)
 
+  it("encodes long strings of plain, escaped and multibyte characters", function()
+    for _, n in ipairs({ 4095, 4096, 4097, 20000 }) do
+      for _, ch in ipairs({ "a", "\1", "\xc3\xa9", '"', "\xf0\x9f\x98\x80" }) do
+        local s = string.rep(ch, n)
+        assert(core.json_decode(core.json_encode({ s })) [1] == s, n .. " x " .. ch:byte())
+      end
+    end
+    assert.equals('"' .. string.rep("\\u0001", 5000) .. '"', core.json_encode(string.rep("\1", 5000)))
+  end)
+
   it("round-trips nested values with unicode, escapes, big integers and floats", function()
     local v = {
       s = "tab\there \"q\" \\ \xe2\x82\xac \xf0\x9f\x98\x80 \1",

@@ -965,52 +965,63 @@ static void enc_string(lua_State *L, json_buf *b, int idx) {
   static const char hex[] = "0123456789abcdef";
   size_t n, i = 0;
   const unsigned char *s = (const unsigned char *)lua_tolstring(L, idx, &n);
-  enc_reserve(L, b, n + 2);
-  b->p[b->len++] = '"';
+  char *w = enc_reserve(L, b, 1), *lim = w;
+  *w++ = '"';
   while (i < n) {
-    const unsigned char *run = s + i;
-    size_t rl;
-    /* copy a run of bytes that need no escape */
-    while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80) i++;
-    rl = (size_t)(s + i - run);
-    if (rl > 0) enc_add(L, b, (const char *)run, rl);
-    if (i >= n) break;
-    if (s[i] >= 0x80) {
+    unsigned c = s[i];
+    if (w >= lim) { /* room for up to 4096 more source bytes, each as \u00XX */
+      size_t chunk = n - i < 4096 ? n - i : 4096;
+      b->len = (size_t)(w - b->p);
+      w = enc_reserve(L, b, chunk * 6 + 8);
+      lim = w + chunk * 6 + 2; /* while w < lim, 6 bytes always fit */
+    }
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+      *w++ = (char)c;
+      i++;
+      continue;
+    }
+    if (c >= 0x80) {
       int k = dec_utf8(s + i, s + n);
       if (k == 0) luaL_error(L, "json_encode: invalid UTF-8 in string (byte %d)", (int)i + 1);
-      enc_add(L, b, (const char *)s + i, (size_t)k);
+      memcpy(w, s + i, (size_t)k);
+      w += k;
       i += (size_t)k;
       continue;
     }
-    {
-      char e[6];
-      size_t el = 2;
-      e[0] = '\\';
-      switch (s[i]) {
-      case '"': e[1] = '"'; break;
-      case '\\': e[1] = '\\'; break;
-      case '\b': e[1] = 'b'; break;
-      case '\f': e[1] = 'f'; break;
-      case '\n': e[1] = 'n'; break;
-      case '\r': e[1] = 'r'; break;
-      case '\t': e[1] = 't'; break;
-      default:
-        e[1] = 'u'; e[2] = '0'; e[3] = '0';
-        e[4] = hex[s[i] >> 4]; e[5] = hex[s[i] & 15];
-        el = 6;
-      }
-      enc_add(L, b, e, el);
-      i++;
+    *w++ = '\\';
+    switch (c) {
+    case '"': *w++ = '"'; break;
+    case '\\': *w++ = '\\'; break;
+    case '\b': *w++ = 'b'; break;
+    case '\f': *w++ = 'f'; break;
+    case '\n': *w++ = 'n'; break;
+    case '\r': *w++ = 'r'; break;
+    case '\t': *w++ = 't'; break;
+    default:
+      *w++ = 'u'; *w++ = '0'; *w++ = '0';
+      *w++ = hex[c >> 4]; *w++ = hex[c & 15];
     }
+    i++;
   }
-  ENC_LIT(L, b, "\"");
+  b->len = (size_t)(w - b->p);
+  enc_reserve(L, b, 1);
+  b->p[b->len++] = '"';
 }
 
 static void enc_number(lua_State *L, json_buf *b, int idx) {
   char tmp[64];
   int len;
   if (lua_isinteger(L, idx)) {
-    len = snprintf(tmp, sizeof tmp, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    lua_Integer v = lua_tointeger(L, idx);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    char *e = tmp + sizeof tmp, *q = e;
+    do {
+      *--q = (char)('0' + u % 10);
+      u /= 10;
+    } while (u != 0);
+    if (v < 0) *--q = '-';
+    enc_add(L, b, q, (size_t)(e - q));
+    return;
   } else {
     double x = (double)lua_tonumber(L, idx);
     int i, plain = 1;
