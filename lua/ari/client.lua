@@ -249,7 +249,7 @@ local function call(self, op, params)
   if status >= 200 and status < 300 then
     if op.response == "binary" then return rbody or "" end
     if status == 204 or op.response == "void" or rbody == nil or rbody == "" then return true end
-    local v, err = json_decode(rbody)
+    local v, err = json_decode(rbody, op.response) -- typed by the C decoder when it can
     if v == nil then
       error(errors.new { kind = "decode", status = status, operation = op.fullname, method = op.method,
         path = path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)

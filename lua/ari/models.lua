@@ -84,6 +84,17 @@ local function tostring_for(name)
     local p = m.properties[k]
     if p and (p.type == "string") then keys[#keys + 1] = k end
   end
+  if #keys == 0 then
+    -- no id-like field: the first few scalar fields, by name
+    local names = {}
+    for k, p in pairs(m.properties) do
+      if p.type == "string" or p.type == "int" or p.type == "long" or p.type == "boolean" then
+        names[#names + 1] = k
+      end
+    end
+    table.sort(names)
+    for i = 1, math.min(3, #names) do keys[i] = names[i] end
+  end
   if m.properties.type and m.extends then
     -- events: the type and the ids of what they carry
     return function(v)
@@ -247,8 +258,18 @@ for name, keyf in pairs(route_key) do
 end
 
 -- Register with the C decoder (when it has one).
+local json_decode
 do
   local ok, core = pcall(require, "ari.core")
+  if ok and type(core.json_decode) == "function" then json_decode = core.json_decode
+  else
+    local cjson = require "cjson"
+    json_decode = function(s)
+      local ok2, v = pcall(cjson.decode, s)
+      if ok2 then return v end
+      return nil, tostring(v)
+    end
+  end
   if ok and type(core.json_schema) == "function" then
     local reg = {}
     for name, m in pairs(models) do
@@ -258,6 +279,20 @@ do
     end
     core.json_schema(reg)
   end
+end
+
+--- Decode JSON text as type t ("Channel", "List[Bridge]", ...): value, or
+-- nil, err.  Without t, an object whose "type" names a model (an event)
+-- gets that model, as on the events WebSocket.
+function M.decode(text, t)
+  local v, err = json_decode(text, t)
+  if v == nil then return nil, err end
+  if t then v = cast(v, t)
+  elseif type(v) == "table" and getmetatable(v) == nil and type(rawget(v, "type")) == "string"
+    and mts[v.type] then
+    v = cast(v, v.type) -- an event names its model itself
+  end
+  return v
 end
 
 return M
