@@ -1,0 +1,739 @@
+-- ari.sim.channels: simulated channels, their far ends, and /channels.
+local json = require "ari.sim.json"
+local obj, arr = json.obj, json.arr
+
+local CAUSE_TXT = {
+  [0] = "Unknown", [1] = "Unallocated (unassigned) number", [3] = "No route to destination",
+  [16] = "Normal Clearing", [17] = "User busy", [18] = "No user responding",
+  [19] = "User alerting, no answer", [21] = "Call Rejected", [26] = "Answered elsewhere",
+  [27] = "Destination out of order", [28] = "Invalid number format", [31] = "Normal, unspecified",
+  [34] = "Circuit/channel congestion", [38] = "Network out of order", [41] = "Temporary failure",
+  [42] = "Switching equipment congestion", [58] = "Bearer capability not available",
+  [127] = "Interworking, unspecified",
+}
+local REASONS = {
+  normal = 16, busy = 17, congestion = 34, no_answer = 19, timeout = 18, rejected = 21,
+  unallocated = 1, normal_unspecified = 31, number_incomplete = 28, codec_mismatch = 58,
+  interworking = 127, failure = 38, answered_elsewhere = 26,
+}
+
+return function(Sim, H, M)
+  local err_body = function(msg) return obj { "message", msg } end
+  M.CAUSE_TXT = CAUSE_TXT
+
+  -- Caller id "Name" <number> | number | name
+  local function parse_callerid(s)
+    if s == nil or s == "" then return { name = "", number = "" } end
+    local name, num = s:match('^%s*"(.-)"%s*<(.-)>%s*$')
+    if not name then name, num = s:match("^%s*(.-)%s*<(.-)>%s*$") end
+    if name then return { name = name, number = num } end
+    if s:match("^[%d%+%*#]+$") then return { name = "", number = s } end
+    return { name = s, number = "" }
+  end
+  M.parse_callerid = parse_callerid
+
+  local function cid(c) return obj { "name", c.name or "", "number", c.number or "" } end
+
+  function Sim:snapshot(ch)
+    local vars
+    if next(ch.report) then
+      vars = {}
+      for k in pairs(ch.report) do vars[k] = ch.vars[k] or "" end
+    end
+    return obj {
+      "id", ch.id, "name", ch.name, "state", ch.state, "protocol_id", ch.protocol_id,
+      "caller", cid(ch.caller), "connected", cid(ch.connected), "accountcode", "",
+      "dialplan", obj { "context", ch.dialplan.context, "exten", ch.dialplan.exten,
+        "priority", ch.dialplan.priority, "app_name", ch.dialplan.app_name,
+        "app_data", ch.dialplan.app_data },
+      "creationtime", ch.creationtime, "language", ch.language, "channelvars", vars,
+    }
+  end
+
+  --- Check a client-assigned id: nil if usable, else (409, body).
+  function Sim:id_conflict(id)
+    if id == nil or id == "" then return nil end
+    for other in pairs(self.channels) do
+      if other == id or other:sub(1, #id) == id or id:sub(1, #other) == other then
+        return 409, err_body("Channel with given unique ID already exists")
+      end
+    end
+    for other in pairs(self.bridges) do
+      if other == id then return 409, err_body("Channel with given unique ID already exists") end
+    end
+    return nil
+  end
+
+  function Sim:new_call(label)
+    self.call_seq = self.call_seq + 1
+    local c = { id = "call-" .. self.call_seq, label = label, channels = {} }
+    self.calls[#self.calls + 1] = c
+    self.calls[c.id] = c
+    return c.id
+  end
+
+  --- Create a channel.  o = { id, name | tech+resource, state, caller, connected,
+  -- context, exten, priority, app_name, app_data, call, far }
+  function Sim:new_channel(o)
+    local id = (o.id and o.id ~= "") and o.id or self:uniqueid()
+    local name = o.name
+    if name == nil then
+      local n = self:seq("chan")
+      name = string.format("%s/%s-%08x", o.tech or "PJSIP", o.resource or "sim", n)
+      if o.tech == "Local" then name = name .. ";1" end
+    end
+    local ch = {
+      id = id, name = name, state = o.state or "Down", protocol_id = o.protocol_id or "",
+      caller = o.caller or { name = "", number = "" }, connected = o.connected or { name = "", number = "" },
+      dialplan = { context = o.context or "default", exten = o.exten or "s", priority = o.priority or 1,
+        app_name = o.app_name or "", app_data = o.app_data or "" },
+      creationtime = self:timestamp(), language = o.language or "en",
+      vars = {}, report = {}, subs = {}, app = nil, bridge = nil, tech = o.tech or "PJSIP",
+      far = o.far or {}, call = o.call or self:new_call(name), playq = {}, alive = true,
+      dtmf_log = "", received_dtmf = "", created_ms = self:elapsed(),
+    }
+    self.channels[id] = ch
+    self.channel_order[#self.channel_order + 1] = id
+    local call = self.calls[ch.call]
+    if call then call.channels[#call.channels + 1] = id end
+    -- ChannelCreated reaches only subscribeAll apps: an app is subscribed
+    -- to a channel after it exists
+    self:chan_event(ch, "ChannelCreated", { "channel", self:snapshot(ch) })
+    if o.subscribe then ch.subs[o.subscribe] = true end
+    return ch
+  end
+
+  function Sim:find_channel(id) return self.channels[id] end
+
+  function Sim:set_state(ch, state)
+    if ch.state == state then return end
+    ch.state = state
+    self:chan_event(ch, "ChannelStateChange", { "channel", self:snapshot(ch) })
+    if ch.far_waiters then self:wake_far(ch, "state") end
+  end
+
+  function Sim:set_var(ch, name, value, quiet)
+    ch.vars[name] = value
+    if not quiet then
+      self:chan_event(ch, "ChannelVarset", { "variable", name, "value", value, "channel", self:snapshot(ch) })
+    end
+  end
+
+  local function split_args(s)
+    local t = arr {}
+    if s == nil or s == "" then return t end
+    for a in (s .. ","):gmatch("([^,]*),") do t[#t + 1] = a end
+    return t
+  end
+  M.split_args = split_args
+
+  --- Put a channel into a Stasis app (StasisStart).
+  function Sim:stasis_start(ch, appname, args, extra)
+    if not self:app_active(appname) then
+      -- Stasis() fails for an unregistered application: the channel goes on
+      -- in the dialplan, which the simulator ends with a hang-up.
+      self:log("warn", "stasis app '%s' is not registered; hanging up %s", appname, ch.id)
+      self:set_var(ch, "STASISSTATUS", "FAILED", true)
+      self:after(0, function() self:hangup(ch, 16) end)
+      return false
+    end
+    ch.app = appname
+    ch.subs[appname] = true
+    ch.dialplan.app_name = "Stasis"
+    ch.dialplan.app_data = appname .. ((args and args ~= "") and ("," .. args) or "")
+    self:set_var(ch, "STASISSTATUS", "")
+    local fields = { "args", split_args(args), "channel", self:snapshot(ch) }
+    if extra then for _, v in ipairs(extra) do fields[#fields + 1] = v end end
+    self:deliver("StasisStart", fields, { appname }, ch.call)
+    self:wake_far(ch, "stasis")
+    return true
+  end
+
+  function Sim:stasis_end(ch)
+    if not ch.app then return end
+    local app = ch.app
+    ch.app = nil
+    self:deliver("StasisEnd", { "channel", self:snapshot(ch) }, { app }, ch.call)
+    self:set_var(ch, "STASISSTATUS", "SUCCESS")
+  end
+
+  --- Hang up a channel.  by_app: hung up through ARI (soft hangup request).
+  function Sim:hangup(ch, cause, by_app)
+    if not ch.alive or ch.hanging then return end
+    ch.hanging = true
+    cause = cause or 16
+    if by_app then
+      self:chan_event(ch, "ChannelHangupRequest", { "cause", 32, "soft", true, "channel", self:snapshot(ch) })
+    elseif ch.app or ch.state == "Up" then
+      self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
+    end
+    self:stop_channel_media(ch)
+    if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch, true) end
+    self:stasis_end(ch)
+    ch.alive = false
+    self.channels[ch.id] = nil
+    for i, id in ipairs(self.channel_order) do
+      if id == ch.id then table.remove(self.channel_order, i) break end
+    end
+    self:chan_event(ch, "ChannelDestroyed", { "cause", cause, "cause_txt", CAUSE_TXT[cause] or "Unknown",
+      "channel", self:snapshot(ch) })
+    if ch.dial_timer then ch.dial_timer.stop() end
+    if ch.far_timers then for _, t in ipairs(ch.far_timers) do t.stop() end end
+    ch.hangup_cause = cause
+    self:wake_far(ch, "hangup")
+    if ch.on_destroyed then ch.on_destroyed(ch) end
+    if self.on_channel_gone then self.on_channel_gone(ch) end
+  end
+
+  function Sim:answer(ch)
+    if ch.state ~= "Up" then
+      self:set_state(ch, "Up")
+      ch.answered_ms = self:elapsed()
+    end
+  end
+
+  -- A wait of a scenario script on its channel (see ari.sim.scenario).
+  function Sim:wake_far(ch, what)
+    local ws = ch.far_waiters
+    if not ws then return end
+    ch.far_waiters = nil
+    for _, w in ipairs(ws) do w(what) end
+  end
+
+  --- DTMF pressed by the simulated far end: ChannelDtmfReceived.
+  function Sim:far_dtmf(ch, digit, duration)
+    if not ch.alive then return end
+    self:chan_event(ch, "ChannelDtmfReceived", { "digit", digit, "duration_ms", duration or 100,
+      "channel", self:snapshot(ch) })
+    if self.on_dtmf then self.on_dtmf(ch, digit) end
+  end
+
+  -- Outbound calls: the far end's behaviour ----------------------------------
+
+  --- The endpoint behaviour for `endpoint` (scenario patterns, else answer).
+  function Sim:far_behaviour(endpoint)
+    local eps = self.scenario and self.scenario.endpoints
+    if eps then
+      for _, e in ipairs(eps) do
+        if endpoint:match(e.pattern) then return e end
+      end
+    end
+    return { answer_after = 0 }
+  end
+
+  -- Drive a dialled channel per its far end: ring, answer/busy/... then fn(result).
+  function Sim:dial_far(ch, dialstring, timeout_s, on_answer, caller)
+    local b = ch.behaviour or {}
+    local function dial_ev(status)
+      local fields = { "dialstatus", status, "forward", "", "dialstring", status == "" and dialstring or "" }
+      if caller then fields[#fields + 1] = "caller"; fields[#fields + 1] = self:snapshot(caller) end
+      fields[#fields + 1] = "peer"; fields[#fields + 1] = self:snapshot(ch)
+      local subs = {}
+      for k in pairs(ch.subs) do subs[k] = true end
+      if caller then for k in pairs(caller.subs) do subs[k] = true end end
+      self:deliver("Dial", fields, self:targets(subs), ch.call)
+    end
+    dial_ev("")
+    local function fail(status, cause)
+      if not ch.alive then return end
+      dial_ev(status)
+      self:hangup(ch, cause)
+    end
+    ch.far_timers = ch.far_timers or {}
+    local ring_ms = b.ring_after or 0
+    local timers = ch.far_timers
+    timers[#timers + 1] = self:after(ring_ms, function()
+      if not ch.alive then return end
+      if b.busy then return fail("BUSY", 17) end
+      if b.congestion then return fail("CONGESTION", 34) end
+      if b.unavailable then return fail("CHANUNAVAIL", 3) end
+      self:set_state(ch, "Ringing")
+      dial_ev("RINGING")
+      local answer_after = b.answer_after or 0
+      if b.no_answer then answer_after = nil end
+      if timeout_s and timeout_s > 0 and (answer_after == nil or answer_after >= timeout_s * 1000) then
+        timers[#timers + 1] = self:after(timeout_s * 1000, function() fail("NOANSWER", 19) end)
+        return
+      end
+      if answer_after == nil then return end
+      timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), function()
+        if not ch.alive then return end
+        self:answer(ch)
+        dial_ev("ANSWER")
+        if on_answer then on_answer() end
+        self:start_far_script(ch)
+      end)
+    end)
+  end
+
+  --- After an outbound channel answers: its scripted far end (dtmf,
+  -- hangup_after, script).
+  function Sim:start_far_script(ch)
+    local b = ch.behaviour or {}
+    if b.hangup_after then
+      ch.far_timers[#ch.far_timers + 1] = self:after(b.hangup_after, function()
+        if ch.alive then self:hangup(ch, 16) end
+      end)
+    end
+    if b.dtmf or b.script then
+      require("ari.sim.scenario").run_far(self, ch, b)
+    end
+  end
+
+  -- Helpers for handlers --------------------------------------------------------
+
+  local function get_chan(sim, id)
+    local ch = sim.channels[id]
+    if not ch then return nil, 404, err_body("Channel not found") end
+    return ch
+  end
+  local function stasis_chan(sim, id)
+    local ch = sim.channels[id]
+    if not ch then return nil, 404, err_body("Channel not found") end
+    if not ch.app then return nil, 409, err_body("Channel not in Stasis application") end
+    return ch
+  end
+  M.stasis_chan = stasis_chan
+  M.get_chan = get_chan
+
+  local function parse_endpoint(ep)
+    local tech, res = ep:match("^([^/]+)/(.+)$")
+    return tech, res
+  end
+
+  local function body_vars(ctx)
+    local b = ctx.body
+    local v = type(b) == "table" and b.variables
+    if type(v) ~= "table" then return {} end
+    local out = {}
+    for k, x in pairs(v) do
+      if type(x) == "table" then out[k] = { value = tostring(x.value or ""), report = x.report_events == true }
+      else out[k] = { value = tostring(x) } end
+    end
+    return out
+  end
+
+  local function apply_vars(sim, ch, vars)
+    local names = {}
+    for k in pairs(vars) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      ch.vars[k] = vars[k].value
+      if vars[k].report then ch.report[k] = true end
+    end
+  end
+
+  H.channels = {}
+  local C = H.channels
+
+  C.list = function(sim)
+    local out = arr {}
+    for _, id in ipairs(sim.channel_order) do out[#out + 1] = sim:snapshot(sim.channels[id]) end
+    return 200, out
+  end
+
+  C.get = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    return 200, sim:snapshot(ch)
+  end
+
+  local function originate(sim, p, ctx, id)
+    if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Endpoint must be specified") end
+    local tech, res = parse_endpoint(p.endpoint)
+    if not tech then return 400, err_body("Endpoint must be in the format technology/resource") end
+    if (p.app == nil or p.app == "") and (p.extension == nil or p.extension == "") then
+      return 400, err_body("Application or extension must be specified")
+    end
+    if p.app and p.app ~= "" and ((p.extension and p.extension ~= "") or (p.context and p.context ~= "")) then
+      return 400, err_body("Option 'app' is mutually exclusive with 'context', 'extension', 'priority', and 'label'")
+    end
+    local s, b = sim:id_conflict(id)
+    if s then return s, b end
+    s, b = sim:id_conflict(p.otherChannelId)
+    if s then return s, b end
+    if p.originator and p.originator ~= "" and not sim.channels[p.originator] then
+      return 400, err_body("Provided originator channel was not found")
+    end
+    local caller = parse_callerid(p.callerId)
+    local ctxname, exten = "default", "s"
+    if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
+    local origin = p.originator and sim.channels[p.originator]
+    local ch = sim:new_channel {
+      id = id, tech = tech, resource = res, state = "Down", caller = caller,
+      connected = { name = caller.name, number = caller.number },
+      context = ctxname, exten = exten, app_name = "AppDial2", app_data = "(Outgoing Line)",
+      subscribe = (p.app ~= nil and p.app ~= "") and p.app or nil,
+      call = origin and origin.call or (sim.current_call_for_new or nil),
+    }
+    ch.behaviour = sim:far_behaviour(p.endpoint)
+    ch.endpoint = p.endpoint
+    apply_vars(sim, ch, body_vars(ctx))
+    local snap = sim:snapshot(ch)
+    sim:note(ch.call, "originate %s -> %s", p.endpoint, ch.id)
+    sim:after(0, function()
+      if not ch.alive then return end
+      sim:dial_far(ch, res, p.timeout or 30, function()
+        if p.app and p.app ~= "" then
+          sim:stasis_start(ch, p.app, p.appArgs)
+        else
+          ch.dialplan = { context = p.context or "default", exten = p.extension, priority = p.priority or 1,
+            app_name = "", app_data = "" }
+          sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "", "dialplan_app_data", "", "channel", sim:snapshot(ch) })
+        end
+      end, origin)
+    end)
+    return 200, snap
+  end
+
+  C.originate = function(sim, p, ctx) return originate(sim, p, ctx, p.channelId) end
+  C.originateWithId = function(sim, p, ctx) return originate(sim, p, ctx, p.channelId) end
+
+  C.create = function(sim, p, ctx)
+    if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Endpoint must be specified") end
+    if p.app == nil or p.app == "" then return 400, err_body("Application must be specified") end
+    local tech, res = parse_endpoint(p.endpoint)
+    if not tech then return 400, err_body("Endpoint must be in the format technology/resource") end
+    local s, b = sim:id_conflict(p.channelId)
+    if s then return s, b end
+    s, b = sim:id_conflict(p.otherChannelId)
+    if s then return s, b end
+    local ctxname, exten = "default", "s"
+    if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
+    local ch = sim:new_channel { id = p.channelId, tech = tech, resource = res, state = "Down",
+      context = ctxname, exten = exten, subscribe = p.app }
+    ch.behaviour = sim:far_behaviour(p.endpoint)
+    ch.endpoint, ch.dialstring = p.endpoint, res
+    apply_vars(sim, ch, body_vars(ctx))
+    sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "Stasis", "dialplan_app_data", p.app, "channel", sim:snapshot(ch) })
+    sim:stasis_start(ch, p.app, p.appArgs)
+    return 200, sim:snapshot(ch)
+  end
+
+  C.dial = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if ch.state ~= "Down" or ch.dialed then return 409, err_body("Channel is not in the 'Down' state") end
+    local caller
+    if p.caller and p.caller ~= "" then
+      caller = sim.channels[p.caller]
+      if not caller then return 404, err_body("Caller channel not found") end
+    end
+    ch.dialed = true
+    sim:after(0, function()
+      if ch.alive then sim:dial_far(ch, "", p.timeout, nil, caller) end
+    end)
+    return 204
+  end
+
+  C.hangup = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    local cause = 16
+    if p.reason_code and p.reason then return 400, err_body("The reason and reason_code can't both be specified") end
+    if p.reason_code then
+      cause = tonumber(p.reason_code)
+      if not cause then return 400, err_body("Invalid reason for hangup specified") end
+    elseif p.reason then
+      cause = REASONS[p.reason]
+      if not cause then return 400, err_body("Invalid reason for hangup specified") end
+    end
+    sim:hangup(ch, math.tointeger(cause) or 16, true)
+    return 204
+  end
+
+  C.continueInDialplan = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.context then ch.dialplan.context = p.context end
+    if p.extension then ch.dialplan.exten = p.extension end
+    ch.dialplan.priority = p.priority or (ch.dialplan.priority + 1)
+    sim:stasis_end(ch)
+    if ch.bridge then sim:bridge_remove(sim.bridges[ch.bridge], ch) end
+    ch.dialplan.app_name, ch.dialplan.app_data = "", ""
+    sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "", "dialplan_app_data", "", "channel", sim:snapshot(ch) })
+    -- the simulated dialplan runs out: the channel hangs up shortly after
+    sim:after(100, function() if ch.alive and not ch.app then sim:hangup(ch, 16) end end)
+    return 204
+  end
+
+  C.move = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.app == nil or p.app == "" then return 400, err_body("Missing parameter app") end
+    local from = ch.app
+    if not sim:app_active(p.app) then
+      sim:deliver("ApplicationMoveFailed", { "channel", sim:snapshot(ch), "destination", p.app,
+        "args", split_args(p.appArgs) }, { from }, ch.call)
+      return 204
+    end
+    ch.subs[p.app] = true
+    ch.app = p.app
+    ch.dialplan.app_data = p.app .. ((p.appArgs and p.appArgs ~= "") and ("," .. p.appArgs) or "")
+    sim:deliver("StasisStart", { "args", split_args(p.appArgs), "channel", sim:snapshot(ch) }, { p.app }, ch.call)
+    sim:deliver("StasisEnd", { "channel", sim:snapshot(ch) }, { from }, ch.call)
+    return 204
+  end
+
+  C.redirect = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Required parameter 'endpoint' not provided.") end
+    local tech = parse_endpoint(p.endpoint)
+    if not tech then return 400, err_body("Endpoint parameter is malformed") end
+    if tech:lower() ~= tostring(ch.tech):lower() then
+      return 422, err_body("Endpoint technology '" .. tech .. "' does not match channel technology")
+    end
+    sim:note(ch.call, "redirect %s -> %s", ch.id, p.endpoint)
+    sim:after(0, function() if ch.alive then sim:hangup(ch, 16) end end)
+    return 204
+  end
+
+  local function simple(check_fn)
+    return function(sim, p)
+      local ch, s, b = stasis_chan(sim, p.channelId)
+      if not ch then return s, b end
+      if ch.hanging then return 412, err_body("Channel in invalid state") end
+      local s2, b2 = check_fn(sim, ch, p)
+      if s2 then return s2, b2 end
+      return 204
+    end
+  end
+
+  C.answer = simple(function(sim, ch) sim:answer(ch) end)
+  C.ring = simple(function(_, ch) ch.ringing = true end)
+  C.ringStop = simple(function(_, ch) ch.ringing = false end)
+  C.progress = simple(function(_, ch) ch.progress = true end)
+  local function dir_ok(d) return d == nil or d == "in" or d == "out" or d == "both" end
+  C.mute = simple(function(_, ch, p)
+    if not dir_ok(p.direction) then return 400, err_body("Invalid direction specified") end
+    ch.muted = p.direction or "both"
+  end)
+  C.unmute = simple(function(_, ch, p)
+    if not dir_ok(p.direction) then return 400, err_body("Invalid direction specified") end
+    ch.muted = nil
+  end)
+  C.hold = simple(function(_, ch) ch.held = true end)
+  C.unhold = simple(function(_, ch) ch.held = false end)
+  C.startMoh = simple(function(_, ch, p) ch.moh = p.mohClass or "default" end)
+  C.stopMoh = simple(function(_, ch) ch.moh = nil end)
+  C.startSilence = simple(function(_, ch) ch.silence = true end)
+  C.stopSilence = simple(function(_, ch) ch.silence = false end)
+
+  C.sendDTMF = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.dtmf == nil or p.dtmf == "" then return 400, err_body("DTMF is required") end
+    if not p.dtmf:match("^[0-9A-Da-d%*#wW,]+$") then return 400, err_body("Invalid DTMF digits") end
+    local t = p.before or 0
+    local between = p.between or 100
+    local duration = p.duration or 100
+    for digit in p.dtmf:gmatch(".") do
+      if digit == "," or digit == "w" or digit == "W" then
+        t = t + 500
+      else
+        local at = t
+        sim:after(at + duration, function()
+          if not ch.alive then return end
+          ch.received_dtmf = ch.received_dtmf .. digit
+          sim:wake_far(ch, "dtmf")
+          if sim.on_far_dtmf then sim.on_far_dtmf(ch, digit) end
+        end)
+        t = t + duration + between
+      end
+    end
+    return 204
+  end
+
+  local function get_var(sim, ch, name)
+    local fn, arg = name:match("^([%u_]+)%((.-)%)$")
+    if fn == "CALLERID" then
+      if arg == "name" then return ch.caller.name end
+      if arg == "num" or arg == "number" then return ch.caller.number end
+      if arg == "all" then return string.format('"%s" <%s>', ch.caller.name, ch.caller.number) end
+    elseif fn == "CONNECTEDLINE" then
+      if arg == "name" then return ch.connected.name end
+      if arg == "num" or arg == "number" then return ch.connected.number end
+      if arg == "all" then return string.format('"%s" <%s>', ch.connected.name, ch.connected.number) end
+    elseif fn == "CHANNEL" then
+      if arg == "name" then return ch.name end
+      if arg == "state" then return ch.state end
+      if arg == "language" then return ch.language end
+      if arg == "uniqueid" then return ch.id end
+    end
+    if name == "UNIQUEID" then return ch.id end
+    if name == "CHANNEL" then return ch.name end
+    if name == "EXTEN" then return ch.dialplan.exten end
+    if name == "CONTEXT" then return ch.dialplan.context end
+    local v = ch.vars[name]
+    if v == nil then v = sim.global_vars[name] end
+    return v
+  end
+
+  local function set_var(sim, ch, name, value, report)
+    local fn, arg = name:match("^([%u_]+)%((.-)%)$")
+    if fn == "CALLERID" or fn == "CONNECTEDLINE" then
+      local target = fn == "CALLERID" and ch.caller or ch.connected
+      if arg == "all" then
+        local c = parse_callerid(value)
+        target.name, target.number = c.name, c.number
+      elseif arg == "name" then target.name = value
+      elseif arg == "num" or arg == "number" then target.number = value
+      else return 400, err_body("Unable to set channel variable") end
+      if fn == "CALLERID" then
+        sim:chan_event(ch, "ChannelCallerId", { "caller_presentation", 0,
+          "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(ch) })
+      else
+        sim:chan_event(ch, "ChannelConnectedLine", { "channel", sim:snapshot(ch) })
+      end
+      return nil
+    elseif fn == "TALK_DETECT" or fn == "TONE_DETECT" or fn == "VOLUME" or fn == "PITCH_SHIFT" or fn == "DENOISE"
+      or fn == "AGC" or fn == "JITTERBUFFER" then
+      ch.funcs = ch.funcs or {}
+      ch.funcs[fn .. "(" .. arg .. ")"] = value
+      if fn == "TALK_DETECT" then ch.talk_detect = arg ~= "remove" end
+      return nil
+    elseif fn then
+      ch.funcs = ch.funcs or {}
+      ch.funcs[name] = value
+      return nil
+    end
+    if report then ch.report[name] = true end
+    sim:set_var(ch, name, value)
+  end
+
+  C.getChannelVar = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.variable == nil or p.variable == "" then return 400, err_body("Variable name is required") end
+    if not ch.app then return 409, err_body("Channel not in Stasis application") end
+    local v = get_var(sim, ch, p.variable)
+    if v == nil then return 404, err_body("Provided variable was not found") end
+    return 200, obj { "value", v }
+  end
+
+  C.setChannelVar = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.variable == nil or p.variable == "" then return 400, err_body("Variable name is required") end
+    if not ch.app then return 409, err_body("Channel not in Stasis application") end
+    s, b = set_var(sim, ch, p.variable, p.value or "", p.report_events)
+    if s then return s, b end
+    return 204
+  end
+
+  C.getChannelVars = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.variables == nil or p.variables == "" then return 400, err_body("Variable names are required") end
+    if not ch.app then return 409, err_body("Channel not in Stasis application") end
+    local kv = {}
+    for name in p.variables:gmatch("[^,]+") do
+      local v = get_var(sim, ch, name)
+      if v == nil then return 404, err_body("Provided variable was not found") end
+      kv[#kv + 1] = name; kv[#kv + 1] = v
+    end
+    return 200, obj { "variables", obj(kv) }
+  end
+
+  C.setChannelVars = function(sim, p, ctx)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if type(p.variables) ~= "table" then return 400, err_body("Variables are required") end
+    if not ch.app then return 409, err_body("Channel not in Stasis application") end
+    local vars = body_vars(ctx)
+    local names = {}
+    for k in pairs(vars) do names[#names + 1] = k end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      s, b = set_var(sim, ch, k, vars[k].value, vars[k].report)
+      if s then return s, b end
+    end
+    return 204
+  end
+
+  local SPY = { none = true, both = true, out = true, ["in"] = true }
+  local function snoop(sim, p, id)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.app == nil or p.app == "" then return 400, err_body("Application name is required") end
+    if p.spy and not SPY[p.spy] then return 400, err_body("Invalid direction specified for spy") end
+    if p.whisper and not SPY[p.whisper] then return 400, err_body("Invalid direction specified for whisper") end
+    if (p.spy or "none") == "none" and (p.whisper or "none") == "none" then
+      return 400, err_body("Sppy or whisper direction must be specified")
+    end
+    s, b = sim:id_conflict(id)
+    if s then return s, b end
+    local n = sim:seq("snoop")
+    local sn = sim:new_channel { id = id, name = string.format("Snoop/%s-%08x", ch.id, n), tech = "Snoop",
+      state = "Up", context = "default", exten = "s", call = ch.call }
+    sn.snooped = ch.id
+    sim:chan_event(sn, "ChannelDialplan", { "dialplan_app", "Stasis", "dialplan_app_data",
+      p.app .. (p.appArgs and ("," .. p.appArgs) or ""), "channel", sim:snapshot(sn) })
+    sim:stasis_start(sn, p.app, p.appArgs)
+    return 200, sim:snapshot(sn)
+  end
+  C.snoopChannel = function(sim, p) return snoop(sim, p, p.snoopId) end
+  C.snoopChannelWithId = function(sim, p) return snoop(sim, p, p.snoopId) end
+
+  C.rtpstatistics = function(sim, p)
+    local ch, s, b = get_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if ch.tech == "Local" or ch.tech == "Snoop" then return 404, err_body("Channel RTP statistics not found") end
+    local secs = math.max(1, math.floor((sim:elapsed() - ch.created_ms) / 1000))
+    local pk = secs * 50
+    return 200, obj {
+      "txcount", pk, "rxcount", pk, "txjitter", 0.0, "rxjitter", 0.001, "remote_maxjitter", 0.0,
+      "remote_minjitter", 0.0, "remote_normdevjitter", 0.0, "remote_stdevjitter", 0.0,
+      "local_maxjitter", 0.002, "local_minjitter", 0.0, "local_normdevjitter", 0.0005,
+      "local_stdevjitter", 0.0004, "txploss", 0, "rxploss", 0, "remote_maxrxploss", 0.0,
+      "remote_minrxploss", 0.0, "remote_normdevrxploss", 0.0, "remote_stdevrxploss", 0.0,
+      "local_maxrxploss", 0.0, "local_minrxploss", 0.0, "local_normdevrxploss", 0.0,
+      "local_stdevrxploss", 0.0, "rtt", 0.0, "maxrtt", 0.0, "minrtt", 0.0, "normdevrtt", 0.0,
+      "stdevrtt", 0.0, "local_ssrc", 1234567, "remote_ssrc", 7654321, "txoctetcount", pk * 160,
+      "rxoctetcount", pk * 160, "channel_uniqueid", ch.id,
+    }
+  end
+
+  C.externalMedia = function(sim, p, ctx)
+    if p.app == nil or p.app == "" then return 400, err_body("app cannot be empty") end
+    if p.format == nil or p.format == "" then return 400, err_body("format cannot be empty") end
+    local encap = p.encapsulation or "rtp"
+    if encap ~= "rtp" and encap ~= "audiosocket" and encap ~= "none" then
+      return 400, err_body("Unsupported encapsulation: " .. encap)
+    end
+    if encap ~= "none" and (p.external_host == nil or p.external_host == "") then
+      return 400, err_body("external_host is required for all but websocket connections")
+    end
+    local s, b = sim:id_conflict(p.channelId)
+    if s then return s, b end
+    local prefix = encap == "audiosocket" and "AudioSocket" or (encap == "none" and "WebSocket" or "UnicastRTP")
+    local ch = sim:new_channel { id = p.channelId, tech = prefix,
+      name = string.format("%s/%s-0x%x", prefix, p.external_host or "ws", 0x7f0000000000 + sim:seq("ext") * 0x100),
+      state = "Down", app_name = "AppDial2", app_data = "(Outgoing Line)", subscribe = p.app }
+    apply_vars(sim, ch, body_vars(ctx))
+    local port = tostring(7000 + 2 * sim:seq("rtpport"))
+    ch.vars.UNICASTRTP_LOCAL_ADDRESS = "127.0.0.1"
+    ch.vars.UNICASTRTP_LOCAL_PORT = port
+    ch.report.UNICASTRTP_LOCAL_ADDRESS = true
+    ch.report.UNICASTRTP_LOCAL_PORT = true
+    local snap = sim:snapshot(ch)
+    local dial = function(status)
+      sim:chan_event(ch, "Dial", { "dialstatus", status, "forward", "", "dialstring", "", "peer", sim:snapshot(ch) })
+    end
+    dial("")
+    sim:answer(ch)
+    dial("ANSWER")
+    sim:stasis_start(ch, p.app, nil)
+    return 200, snap
+  end
+
+  C.transfer_progress = function(sim, p)
+    local ch, s, b = stasis_chan(sim, p.channelId)
+    if not ch then return s, b end
+    if p.states == nil or p.states == "" then return 400, err_body("states is required") end
+    return 204
+  end
+
+  M.REASONS = REASONS
+end

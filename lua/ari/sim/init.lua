@@ -1,0 +1,502 @@
+-- ari.sim: a simulated Asterisk 22 (ARI) as a Lua state machine.
+--
+--   local sim = require("ari.sim").new{ speed = 1, scenario = tbl_or_path,
+--                                       asterisk_id = "..", user = "..", password = ".." }
+--   sim:request(method, path, query, body, headers) -> status, body_text_or_nil, headers
+--   sim:connect_events(apps, subscribe_all, send_fn [, close_fn]) -> session | nil, status, message
+--   sim:listen{ host = "127.0.0.1", port = 0 }  (see ari.sim.transport)
+--
+-- The engine is transport-independent: requests and events are plain
+-- strings.  Simulated time runs on ari.core timers, `speed` times faster
+-- than real time.
+local core = require "ari.core"
+local json = require "ari.sim.json"
+
+local M = {}
+local Sim = {}
+Sim.__index = Sim
+M.Sim = Sim
+M.json = json
+
+local obj = json.obj
+
+-- Time ---------------------------------------------------------------------
+
+--- Milliseconds of simulated wall-clock time (epoch based).
+function Sim:now_ms()
+  return self.epoch0 + math.floor((core.now() - self.mono0) * self.speed)
+end
+
+--- Milliseconds of simulated time since the simulator started.
+function Sim:elapsed()
+  return (core.now() - self.mono0) * self.speed
+end
+
+--- Asterisk's timestamp format: 2026-11-26T08:11:35.621+0000
+function Sim:timestamp(ms)
+  ms = ms or self:now_ms()
+  local s = ms // 1000
+  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. string.format(".%03d+0000", ms % 1000)
+end
+
+--- Run fn after `ms` of simulated time.  Returns a handle with :stop().
+function Sim:after(ms, fn)
+  local real = math.max(0, math.floor((ms or 0) / self.speed + 0.5))
+  local handle = {}
+  local t
+  t = core.timer(real, function()
+    self.timers[handle] = nil
+    if self.closed then return end
+    fn()
+  end)
+  handle.stop = function()
+    self.timers[handle] = nil
+    t:stop()
+  end
+  self.timers[handle] = t
+  return handle
+end
+
+-- Ids -------------------------------------------------------------------------
+
+function Sim:uniqueid()
+  self.uid_seq = self.uid_seq + 1
+  return string.format("%d.%d", self.epoch0 // 1000, self.uid_seq)
+end
+
+function Sim:seq(name)
+  local n = (self.seqs[name] or 0)
+  self.seqs[name] = n + 1
+  return n
+end
+
+-- Events ---------------------------------------------------------------------
+
+-- Fields that Asterisk writes before "type" for some events.
+local PRE = { ChannelVarset = { variable = true, value = true },
+  ChannelHangupRequest = { cause = true, soft = true }, ChannelTalkingFinished = { duration = true } }
+
+local function build_event(sim, etype, fields, app)
+  local kv = {}
+  local pre = PRE[etype]
+  if pre then
+    for i = 1, #fields, 2 do
+      if pre[fields[i]] then kv[#kv + 1] = fields[i]; kv[#kv + 1] = fields[i + 1] end
+    end
+  end
+  local ts = sim:timestamp()
+  kv[#kv + 1] = "type"; kv[#kv + 1] = etype
+  if etype == "DeviceStateChanged" then
+    kv[#kv + 1] = "application"; kv[#kv + 1] = app
+  end
+  kv[#kv + 1] = "timestamp"; kv[#kv + 1] = ts
+  for i = 1, #fields, 2 do
+    if not (pre and pre[fields[i]]) then kv[#kv + 1] = fields[i]; kv[#kv + 1] = fields[i + 1] end
+  end
+  if etype == "ApplicationReplaced" then
+    kv[#kv + 1] = "application"; kv[#kv + 1] = app
+    kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
+  elseif etype == "DeviceStateChanged" then
+    kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
+  else
+    kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
+    kv[#kv + 1] = "application"; kv[#kv + 1] = app
+  end
+  return obj(kv)
+end
+
+local function filter_allows(app, etype)
+  local f = app.filter
+  if not f then return true end
+  if f.allowed and #f.allowed > 0 then
+    local ok = false
+    for _, x in ipairs(f.allowed) do if x.type == etype then ok = true break end end
+    if not ok then return false end
+  end
+  if f.disallowed then
+    for _, x in ipairs(f.disallowed) do if x.type == etype then return false end end
+  end
+  return true
+end
+
+--- Deliver event `etype` with ordered `fields` ({k, v, ...}) to the apps
+-- in `targets` (a list of app names, duplicates allowed as Asterisk does).
+function Sim:deliver(etype, fields, targets, call)
+  local sent = false
+  for _, name in ipairs(targets) do
+    local app = self.apps[name]
+    if app and filter_allows(app, etype) then
+      local ev = build_event(self, etype, fields, name)
+      local text = json.encode(ev)
+      self:record_event(etype, name, ev, call)
+      for s in pairs(app.sessions) do
+        local ok, err = pcall(s.send, text)
+        if not ok then self:log("warn", "event send failed: %s", tostring(err)) end
+      end
+      for _, h in ipairs(self.event_hooks) do h(name, ev) end
+      sent = true
+    end
+  end
+  return sent
+end
+
+-- Apps subscribed to an object (set) plus every subscribeAll app.
+function Sim:targets(subs, all)
+  local list = {}
+  if subs then
+    for name in pairs(subs) do list[#list + 1] = name end
+    table.sort(list)
+  end
+  if all ~= false then
+    for _, name in ipairs(self.app_order) do
+      local app = self.apps[name]
+      if app and app.subscribe_all and not (subs and subs[name]) then list[#list + 1] = name end
+    end
+  end
+  return list
+end
+
+function Sim:all_targets()
+  return self:targets(nil, true)
+end
+
+--- Emit an event about a channel to every app subscribed to it.
+function Sim:chan_event(ch, etype, fields)
+  fields = fields or {}
+  return self:deliver(etype, fields, self:targets(ch.subs), ch.call)
+end
+
+-- Applications -----------------------------------------------------------------
+
+function Sim:app(name, create)
+  local a = self.apps[name]
+  if a == nil and create then
+    a = { name = name, sessions = {}, channels = {}, bridges = {}, endpoints = {}, devices = {},
+      subscribe_all = false }
+    self.apps[name] = a
+    self.app_order[#self.app_order + 1] = name
+  end
+  return a
+end
+
+--- Is the app registered (a WebSocket session is open for it)?
+function Sim:app_active(name)
+  local a = self.apps[name]
+  return a ~= nil and next(a.sessions) ~= nil
+end
+
+--- Subscribe a set of app names to an object's subs table.
+function Sim:subscribe(subs, appname)
+  subs[appname] = true
+end
+
+--- Open an events session.  send(text) gets each event; close_fn() is called
+-- when the simulator ends the session (app replaced, sim closed).
+function Sim:connect_events(app_names, subscribe_all, send, close_fn)
+  if type(app_names) == "string" then
+    local list = {}
+    for n in app_names:gmatch("[^,]+") do list[#list + 1] = n end
+    app_names = list
+  end
+  if app_names == nil or #app_names == 0 then
+    return nil, 400, "Missing parameter app"
+  end
+  local session = { apps = app_names, send = send, on_close = close_fn, open = true }
+  for _, name in ipairs(app_names) do
+    local a = self:app(name, true)
+    -- a second connection for the same app replaces the first
+    for old in pairs(a.sessions) do
+      local ev = build_event(self, "ApplicationReplaced", {}, name)
+      pcall(old.send, json.encode(ev))
+      a.sessions[old] = nil
+      old.open = false
+      if old.on_close then pcall(old.on_close) end
+    end
+    a.sessions[session] = true
+    if subscribe_all then a.subscribe_all = true end
+  end
+  self:note(nil, "ws %s connected%s", table.concat(app_names, ","), subscribe_all and " (subscribeAll)" or "")
+  function session.close()
+    if not session.open then return end
+    session.open = false
+    for _, name in ipairs(app_names) do
+      local a = self.apps[name]
+      if a and a.sessions[session] then
+        a.sessions[session] = nil
+        if next(a.sessions) == nil then a.subscribe_all = false end
+      end
+    end
+    self:note(nil, "ws %s closed", table.concat(app_names, ","))
+  end
+  for _, h in ipairs(self.connect_hooks) do h(app_names) end
+  return session
+end
+
+-- Transcript -------------------------------------------------------------------
+
+function Sim:record(entry)
+  entry.t = math.floor(self:elapsed() + 0.5)
+  local tr = self.transcript
+  tr[#tr + 1] = entry
+  if self.on_transcript then self.on_transcript(entry) end
+end
+
+function Sim:record_event(etype, app, ev, call)
+  local ch = ev.channel or ev.peer
+  local what = etype
+  if ch then what = what .. " " .. ch.id .. "(" .. ch.state .. ")" end
+  if ev.playback then what = what .. " " .. ev.playback.id .. "/" .. ev.playback.state end
+  if ev.recording then what = what .. " " .. ev.recording.name .. "/" .. ev.recording.state end
+  if ev.bridge then what = what .. " bridge=" .. ev.bridge.id end
+  if ev.digit then what = what .. " digit=" .. ev.digit end
+  if ev.dialstatus then what = what .. " dialstatus=" .. ev.dialstatus end
+  if etype == "ChannelVarset" then what = what .. " " .. ev.variable .. "=" .. tostring(ev.value) end
+  self:record { kind = "event", call = call, app = app, type = etype, summary = what }
+end
+
+function Sim:note(call, fmt, ...)
+  self:record { kind = "note", call = call, summary = string.format(fmt, ...) }
+end
+
+function Sim:log(level, fmt, ...)
+  if self.logger then self.logger(level, string.format(fmt, ...)) end
+end
+
+-- REST routing -------------------------------------------------------------------
+
+local spec = require "ari.sim.spec"
+
+local function split_path(path)
+  local segs = {}
+  for s in path:gmatch("[^/]+") do segs[#segs + 1] = s end
+  return segs
+end
+
+local function url_decode(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+M.url_decode = url_decode
+
+local function url_decode_path(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+function M.parse_query(q)
+  local t = {}
+  if type(q) == "table" then
+    for k, v in pairs(q) do t[k] = type(v) == "table" and table.concat(v, ",") or tostring(v) end
+    return t
+  end
+  if q == nil or q == "" then return t end
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if not k then k, v = pair, "" end
+    k, v = url_decode(k), url_decode(v)
+    if t[k] then t[k] = t[k] .. "," .. v else t[k] = v end
+  end
+  return t
+end
+
+-- routes: list of { segs = {...}, resource = name, ops = { METHOD = op } }
+local routes = {}
+for _, res in ipairs(spec.resources) do
+  for _, api in ipairs(res.apis) do
+    local r = { segs = split_path(api.path), resource = res.name, ops = {}, path = api.path }
+    for _, op in ipairs(api.operations) do r.ops[op.httpMethod] = op end
+    routes[#routes + 1] = r
+  end
+end
+M.routes = routes
+
+local function match_route(segs)
+  -- literal segments win over {vars}
+  local best, best_vars, best_score
+  for _, r in ipairs(routes) do
+    if #r.segs == #segs then
+      local vars, score, ok = {}, 0, true
+      for i, s in ipairs(r.segs) do
+        local var = s:match("^{(.+)}$")
+        if var then vars[var] = url_decode_path(segs[i])
+        elseif s == segs[i] then score = score + 1
+        else ok = false break end
+      end
+      if ok and (best == nil or score > best_score) then best, best_vars, best_score = r, vars, score end
+    end
+  end
+  return best, best_vars
+end
+
+local handlers = {}
+M.handlers = handlers
+for _, modname in ipairs { "channels", "bridges", "media", "misc" } do
+  require("ari.sim." .. modname)(Sim, handlers, M)
+end
+
+local function err_body(msg) return obj { "message", msg } end
+M.err_body = err_body
+
+local INT_TYPES = { int = true, long = true }
+
+-- Check and convert parameters the way Asterisk's generated glue does.
+local function collect_params(op, vars, query, body_obj)
+  local p = {}
+  for _, d in ipairs(op.parameters) do
+    local v
+    if d.paramType == "path" then v = vars[d.name]
+    elseif d.paramType == "query" then
+      v = query[d.name]
+      if v == nil and type(body_obj) == "table" and body_obj[d.name] ~= nil and body_obj[d.name] ~= json.null then
+        local b = body_obj[d.name]
+        if type(b) == "table" then
+          local parts = {}
+          for _, x in ipairs(b) do parts[#parts + 1] = tostring(x) end
+          v = table.concat(parts, ",")
+        else
+          v = tostring(b)
+        end
+      end
+    elseif d.paramType == "body" then
+      if type(body_obj) == "table" then v = body_obj[d.name] end
+    end
+    if v ~= nil and d.paramType ~= "body" then
+      if INT_TYPES[d.dataType] then
+        -- Asterisk parses with atoi-like leniency
+        local n = tonumber(v:match("^%s*([-+]?%d+)") or "")
+        v = n or 0
+      elseif d.dataType == "boolean" then
+        local lv = v:lower()
+        if lv == "true" or lv == "yes" or lv == "1" or lv == "on" then v = true
+        elseif lv == "false" or lv == "no" or lv == "0" or lv == "off" or lv == "" then v = false
+        else return nil, "Invalid boolean value for " .. d.name end
+      end
+    end
+    if v == nil and d.defaultValue ~= nil then v = d.defaultValue end
+    p[d.name] = v
+  end
+  return p
+end
+
+local function response_headers(status, body)
+  local h = { ["server"] = "Asterisk/22.11.0", ["cache-control"] = "no-cache, no-store" }
+  if body ~= nil then h["content-type"] = "application/json" end
+  return h
+end
+
+--- Handle one REST request.  path may start with /ari.  query is a string
+-- (raw, URL-encoded) or a table.  Returns status, body text (nil when
+-- none), headers.
+function Sim:request(method, path, query, body, headers)
+  method = (method or "GET"):upper()
+  headers = headers or {}
+  if type(path) ~= "string" then path = "/" end
+  local q = query
+  if q == nil then
+    local p, qs = path:match("^([^?]*)%?(.*)$")
+    if p then path, q = p, qs end
+  end
+  local rel = path:gsub("^/ari", "", 1)
+  local status, out, extra_headers = self:dispatch(method, rel, M.parse_query(q), body, headers)
+  local text
+  if out ~= nil then
+    if type(out) == "string" then text = out else text = json.encode(out) end
+  end
+  local h = response_headers(status, text)
+  if extra_headers then for k, v in pairs(extra_headers) do h[k] = v end end
+  self:record { kind = "rest", call = self.current_call, method = method,
+    path = path .. ((type(q) == "string" and q ~= "") and ("?" .. q) or ""), status = status,
+    summary = string.format("%s %s -> %d%s", method, path, status,
+      (status >= 400 and type(out) == "table" and out.message) and (" (" .. out.message .. ")") or "") }
+  self.current_call = nil
+  return status, text, h
+end
+
+function Sim:dispatch(method, rel, query, body, headers)
+  local segs = split_path(rel)
+  local route, vars = match_route(segs)
+  if route == nil then return 404, err_body("Resource not found") end
+  local op = route.ops[method]
+  if op == nil then return 405, err_body("Invalid method") end
+  local body_obj
+  if body ~= nil and body ~= "" then
+    local ct = headers["content-type"] or headers["Content-Type"] or "application/json"
+    if ct:find("json", 1, true) or ct == "" then
+      local v, jerr = json.decode(body)
+      if v == nil and jerr then return 400, err_body("Invalid JSON in request body: " .. jerr) end
+      body_obj = v
+    end
+  end
+  local p, perr = collect_params(op, vars, query, body_obj)
+  if p == nil then return 400, err_body(perr) end
+  local h = handlers[route.resource] and handlers[route.resource][op.nickname]
+  if h == nil then return 501, err_body("Not implemented") end
+  local ok, status, out, eh = pcall(h, self, p, { body = body_obj, query = query, headers = headers, op = op })
+  if not ok then
+    self:log("error", "sim handler %s.%s failed: %s", route.resource, op.nickname, tostring(status))
+    return 500, err_body("Internal Server Error")
+  end
+  return status, out, eh
+end
+
+-- Construction ------------------------------------------------------------------
+
+local DEFAULT_AST_ID = "02:fc:00:00:00:01"
+
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({}, Sim)
+  self.speed = tonumber(opts.speed) or 1
+  if self.speed <= 0 then self.speed = 1 end
+  self.asterisk_id = opts.asterisk_id or DEFAULT_AST_ID
+  self.user = opts.user or "asterisk"
+  self.password = opts.password or "asterisk"
+  self.logger = opts.logger
+  self.mono0 = core.now()
+  self.epoch0 = os.time() * 1000
+  self.started = self:timestamp()
+  self.timers = {}
+  self.uid_seq = 0
+  self.seqs = {}
+  self.apps, self.app_order = {}, {}
+  self.channels, self.channel_order = {}, {}
+  self.bridges, self.bridge_order = {}, {}
+  self.playbacks = {}
+  self.live_recordings = {}
+  self.stored_recordings = {}
+  self.global_vars = {}
+  self.device_states = {}
+  self.mailboxes = {}
+  self.transcript = {}
+  self.event_hooks = {}
+  self.connect_hooks = {}
+  self.calls = {}
+  self.call_seq = 0
+  self:init_media(opts)
+  self:init_misc(opts)
+  local scenario = require "ari.sim.scenario"
+  self.scenario = scenario.load(opts.scenario)
+  scenario.attach(self, self.scenario)
+  return self
+end
+
+--- Stop every timer and end every session.  The simulator is unusable after.
+function Sim:close()
+  if self.closed then return end
+  self.closed = true
+  for h, t in pairs(self.timers) do t:stop(); self.timers[h] = nil end
+  for _, app in pairs(self.apps) do
+    for s in pairs(app.sessions) do
+      s.open = false
+      if s.on_close then pcall(s.on_close) end
+    end
+    app.sessions = {}
+  end
+  if self.server then pcall(self.server.close, self.server) end
+end
+
+--- Serve the simulator over HTTP + WebSocket (see ari.sim.transport).
+function Sim:listen(opts)
+  return require("ari.sim.transport").listen(self, opts)
+end
+
+return M
