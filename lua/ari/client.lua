@@ -217,6 +217,39 @@ M.build = build
 local TRANSPORT_KINDS = { connect = true, timeout = true, reset = true, tls = true,
   too_large = true, other = true, closed = true }
 
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  return (s:gsub("..?.?", function(c)
+    local a, b, d = c:byte(1, 3)
+    local n = (a << 16) | ((b or 0) << 8) | (d or 0)
+    local out = {}
+    for i = 1, 4 do
+      local k = (n >> (6 * (4 - i))) & 63
+      out[i] = B64:sub(k + 1, k + 1)
+    end
+    if not b then out[3], out[4] = "=", "=" elseif not d then out[4] = "=" end
+    return table.concat(out)
+  end))
+end
+M.base64 = base64
+
+-- The events socket: ari.ws when present, else core.ws_connect directly.
+local function default_websocket(o)
+  local ok, ws = pcall(require, "ari.ws")
+  if ok and type(ws) == "table" and ws.connect then return ws.connect(o) end
+  local core = require "ari.core"
+  local headers = {}
+  if o.user then headers.Authorization = "Basic " .. base64(o.user .. ":" .. (o.password or "")) end
+  return core.ws_connect({ url = o.url, headers = headers, json = true, reconnect = true }, {
+    on_open = o.on_open, on_message = o.on_message,
+    on_close = function(code, reason, reconnecting)
+      log.info("ari: events socket closed (%s %s)%s", tostring(code), tostring(reason),
+        reconnecting and ", reconnecting" or "")
+    end,
+    on_error = function(msg) log.warn("ari: events socket: %s", tostring(msg)) end,
+  })
+end
+
 local function default_transport(req)
   return require("ari.http").request(req)
 end
@@ -389,6 +422,18 @@ local function wake_waiters(lst, ev)
   end
 end
 
+-- Did an earlier routing field of this event name the same object?  (An
+-- object is given each event once, e.g. one channel in two legs.)
+local function delivered_to(r, i, ev, kind, key)
+  for j = 1, i - 1 do
+    if r[j][2] == kind then
+      local o = rawget(ev, r[j][1])
+      if type(o) == "table" and models.route_key[kind](o) == key then return true end
+    end
+  end
+  return false
+end
+
 --- Deliver one event (a decoded ARI message).  The WebSocket path calls
 -- this; tests may too.
 function Client:dispatch(ev)
@@ -428,7 +473,7 @@ function Client:dispatch(ev)
         local key = models.route_key[kind](o)
         if key ~= nil then
           local entry = reg[key]
-          if entry then
+          if entry and (i == 1 or not delivered_to(r, i, ev, kind, key)) then
             local efns = collect(entry.on[t], nil)
             efns = collect(entry.on["*"], efns)
             if efns then
@@ -644,7 +689,7 @@ function M.connect(opts)
     _timeout = opts.timeout or 30000, _transport = transport,
     _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 },
     _objs = {}, stats = { events = 0, connects = 0 },
-    _websocket = opts.websocket or function(o) return require("ari.ws").connect(o) end,
+    _websocket = opts.websocket or default_websocket,
   }, Client)
   for kind in pairs(models.route_key) do self._objs[kind] = {} end
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
