@@ -93,6 +93,7 @@ return function(Sim, H, M)
       dtmf_log = "", received_dtmf = "", created_ms = self:elapsed(),
     }
     self.channels[id] = ch
+    self.chan_call[id] = ch.call
     self.channel_order[#self.channel_order + 1] = id
     local call = self.calls[ch.call]
     if call then call.channels[#call.channels + 1] = id end

@@ -401,9 +401,16 @@ function Sim:request(method, path, query, body, headers)
   if out ~= nil then
     if type(out) == "string" then text = out else text = json.encode(out) end
   end
+  local call = self.current_call
+  if call == nil then
+    local kind, id = rel:match("^/(%a+)/([^/]+)")
+    if kind == "channels" then call = self.chan_call[M.url_decode(id)]
+    elseif kind == "playbacks" then call = self.pb_call[M.url_decode(id)]
+    elseif kind == "bridges" and self.bridges[id] then call = self.bridges[id].call end
+  end
   local h = response_headers(status, text)
   if extra_headers then for k, v in pairs(extra_headers) do h[k] = v end end
-  self:record { kind = "rest", call = self.current_call, method = method,
+  self:record { kind = "rest", call = call, method = method,
     path = path .. ((type(q) == "string" and q ~= "") and ("?" .. q) or ""), status = status,
     summary = string.format("%s %s -> %d%s", method, path, status,
       (status >= 400 and type(out) == "table" and out.message) and (" (" .. out.message .. ")") or "") }
@@ -471,6 +478,7 @@ function M.new(opts)
   self.connect_hooks = {}
   self.calls = {}
   self.call_seq = 0
+  self.chan_call, self.pb_call = {}, {}
   self:init_media(opts)
   self:init_misc(opts)
   local scenario = require "ari.sim.scenario"

@@ -154,6 +154,7 @@ return function(Sim, H, M)
       subs = target.subs,
     }
     self.playbacks[pb.id] = pb
+    self.pb_call[pb.id] = pb.call
     target.playq = target.playq or {}
     local q = target.playq
     q[#q + 1] = pb

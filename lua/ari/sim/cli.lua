@@ -1,0 +1,43 @@
+-- ari.sim.cli: `ari-lua sim --listen HOST:PORT [scenario.lua]` serves the
+-- simulated Asterisk until SIGINT/SIGTERM.
+local core = require "ari.core"
+local config = require "ari.config"
+local simmod = require "ari.sim"
+
+local M = {}
+
+function M.main(opts, rest)
+  local listen = opts.listen or config.listen or "127.0.0.1:8088"
+  local host, port = listen:match("^(.*):(%d+)$")
+  if not host then
+    io.stderr:write("ari-lua: --listen takes HOST:PORT, not '", listen, "'\n")
+    return 2
+  end
+  if host == "" then host = "127.0.0.1" end
+  local ok, sim = pcall(simmod.new, { speed = opts.sim_speed or config.sim_speed or 1, scenario = rest[1],
+    user = config.user, password = config.password,
+    logger = function(level, msg) io.stderr:write("sim ", level, ": ", msg, "\n") end })
+  if not ok then io.stderr:write("ari-lua: ", tostring(sim), "\n"); return 1 end
+  local lok, err = pcall(sim.listen, sim, { host = host, port = tonumber(port) })
+  if not lok then io.stderr:write("ari-lua: ", tostring(err), "\n"); return 1 end
+  local scen = require "ari.sim.scenario"
+  sim.connect_hooks[#sim.connect_hooks + 1] = function(apps)
+    for _, app in ipairs(apps) do
+      if sim.scenario.app == nil or sim.scenario.app == app then scen.start(sim, app) end
+    end
+  end
+  io.stdout:write(string.format("ari-lua sim: listening on %s (user %s, password %s)\n", sim.url, sim.user, sim.password))
+  io.stdout:flush()
+  local sigs = {}
+  local function stop()
+    sim:close()
+    for _, s in ipairs(sigs) do s:close() end
+    core.stop()
+  end
+  sigs[1] = core.signal("SIGINT", stop)
+  sigs[2] = core.signal("SIGTERM", stop)
+  core.run()
+  return 0
+end
+
+return M

@@ -1,0 +1,189 @@
+-- ari.sim.transport: serve a simulator over HTTP + WebSocket (ari.server).
+--
+--   REST under /ari/..., events at /ari/events?app=..&subscribeAll=..,
+--   swagger docs at /ari/api-docs/resources.json and /ari/api-docs/{name}.json.
+--   Basic auth or ?api_key=user:pass; 401 without.
+local json = require "ari.sim.json"
+local spec = require "ari.sim.spec"
+
+local M = {}
+local obj, arr = json.obj, json.arr
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local B64R = {}
+for i = 1, 64 do B64R[B64:byte(i)] = i - 1 end
+local function b64decode(s)
+  s = s:gsub("[^%w%+/=]", "")
+  local out, bits, nbits = {}, 0, 0
+  for i = 1, #s do
+    local c = s:byte(i)
+    if c == 61 then break end
+    local v = B64R[c]
+    if v == nil then return nil end
+    bits = (bits << 6) | v
+    nbits = nbits + 6
+    if nbits >= 8 then
+      nbits = nbits - 8
+      out[#out + 1] = string.char((bits >> nbits) & 0xff)
+    end
+  end
+  return table.concat(out)
+end
+M.b64decode = b64decode
+
+local STATUS_TEXT = { [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
+  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
+  [405] = "Method Not Allowed", [409] = "Conflict", [412] = "Precondition Failed",
+  [422] = "Unprocessable Entity", [500] = "Internal Server Error", [501] = "Not Implemented" }
+M.STATUS_TEXT = STATUS_TEXT
+
+--- Check credentials: Authorization: Basic or api_key=user:pass.
+function M.authorized(sim, headers, query)
+  local auth = headers["authorization"]
+  if auth then
+    local b = auth:match("^%s*[Bb]asic%s+(%S+)")
+    local up = b and b64decode(b)
+    if up and up == sim.user .. ":" .. sim.password then return true end
+    return false
+  end
+  local q = require("ari.sim").parse_query(query)
+  if q.api_key then return q.api_key == sim.user .. ":" .. sim.password end
+  return false
+end
+
+-- Swagger documents regenerated from ari.sim.spec (facts only, no prose).
+local function param_json(p)
+  local kv = { "name", p.name, "paramType", p.paramType, "required", p.required,
+    "allowMultiple", p.allowMultiple, "dataType", p.dataType }
+  if p.defaultValue ~= nil then kv[#kv + 1] = "defaultValue"; kv[#kv + 1] = p.defaultValue end
+  if p.allowableValues then
+    local av = p.allowableValues
+    kv[#kv + 1] = "allowableValues"
+    kv[#kv + 1] = obj { "valueType", av.valueType, "values", av.values and arr(av.values), "min", av.min, "max", av.max }
+  end
+  return obj(kv)
+end
+
+function M.resources_doc(base)
+  local apis = arr {}
+  for _, r in ipairs(spec.resources) do
+    apis[#apis + 1] = obj { "path", "/api-docs/" .. r.name .. ".{format}", "description", r.name }
+  end
+  return obj { "apiVersion", spec.apiVersion, "swaggerVersion", spec.swaggerVersion, "basePath", base, "apis", apis }
+end
+
+function M.resource_doc(name, base)
+  for _, r in ipairs(spec.resources) do
+    if r.name == name then
+      local apis = arr {}
+      for _, a in ipairs(r.apis) do
+        local ops = arr {}
+        for _, o in ipairs(a.operations) do
+          local params = arr {}
+          for _, p in ipairs(o.parameters) do params[#params + 1] = param_json(p) end
+          local errs = arr {}
+          for _, c in ipairs(o.errorCodes) do errs[#errs + 1] = obj { "code", c, "reason", STATUS_TEXT[c] or "" } end
+          ops[#ops + 1] = obj { "httpMethod", o.httpMethod, "nickname", o.nickname, "summary", o.nickname,
+            "responseClass", o.responseClass, "upgrade", o.upgrade, "websocketProtocol", o.websocketProtocol,
+            "parameters", params, "errorResponses", errs }
+        end
+        apis[#apis + 1] = obj { "path", a.path, "description", r.name, "operations", ops }
+      end
+      local models = obj {}
+      for _, m in ipairs(r.models) do
+        local props = obj {}
+        for _, p in ipairs(m.properties) do
+          local pk = { "type", p.type, "required", p.required }
+          if p.allowableValues then
+            pk[#pk + 1] = "allowableValues"
+            pk[#pk + 1] = obj { "valueType", p.allowableValues.valueType, "values", arr(p.allowableValues.values or {}) }
+          end
+          json.set(props, p.name, obj(pk))
+        end
+        json.set(models, m.id, obj { "id", m.id, "extends", m.extends, "discriminator", m.discriminator,
+          "subTypes", m.subTypes and arr(m.subTypes), "properties", props })
+      end
+      return obj { "apiVersion", spec.apiVersion, "swaggerVersion", spec.swaggerVersion, "basePath", base,
+        "resourcePath", r.resourcePath, "requiresModules", arr(r.requiresModules or {}), "apis", apis,
+        "models", models }
+    end
+  end
+end
+
+local function unauthorized()
+  return 401, { ["content-type"] = "application/json", ["www-authenticate"] = 'Basic realm="Asterisk REST Interface"' },
+    json.encode(obj { "message", "Authentication required" })
+end
+
+local function handle_ws_message(sim, ws, text, app)
+  local msg = json.decode(text)
+  if type(msg) ~= "table" or msg.type ~= "RESTRequest" then return end
+  local uri = tostring(msg.uri or "")
+  local path, q = uri:match("^([^?]*)%??(.*)$")
+  local status, body = sim:request(msg.method or "GET", "/ari/" .. path:gsub("^/", ""), q or "", msg.message_body,
+    { ["content-type"] = msg.content_type or "application/json" })
+  local kv = { "type", "RESTResponse", "transaction_id", msg.transaction_id or "", "request_id", msg.request_id or "",
+    "status_code", status, "reason_phrase", STATUS_TEXT[status] or "", "uri", uri }
+  if body then
+    kv[#kv + 1] = "content_type"; kv[#kv + 1] = "application/json"
+    kv[#kv + 1] = "message_body"; kv[#kv + 1] = body
+  end
+  kv[#kv + 1] = "application"; kv[#kv + 1] = app
+  kv[#kv + 1] = "timestamp"; kv[#kv + 1] = sim:timestamp()
+  kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
+  ws:send(json.encode(obj(kv)))
+end
+
+--- Listen.  opts = { host = "127.0.0.1", port = 0 }.  Returns the server
+-- (srv:port(), srv:close()); sim.url is set to http://host:port.
+function M.listen(sim, opts)
+  opts = opts or {}
+  local server = require "ari.server"
+  local host = opts.host or "127.0.0.1"
+  local base
+  local srv, err = server.listen {
+    host = host, port = opts.port or 0,
+    handler = function(req)
+      local path = req.path
+      if not M.authorized(sim, req.headers, req.query) then return unauthorized() end
+      local doc = path:match("^/ari/api%-docs/(.+)%.json$")
+      if doc and req.method == "GET" then
+        local d = doc == "resources" and M.resources_doc(base) or M.resource_doc(doc, base)
+        if not d then return 404, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Resource not found" }) end
+        return 200, { ["content-type"] = "application/json" }, json.encode(d)
+      end
+      if not path:match("^/ari/") and path ~= "/ari" then
+        return 404, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Resource not found" })
+      end
+      local status, body, headers = sim:request(req.method, path, req.query or "", req.body,
+        req.headers)
+      return status, headers, body or ""
+    end,
+    on_websocket = function(req)
+      if req.path ~= "/ari/events" then return 404, { ["content-type"] = "application/json" },
+        json.encode(obj { "message", "Resource not found" }) end
+      if not M.authorized(sim, req.headers, req.query) then return unauthorized() end
+      local q = require("ari.sim").parse_query(req.query)
+      if q.app == nil or q.app == "" then
+        return 400, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Missing parameter app" })
+      end
+      local sub_all = q.subscribeAll == "true" or q.subscribeAll == "1" or q.subscribeAll == "yes"
+      local session
+      local ws = req:upgrade(nil, {
+        on_message = function(w, msg) handle_ws_message(sim, w, msg, q.app) end,
+        on_close = function() if session then session.close() end end,
+      })
+      if not ws then return 500 end
+      session = sim:connect_events(q.app, sub_all, function(text) ws:send(text) end,
+        function() pcall(ws.close, ws, 1000, "") end)
+    end,
+  }
+  if not srv then error("sim: cannot listen on " .. host .. ": " .. tostring(err), 2) end
+  local port = srv:port()
+  sim.url = string.format("http://%s:%d", host, port)
+  base = sim.url .. "/ari"
+  sim.server = srv
+  return srv
+end
+
+return M
