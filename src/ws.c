@@ -34,6 +34,9 @@
 
 #define WS_DEFAULT_MAX_MESSAGE (16u * 1024u * 1024u)
 #define WS_MAX_QUEUED (64u * 1024u * 1024u)
+/* lws's private opcode for a close frame (LWS_WRITE_CLOSE, not exported by
+ * the 4.1 headers; the value is part of its ABI). */
+#define WS_WRITE_CLOSE ((enum lws_write_protocol)4)
 
 enum ws_state { WS_CONNECTING, WS_OPEN, WS_WAITING, WS_CLOSED };
 static const char *const ws_state_names[] = {"connecting", "open", "waiting", "closed"};
@@ -106,7 +109,7 @@ struct ws_conn {
   int timers_open; /* uv handles not yet closed */
   int main_mode;   /* what t_main is doing, enum below */
   int ping_phase;  /* 0: waiting to ping, 1: waiting for the pong */
-  int ping_pending, close_pending;
+  int ping_pending, close_pending, close_sent;
   uint64_t ping_sent_at, last_rx_at;
 
   /* rx */
@@ -416,7 +419,7 @@ static int ws_ensure_lws(ws_ctx *w, char *err, size_t errlen) {
   ws_handle_set before = {NULL, 0, 0, 0};
   if (w->ctx != NULL) return 0;
   uv_walk(&w->c->uv, ws_collect, &before);
-  lws_set_log_level(LLL_ERR, ws_lws_log);
+  lws_set_log_level(getenv("ARI_LWS_LOG") ? atoi(getenv("ARI_LWS_LOG")) : LLL_ERR, ws_lws_log);
   memset(&info, 0, sizeof info);
   loops[0] = &w->c->uv;
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -583,7 +586,7 @@ static void ws_lost(ws_conn *k, int code, const char *reason) {
   ws_main_stop(k);
   ws_rx_reset(k);
   ws_txq_clear(k);
-  k->ping_pending = k->close_pending = 0;
+  k->ping_pending = k->close_pending = k->close_sent = 0;
   if (k->dead || k->c->closing || k->w->shutting_down) {
     k->state = WS_CLOSED;
     return;
@@ -683,8 +686,17 @@ static void ws_receive(ws_conn *k, struct lws *wsi, const char *in, size_t len) 
 
 static int ws_writeable(ws_conn *k, struct lws *wsi) {
   if (k->close_pending) {
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
-    return -1;
+    /* Our own close frame: lws 4.1 on libuv kills the socket before
+     * writing the one prepared by lws_close_reason.  The peer's answering
+     * close ends the connection (WS_PEER_INITIATED_CLOSE returns -1). */
+    unsigned char buf[LWS_PRE + 2];
+    k->close_pending = 0;
+    k->close_sent = 1;
+    buf[LWS_PRE] = (unsigned char)(k->close_code >> 8);
+    buf[LWS_PRE + 1] = (unsigned char)(k->close_code & 0xff);
+    if (lws_write(wsi, buf + LWS_PRE, 2, WS_WRITE_CLOSE) < 0) return -1;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 3);
+    return 0;
   }
   if (k->ping_pending) {
     unsigned char buf[LWS_PRE + 4];
@@ -765,6 +777,7 @@ static int ws_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     return ws_writeable(k, wsi);
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     if (k == NULL || k->wsi != wsi) break;
+    if (k->close_sent) return -1; /* the answer to ours: just close */
     if (!k->kill_reason_set) {
       const unsigned char *b = (const unsigned char *)in;
       k->kill_reason_set = 1;
@@ -978,6 +991,11 @@ static int ws_headers(lua_State *L, ws_conn *k, int t, char *err, size_t errlen)
       k->hdr_names[k->nhdrs][nl + 1] = '\0';
     }
     k->nhdrs++;
+    if (k->hdr_names[k->nhdrs - 1] == NULL || k->hdr_values[k->nhdrs - 1] == NULL) {
+      lua_pop(L, 3);
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -989,7 +1007,11 @@ static int ws_connect(lua_State *L) {
   ws_ctx *w;
   ws_conn *k;
   ws_conn **box;
-  const char *url, *s;
+  const char *url, *protocol, *cainfo;
+  uint64_t max_message, ping_interval, pong_timeout, backoff_min, backoff_max, connect_timeout;
+  int reconnect, insecure, json;
+  static const char *const hnames[] = {"on_open", "on_message", "on_close", "on_error"};
+  int i;
   char err[200];
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
@@ -997,8 +1019,26 @@ static int ws_connect(lua_State *L) {
     lua_settop(L, 1);
     lua_newtable(L);
   }
+  /* Everything that may raise comes before any allocation. */
   url = ws_opt_str(L, 1, "url");
   if (url == NULL) return luaL_error(L, "ws_connect: url is required");
+  protocol = ws_opt_str(L, 1, "protocol");
+  cainfo = ws_opt_str(L, 1, "cainfo");
+  max_message = ws_opt_ms(L, 1, "max_message", WS_DEFAULT_MAX_MESSAGE);
+  ping_interval = ws_opt_ms(L, 1, "ping_interval", 15000);
+  pong_timeout = ws_opt_ms(L, 1, "pong_timeout", 5000);
+  backoff_min = ws_opt_ms(L, 1, "backoff_min", 250);
+  backoff_max = ws_opt_ms(L, 1, "backoff_max", 30000);
+  connect_timeout = ws_opt_ms(L, 1, "connect_timeout", 5000);
+  reconnect = ws_opt_bool(L, 1, "reconnect", 1);
+  insecure = ws_opt_bool(L, 1, "insecure", 0);
+  json = ws_opt_bool(L, 1, "json", 0);
+  for (i = 0; i < 4; i++) {
+    lua_getfield(L, 2, hnames[i]);
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+      return luaL_error(L, "ws_connect: handler %s must be a function", hnames[i]);
+    lua_pop(L, 1);
+  }
   w = ws_get_ctx(L, c);
   if (w == NULL) return luaL_error(L, "out of memory");
   if (w->shutting_down) return luaL_error(L, "ws_connect: shutting down");
@@ -1013,7 +1053,6 @@ static int ws_connect(lua_State *L) {
   k->next = w->conns;
   if (w->conns) w->conns->prev = k;
   w->conns = k;
-  k->dead = 1; /* until fully set up: an error path just frees it */
 
   if (ws_parse_url(k, url, err, sizeof err) != 0 || ws_headers(L, k, 1, err, sizeof err) != 0) {
     ws_conn_free(k);
@@ -1021,22 +1060,17 @@ static int ws_connect(lua_State *L) {
     lua_pushstring(L, err);
     return 2;
   }
-  if ((s = ws_opt_str(L, 1, "protocol")) != NULL) k->protocol = ws_strdup(s);
-  if ((s = ws_opt_str(L, 1, "cainfo")) != NULL) k->cainfo = ws_strdup(s);
-  k->max_message = (size_t)ws_opt_ms(L, 1, "max_message", WS_DEFAULT_MAX_MESSAGE);
-  if (k->max_message == 0) k->max_message = WS_DEFAULT_MAX_MESSAGE;
-  k->ping_interval = ws_opt_ms(L, 1, "ping_interval", 15000);
-  k->pong_timeout = ws_opt_ms(L, 1, "pong_timeout", 5000);
-  if (k->pong_timeout == 0) k->pong_timeout = 1;
-  k->backoff_min = ws_opt_ms(L, 1, "backoff_min", 250);
-  k->backoff_max = ws_opt_ms(L, 1, "backoff_max", 30000);
-  if (k->backoff_min == 0) k->backoff_min = 1;
-  if (k->backoff_max < k->backoff_min) k->backoff_max = k->backoff_min;
-  k->connect_timeout = ws_opt_ms(L, 1, "connect_timeout", 5000);
-  if (k->connect_timeout == 0) k->connect_timeout = 5000;
-  k->reconnect = ws_opt_bool(L, 1, "reconnect", 1);
-  k->insecure = ws_opt_bool(L, 1, "insecure", 0);
-  k->json = ws_opt_bool(L, 1, "json", 0);
+  if (protocol != NULL) k->protocol = ws_strdup(protocol);
+  if (cainfo != NULL) k->cainfo = ws_strdup(cainfo);
+  k->max_message = max_message ? (size_t)max_message : WS_DEFAULT_MAX_MESSAGE;
+  k->ping_interval = ping_interval;
+  k->pong_timeout = pong_timeout ? pong_timeout : 1;
+  k->backoff_min = backoff_min ? backoff_min : 1;
+  k->backoff_max = backoff_max < k->backoff_min ? k->backoff_min : backoff_max;
+  k->connect_timeout = connect_timeout ? connect_timeout : 5000;
+  k->reconnect = reconnect;
+  k->insecure = insecure;
+  k->json = json;
 
   k->on_open = ws_handler_ref(L, 2, "on_open");
   k->on_message = ws_handler_ref(L, 2, "on_message");
@@ -1048,7 +1082,6 @@ static int ws_connect(lua_State *L) {
   k->t_main.data = k;
   k->t_ping.data = k;
   k->timers_open = 2;
-  k->dead = 0;
 
   box = (ws_conn **)lua_newuserdatauv(L, sizeof *box, 0);
   *box = k;
@@ -1106,7 +1139,7 @@ static void ws_close_conn(ws_conn *k) {
       k->close_pending = 1;
       lws_callback_on_writable(k->wsi);
       /* in case the peer never acknowledges */
-      lws_set_timeout(k->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+      lws_set_timeout(k->wsi, PENDING_TIMEOUT_USER_OK, 5);
     }
     break;
   case WS_CONNECTING:
