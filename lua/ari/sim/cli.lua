@@ -6,7 +6,36 @@ local simmod = require "ari.sim"
 
 local M = {}
 
+-- Options after `sim` arrive in rest (the main parser stops at the first
+-- word); parse them here with the same syntax.
+local function parse_rest(opts, rest)
+  local out = {}
+  local i = 1
+  while rest[i] do
+    local a = rest[i]
+    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
+    name = name or a:match("^%-%-([%w%-]+)$")
+    if name then
+      if val == nil then i = i + 1; val = rest[i] end
+      if val == nil then return nil, "option '--" .. name .. "' needs a value" end
+      if name == "listen" then opts.listen = val
+      elseif name == "sim-speed" then opts.sim_speed = tonumber(val)
+        if not opts.sim_speed then return nil, "option '--sim-speed' takes a number" end
+      elseif name == "user" then config.user = val
+      elseif name == "password" then config.password = val
+      else return nil, "unknown option '--" .. name .. "'" end
+    else
+      out[#out + 1] = a
+    end
+    i = i + 1
+  end
+  return out
+end
+
 function M.main(opts, rest)
+  local perr
+  rest, perr = parse_rest(opts, rest)
+  if not rest then io.stderr:write("ari-lua: ", perr, "\n"); return 2 end
   local listen = opts.listen or config.listen or "127.0.0.1:8088"
   local host, port = listen:match("^(.*):(%d+)$")
   if not host then
