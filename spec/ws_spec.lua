@@ -356,6 +356,57 @@ describe("ws client", function()
     assert.is_true(stats.reconnects >= 1)
   end)
 
+  it("gives up an attempt after connect_timeout when the handshake gets no answer", function()
+    local errs, closed = {}, nil
+    ari.run(function()
+      local srv = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
+      local conn = ws.connect {
+        url = "ws://127.0.0.1:" .. srv:port() .. "/silent", connect_timeout = 100, reconnect = false,
+        on_error = function(e) errs[#errs + 1] = e end,
+        on_close = function(code, reason, again) closed = { code, reason, again } end,
+      }
+      assert.is_true(wait_for(function() return closed ~= nil end))
+      srv:close()
+    end)
+    assert.same({ "connect timeout" }, errs)
+    assert.same({ 1006, "connect timeout", false }, closed)
+  end)
+
+  it("reports a TLS handshake failure (wss:// to a plain server) as an error", function()
+    local errs, closed = {}, nil
+    ari.run(function()
+      local srv = server.listen { host = "127.0.0.1", port = 0, handler = function() return 200 end }
+      local conn = ws.connect {
+        url = "wss://127.0.0.1:" .. srv:port() .. "/tls", reconnect = false, connect_timeout = 1000,
+        on_error = function(e) errs[#errs + 1] = e end,
+        on_close = function(code, reason, again) closed = { code, again } end,
+      }
+      assert.is_true(wait_for(function() return closed ~= nil end))
+      srv:close()
+    end)
+    assert.equals(1, #errs)
+    assert.same({ 1006, false }, closed)
+  end)
+
+  it("close() during the handshake ends the attempt at once", function()
+    local closed
+    ari.run(function()
+      local srv = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
+      local conn = ws.connect {
+        url = "ws://127.0.0.1:" .. srv:port() .. "/silent", connect_timeout = 5000,
+        on_close = function(code, reason, again) closed = { code, reason, again } end,
+      }
+      ari.sleep(50)
+      assert.equals("connecting", conn:state())
+      conn:close()
+      assert.is_true(wait_for(function() return closed ~= nil end))
+      assert.equals("closed", conn:state())
+      srv:close()
+    end)
+    -- (a connect timeout would say "connect timeout")
+    assert.same({ 1000, "closed by client", false }, closed)
+  end)
+
   it("rejects bad options with readable errors", function()
     local e1 = select(2, pcall(ws.connect, { url = "http://127.0.0.1/" }))
     assert.equals("websocket", e1.kind)

@@ -256,16 +256,23 @@ static void ws_cancel_gai(ws_conn *k) {
   }
 }
 
-/* Kill the current wsi from outside an lws callback; lws closes it on its
- * next service pass and then calls CLIENT_CLOSED / CONNECTION_ERROR. */
-static void ws_kill(ws_conn *k, int code, const char *reason) {
+/* Kill the current wsi from outside an lws callback.  sync: close it now
+ * (its close callbacks run inside this call: only from our own uv
+ * callbacks, never from a Lua API call); else lws closes it on its next
+ * service pass, which lws_cancel_service forces. */
+static void ws_kill(ws_conn *k, int code, const char *reason, int sync) {
   if (k->wsi == NULL) return;
   if (!k->kill_reason_set) {
     k->kill_reason_set = 1;
     k->close_code = code;
     snprintf(k->close_reason, sizeof k->close_reason, "%s", reason);
   }
-  lws_set_timeout(k->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  if (sync) {
+    lws_set_timeout(k->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  } else {
+    lws_set_timeout(k->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (k->w->ctx != NULL) lws_cancel_service(k->w->ctx);
+  }
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -287,8 +294,9 @@ static void ws_main_cb(uv_timer_t *t) {
   switch (mode) {
   case WS_MAIN_CONNECT_TIMEOUT:
     if (k->state != WS_CONNECTING) return;
+    ws_emit_error(k, "connect timeout");
     if (k->wsi != NULL) {
-      ws_kill(k, 1006, "connect timeout");
+      ws_kill(k, 1006, "connect timeout", 1);
     } else {
       ws_cancel_gai(k);
       ws_lost(k, 1006, "connect timeout");
@@ -335,7 +343,7 @@ static void ws_ping_cb(uv_timer_t *t) {
     } else {
       core_log(k->c, CORE_LOG_WARN, "ws %s: no pong within %llu ms, reconnecting", k->host,
                (unsigned long long)k->pong_timeout);
-      ws_kill(k, 1006, "pong timeout");
+      ws_kill(k, 1006, "pong timeout", 1);
     }
     return;
   }
@@ -759,7 +767,6 @@ static int ws_lws_cb(struct lws *wsi, enum lws_callback_reasons reason, void *us
     }
     snprintf(msg, sizeof msg, "connection to %s:%d failed: %.*s", k->host, k->port,
              in ? (int)(len > 200 ? 200 : len) : 7, in ? (const char *)in : "unknown");
-    if (in) msg[strnlen(msg, sizeof msg)] = '\0';
     ws_emit_error(k, msg);
     ws_lost(k, 1006, msg);
     break;
@@ -1144,7 +1151,7 @@ static void ws_close_conn(ws_conn *k) {
     break;
   case WS_CONNECTING:
     if (k->wsi != NULL) {
-      ws_kill(k, 1000, "closed by client");
+      ws_kill(k, 1000, "closed by client", 0);
     } else {
       ws_cancel_gai(k);
       k->state = WS_CLOSED;
@@ -1202,7 +1209,7 @@ static int ws_gc(lua_State *L) {
   k->self_ref = LUA_NOREF; /* collected, so the anchor is already gone */
   ws_release_refs(k);
   ws_cancel_gai(k);
-  if (k->wsi != NULL) ws_kill(k, 1001, "going away");
+  if (k->wsi != NULL) ws_kill(k, 1001, "going away", 0);
   ws_close_timers(k);
   return 0;
 }
