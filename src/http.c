@@ -27,6 +27,7 @@
 #include "core.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -55,6 +56,7 @@ typedef struct http_req {
   int cb_ref, self_ref;
   long long max_body;
   int too_large;
+  int head_done; /* the blank line ending the header block was seen */
   http_buf body, head;
   char errbuf[CURL_ERROR_SIZE];
   struct http_req *prev, *next; /* in-flight list */
@@ -190,7 +192,11 @@ static size_t http_header_cb(char *ptr, size_t size, size_t n, void *ud) {
   http_req *r = (http_req *)ud;
   size_t len = size * n;
   /* a new status line (1xx interim or a second response) starts over */
-  if (len >= 5 && memcmp(ptr, "HTTP/", 5) == 0) r->head.len = 0;
+  if (len >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+    r->head.len = 0;
+    r->head_done = 0;
+  }
+  if ((len == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (len == 1 && ptr[0] == '\n')) r->head_done = 1;
   if (r->head.len + len > 1024 * 1024) return 0; /* absurd header block */
   if (http_buf_add(&r->head, ptr, len) != 0) return 0;
   return len;
@@ -279,6 +285,12 @@ static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
   int cb;
   if (c->closing) return;
   if (!lua_checkstack(L, 8)) return;
+  if (rc == CURLE_OK && !r->head_done) {
+    /* curl accepts a connection closed in the middle of the header block
+     * as a complete response: it is not one */
+    rc = CURLE_RECV_ERROR;
+    snprintf(r->errbuf, sizeof r->errbuf, "connection closed before the response headers were complete");
+  }
   if (rc == CURLE_OK) {
     long status = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
