@@ -182,6 +182,8 @@ describe("http requests", function()
       assert.equals("Basic bWU6czNjcmV0", seen[1].headers.authorization)
       http.request{ url = base .. "/noauth" }
       assert.is_nil(seen[2].headers.authorization)
+      http.request{ url = base .. "/numeric", user = "me", password = 1234 }
+      assert.equals("Basic bWU6MTIzNA==", seen[3].headers.authorization)
     end)
   end)
 

@@ -483,8 +483,8 @@ static const char *http_opt_str(lua_State *L, int t, const char *name, size_t *l
     luaL_error(L, "http_request: opts.%s must be a string", name);
     return NULL;
   }
+  /* left on the stack: a number converted here is referenced only there */
   s = lua_tolstring(L, -1, len);
-  lua_pop(L, 1); /* still referenced by the opts table */
   return s;
 }
 
