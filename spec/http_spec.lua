@@ -374,6 +374,34 @@ describe("http failures", function()
   end)
 end)
 
+describe("http teardown", function()
+  it("closing the state with requests in flight and idle connections is clean", function()
+    local script = [[
+      package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+      package.cpath = (os.getenv("ARI_CPATH") or "") .. ";build/?.so;" .. package.cpath
+      local ari = require "ari"
+      local core = ari.core
+      local http = require "ari.http"
+      ari.run(function()
+        local srv = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function(req, res)
+          if req.path == "/ok" then res:send(200, {}, "ok") end
+        end })
+        local base = "http://127.0.0.1:" .. srv:port()
+        assert(http.request{ url = base .. "/ok" } == 200)
+        for i = 1, 5 do core.http_request({ url = base .. "/hang/" .. i }, function() print("CALLED") end) end
+        ari.sleep(50)
+        assert(core.http_stats().in_flight == 5)
+      end)
+      print("END")
+    ]]
+    local f = io.popen("lua5.4 - 2>&1 <<'EOF_SCRIPT'\n" .. script .. "\nEOF_SCRIPT\necho \"rc=$?\"")
+    local out = f:read("a")
+    f:close()
+    assert.matches("END\nrc=0", out)
+    assert.is_nil(out:find("CALLED", 1, true))
+  end)
+end)
+
 -- TLS: a self-signed certificate served by `openssl s_server -www`.
 local function have_openssl()
   return os.execute("command -v openssl >/dev/null 2>&1") == true
