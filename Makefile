@@ -15,7 +15,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs libcurl libwebsockets libuv 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 CFLAGS     ?= -O2 -g
-CFLAGS     += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
+ALL_CFLAGS := $(CFLAGS) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
               -fPIC $(PKG_CFLAGS) -DARI_VERSION='"$(VERSION)"' -DARI_LUADIR='"$(LUADIR)"'
 LDFLAGS    ?=
 
@@ -31,15 +31,15 @@ JOBS       ?= 2
 all: ari-lua $(BUILD)/ari/core.so
 
 ari-lua: $(BUILD)/obj/main.o $(OBJS)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
 
 $(BUILD)/ari/core.so: $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/obj/%.o: src/%.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 test: all
 	lua5.4 tools/run-tests.lua -j $(JOBS)
@@ -56,7 +56,7 @@ check:
 	  lua5.4 tools/run-tests.lua -j $(JOBS)
 
 build/asan/ari-lua: build/asan/obj/main.o $(patsubst src/%.c,build/asan/obj/%.o,$(SRCS))
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LUA_LIBS) -lm
 
 # A short run under valgrind: no definite leaks, no invalid accesses.
 valgrind: all
