@@ -811,7 +811,7 @@ static int srv_ws_frame(srv_conn *k, int op, const void *data, size_t n) {
 
 static int srv_ws_close_frame(srv_conn *k, int code, const char *reason, size_t rl) {
   unsigned char p[125];
-  if (code == 1005) return srv_ws_frame(k, 8, p, 0);
+  if (code == 1005) return srv_ws_frame(k, 8, "", 0);
   if (rl > 123) rl = 123;
   p[0] = (unsigned char)(code >> 8);
   p[1] = (unsigned char)code;
