@@ -26,7 +26,7 @@ HDRS       := $(wildcard src/*.h)
 BUSTED     ?= lua5.4 /usr/bin/busted
 JOBS       ?= 2
 
-.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz
+.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz fuzz-build
 
 all: ari-lua $(BUILD)/ari/core.so
 
@@ -44,15 +44,15 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) Makefile
 test: all
 	lua5.4 tools/run-tests.lua -j $(JOBS)
 
-# The suite again with AddressSanitizer and UndefinedBehaviorSanitizer.
-# busted runs under the system lua5.4, so libasan is preloaded into it.
+# The suite again with AddressSanitizer and UndefinedBehaviorSanitizer:
+# busted runs inside the instrumented host (ari-lua --plain), whose built-in
+# ari.core is the sanitized one; no LD_PRELOAD leaks into child processes.
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 check:
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
-	  ARI_BIN=build/asan/ari-lua build/asan/ari-lua build/asan/ari/core.so
-	ARI_CPATH=build/asan/?.so ARI_LUA_BIN=build/asan/ari-lua \
+	  build/asan/ari-lua build/asan/ari/core.so
+	ARI_LUA_BIN=build/asan/ari-lua BUSTED="build/asan/ari-lua --plain /usr/bin/busted" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	  lua5.4 tools/run-tests.lua -j $(JOBS)
 
 build/asan/ari-lua: build/asan/obj/main.o $(patsubst src/%.c,build/asan/obj/%.o,$(SRCS))
@@ -61,6 +61,27 @@ build/asan/ari-lua: build/asan/obj/main.o $(patsubst src/%.c,build/asan/obj/%.o,
 # A short run under valgrind: no definite leaks, no invalid accesses.
 valgrind: all
 	sh tools/valgrind-check.sh
+
+# Fuzzing (clang + libFuzzer, spec/fuzz/): `make fuzz` builds the targets and
+# runs each for FUZZ_SECONDS (in parallel, FUZZ_JOBS at a time) on its corpus.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 2
+FUZZ_NAMES   := json url event http
+FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS   = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
+               $(PKG_CFLAGS) -DARI_VERSION='"$(VERSION)"' -DARI_LUADIR='"$(LUADIR)"'
+FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) sh tools/fuzz.sh $(FUZZ_NAMES)
+fuzz-build: $(FUZZ_BINS)
+.PRECIOUS: build/fuzz/obj/%.o
+build/fuzz/obj/%.o: src/%.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+build/fuzz/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz_common.h $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRCS))
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_LUADIR='"$(CURDIR)/lua"' -o $@ $< \
+	  $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRCS)) $(PKG_LIBS) $(LUA_LIBS) -lm
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)/ari $(DESTDIR)$(CLUADIR)/ari $(DESTDIR)$(MANDIR)

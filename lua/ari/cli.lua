@@ -21,6 +21,8 @@ ARI.  Options (environment defaults in brackets):
   --sim[=SCENARIO]      run against the built-in simulated Asterisk
   --sim-speed N         run simulated durations N times faster
   --transcript FILE     with --sim, write the transcript as JSON lines
+  --plain               run the script as the standalone lua5.4 would (main
+                        thread, no loop driven by the host; ari.run works)
   -h, --help            this help
   -v, --version         print the version
 ]]
@@ -53,6 +55,7 @@ function M.parse(argv)
     elseif a == "-h" or a == "--help" then opts.help = true
     elseif a == "-v" or a == "--version" then opts.version = true
     elseif a == "--sim" then opts.sim = true
+    elseif a == "--plain" then opts.plain = true
     elseif a:match("^%-%-sim=") then opts.sim = a:sub(7)
     else
       local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
@@ -156,6 +159,11 @@ function M.main(argv)
   local argt = table.move(rest, 1, #rest, 0, {})
   argt[-1] = argv[0]
   _G.arg = argt -- as the standalone lua interpreter does
+  if opts.plain then
+    local ok, perr = xpcall(chunk, debug.traceback, table.unpack(args))
+    if not ok then io.stderr:write("ari-lua: ", tostring(perr), "\n"); return 1 end
+    return 0
+  end
   if opts.sim then
     local ok, sim = pcall(require, "ari.sim.host")
     if not ok then io.stderr:write("ari-lua: the simulator is not available: ", tostring(sim), "\n"); return 1 end
