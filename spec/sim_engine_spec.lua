@@ -361,16 +361,12 @@ describe("sim engine: variables, DTMF, misc resources", function()
   end)
 
   it("every one of the 109 operations has a handler", function()
-    local spec = require "ari.sim.spec"
+    local schema = require "ari.schema"
     local n, missing = 0, {}
-    for _, r in ipairs(spec.resources) do
-      for _, a in ipairs(r.apis) do
-        for _, o in ipairs(a.operations) do
-          n = n + 1
-          if not (simmod.handlers[r.name] and simmod.handlers[r.name][o.nickname]) then
-            missing[#missing + 1] = r.name .. "." .. o.nickname
-          end
-        end
+    for _, o in ipairs(schema.operations) do
+      n = n + 1
+      if not (simmod.handlers[o.resource] and simmod.handlers[o.resource][o.nickname]) then
+        missing[#missing + 1] = o.resource .. "." .. o.nickname
       end
     end
     assert.equals(109, n)
@@ -418,5 +414,20 @@ describe("sim engine: scenarios and time", function()
       assert.is_true(fired - t0 >= 40)
       sim:close()
     end)
+  end)
+end)
+
+describe("sim json: Asterisk's key order through core.json_encode", function()
+  it("writes json.obj keys in the given order, skipping nils, nested, with json.set", function()
+    local core = require "ari.core"
+    local o = json.obj { "type", "X", "b", 1, "skipped", nil, "a", json.obj { "z", true, "y", json.arr {} } }
+    assert.equals('{"type":"X","b":1,"a":{"z":true,"y":[]}}', json.encode(o))
+    json.set(o, "c", "last")
+    json.set(o, "b", nil)
+    assert.equals('{"type":"X","a":{"z":true,"y":[]},"c":"last"}', core.json_encode(o))
+    -- a key missing from the order list is left out, as documented
+    local mt = { __jsonorder = { "k" } }
+    assert.equals('{"k":2}', core.json_encode(setmetatable({ k = 2, other = 3 }, mt)))
+    assert.has_error(function() core.json_encode(setmetatable({}, { __jsonorder = { 1 } })) end)
   end)
 end)

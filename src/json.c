@@ -1,7 +1,9 @@
 /* json.c - JSON <-> Lua for ari.core, with schema-aware (typed) decoding.
  *
  *   core.json_decode(text [, type]) -> value | nil, "message at byte N", N
- *   core.json_encode(value) -> text (raises on values JSON cannot carry)
+ *   core.json_encode(value) -> text (raises on values JSON cannot carry);
+ *       a table whose metatable has __jsonorder = {"k1", "k2", ...} is
+ *       written as an object with those keys in that order (nil ones skipped)
  *   core.json_schema(models | nil)   registers models for typed decoding
  *   core.json_null                   light userdata sentinel (NULL, as cjson.null)
  *   core.json_array_mt               metatable marking a table as an array
@@ -1046,6 +1048,41 @@ static void enc_number(lua_State *L, json_buf *b, int idx) {
 
 static void enc_value(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt);
 
+/* >>> key order (used by ari.sim to keep Asterisk's field order).
+ * The table at idx has its metatable on top of the stack.  When that
+ * metatable has a __jsonorder field (a list of key strings), the object is
+ * written with exactly those keys, in that order, skipping nil values (keys
+ * missing from the list are left out), the metatable is popped and 1 is
+ * returned; else the stack is unchanged and 0 is returned. */
+static int enc_ordered(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt) {
+  lua_Integer k, n;
+  int first = 1, keys;
+  if (lua_getfield(L, -1, "__jsonorder") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  keys = lua_gettop(L);
+  n = (lua_Integer)lua_rawlen(L, keys);
+  ENC_LIT(L, b, "{");
+  for (k = 1; k <= n; k++) {
+    if (lua_rawgeti(L, keys, k) != LUA_TSTRING)
+      luaL_error(L, "json_encode: __jsonorder item %d is not a string", (int)k);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, idx) != LUA_TNIL) {
+      if (!first) ENC_LIT(L, b, ",");
+      first = 0;
+      enc_string(L, b, lua_gettop(L) - 1);
+      ENC_LIT(L, b, ":");
+      enc_value(L, b, lua_gettop(L), depth + 1, anc, amt);
+    }
+    lua_pop(L, 2);
+  }
+  ENC_LIT(L, b, "}");
+  lua_pop(L, 2); /* list, metatable */
+  return 1;
+}
+/* <<< key order */
+
 static void enc_table(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt) {
   const void *self = lua_topointer(L, idx);
   int i, is_array = 0;
@@ -1057,6 +1094,9 @@ static void enc_table(lua_State *L, json_buf *b, int idx, int depth, const void 
   luaL_checkstack(L, 8, "json_encode: nesting");
   if (lua_getmetatable(L, idx)) {
     is_array = lua_rawequal(L, -1, amt);
+    /* >>> key order (used by ari.sim): a metatable with __jsonorder */
+    if (!is_array && enc_ordered(L, b, idx, depth, anc, amt)) return;
+    /* <<< key order */
     lua_pop(L, 1);
   }
   if (is_array) {

@@ -4,6 +4,23 @@ local M = {}
 
 M.resources = { "applications", "asterisk", "bridges", "channels", "deviceStates", "endpoints", "events", "mailboxes", "playbacks", "recordings", "sounds" }
 
+-- swagger documents: the index's and each resource's versions, paths, modules
+M.api_version = "10.0.0"
+M.swagger_version = "1.1"
+M.docs = {
+  ["applications"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/applications.{format}", swaggerVersion = "1.1" },
+  ["asterisk"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/asterisk.{format}", swaggerVersion = "1.1" },
+  ["bridges"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_recording", "res_stasis_playback" }, resourcePath = "/api-docs/bridges.{format}", swaggerVersion = "1.1" },
+  ["channels"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_answer", "res_stasis_playback", "res_stasis_recording", "res_stasis_snoop" }, resourcePath = "/api-docs/channels.{format}", swaggerVersion = "1.1" },
+  ["deviceStates"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_device_state" }, resourcePath = "/api-docs/deviceStates.{format}", swaggerVersion = "1.1" },
+  ["endpoints"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/endpoints.{format}", swaggerVersion = "1.1" },
+  ["events"] = { apiVersion = "2.0.0", requiresModules = { "res_http_websocket" }, resourcePath = "/api-docs/events.{format}", swaggerVersion = "1.2" },
+  ["mailboxes"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_mailbox" }, resourcePath = "/api-docs/mailboxes.{format}", swaggerVersion = "1.1" },
+  ["playbacks"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_playback" }, resourcePath = "/api-docs/playbacks.{format}", swaggerVersion = "1.1" },
+  ["recordings"] = { apiVersion = "2.0.0", requiresModules = { "res_stasis_recording" }, resourcePath = "/api-docs/recordings.{format}", swaggerVersion = "1.1" },
+  ["sounds"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/sounds.{format}", swaggerVersion = "1.1" },
+}
+
 M.models = {}
 M.models["AdditionalParam"] = {
   name = "AdditionalParam",
@@ -2144,6 +2161,7 @@ M.operations = {
     path = "/events",
     response = "Message",
     upgrade = "websocket",
+    websocket_protocol = "ari",
     params = {
       { multiple = true, name = "app", required = true, type = "string", where = "query" },
       { multiple = false, name = "subscribeAll", required = false, type = "boolean", where = "query" },

@@ -264,7 +264,10 @@ end
 
 -- REST routing -------------------------------------------------------------------
 
-local spec = require "ari.sim.spec"
+-- Operations, paths and parameters come from the generated ARI schema
+-- (lua/ari/schema.lua, see tools/gen-schema.lua).
+local schema = require "ari.schema"
+M.schema = schema
 
 local function split_path(path)
   local segs = {}
@@ -279,6 +282,7 @@ end
 M.url_decode = url_decode
 
 local function url_decode_path(s)
+  if not s:find("%", 1, true) then return s end
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
@@ -292,37 +296,51 @@ function M.parse_query(q)
   for pair in q:gmatch("[^&]+") do
     local k, v = pair:match("^([^=]*)=(.*)$")
     if not k then k, v = pair, "" end
-    k, v = url_decode(k), url_decode(v)
+    if k:find("[%%+]") then k = url_decode(k) end
+    if v:find("[%%+]") then v = url_decode(v) end
     if t[k] then t[k] = t[k] .. "," .. v else t[k] = v end
   end
   return t
 end
 
--- routes: list of { segs = {...}, resource = name, ops = { METHOD = op } }
-local routes = {}
-for _, res in ipairs(spec.resources) do
-  for _, api in ipairs(res.apis) do
-    local r = { segs = split_path(api.path), resource = res.name, ops = {}, path = api.path }
-    for _, op in ipairs(api.operations) do r.ops[op.httpMethod] = op end
-    routes[#routes + 1] = r
+-- routes: { segs = {...}, resource = name, path = "/x/{id}", ops = { METHOD = op } },
+-- indexed by segment count and first segment.
+local routes, route_index = {}, {}
+do
+  local by_path = {}
+  for _, op in ipairs(schema.operations) do
+    local r = by_path[op.path]
+    if r == nil then
+      r = { segs = split_path(op.path), resource = op.resource, ops = {}, path = op.path }
+      by_path[op.path] = r
+      routes[#routes + 1] = r
+      local n = #r.segs
+      route_index[n] = route_index[n] or {}
+      local list = route_index[n][r.segs[1]]
+      if list == nil then list = {}; route_index[n][r.segs[1]] = list end
+      list[#list + 1] = r
+    end
+    r.ops[op.method] = op
   end
+  table.sort(routes, function(x, y) return x.path < y.path end)
 end
 M.routes = routes
 
 local function match_route(segs)
   -- literal segments win over {vars}
+  local byn = route_index[#segs]
+  local list = byn and byn[segs[1]]
+  if list == nil then return nil end
   local best, best_vars, best_score
-  for _, r in ipairs(routes) do
-    if #r.segs == #segs then
-      local vars, score, ok = {}, 0, true
-      for i, s in ipairs(r.segs) do
-        local var = s:match("^{(.+)}$")
-        if var then vars[var] = url_decode_path(segs[i])
-        elseif s == segs[i] then score = score + 1
-        else ok = false break end
-      end
-      if ok and (best == nil or score > best_score) then best, best_vars, best_score = r, vars, score end
+  for _, r in ipairs(list) do
+    local vars, score, ok = {}, 0, true
+    for i, s in ipairs(r.segs) do
+      if s:byte(1) == 123 then -- "{name}"
+        vars[s:sub(2, -2)] = url_decode_path(segs[i])
+      elseif s == segs[i] then score = score + 1
+      else ok = false break end
     end
+    if ok and (best == nil or score > best_score) then best, best_vars, best_score = r, vars, score end
   end
   return best, best_vars
 end
@@ -337,41 +355,47 @@ local function err_body(msg) return obj { "message", msg } end
 M.err_body = err_body
 
 local INT_TYPES = { int = true, long = true }
+-- ast_true(): what Asterisk's glue reads as true; anything else is false
+local TRUE = { yes = true, ["true"] = true, y = true, t = true, ["1"] = true, on = true }
 
--- Check and convert parameters the way Asterisk's generated glue does.
+local function scalar(v)
+  if type(v) == "table" then
+    local parts = {}
+    for _, x in ipairs(v) do parts[#parts + 1] = tostring(x) end
+    return table.concat(parts, ",")
+  end
+  return tostring(v)
+end
+
+-- Convert parameters the way Asterisk's generated glue does: query values
+-- (or the same names in a JSON body) are converted with atoi/ast_true, a
+-- body parameter gets the whole JSON body.  Neither required parameters nor
+-- allowed values are checked there: each handler checks what Asterisk's
+-- implementation checks.
 local function collect_params(op, vars, query, body_obj)
   local p = {}
-  for _, d in ipairs(op.parameters) do
+  for _, d in ipairs(op.params) do
     local v
-    if d.paramType == "path" then v = vars[d.name]
-    elseif d.paramType == "query" then
+    local where = d.where
+    if where == "path" then v = vars[d.name]
+    elseif where == "query" then
       v = query[d.name]
-      if v == nil and type(body_obj) == "table" and body_obj[d.name] ~= nil and body_obj[d.name] ~= json.null then
+      if type(body_obj) == "table" then
         local b = body_obj[d.name]
-        if type(b) == "table" then
-          local parts = {}
-          for _, x in ipairs(b) do parts[#parts + 1] = tostring(x) end
-          v = table.concat(parts, ",")
-        else
-          v = tostring(b)
-        end
+        if b ~= nil and b ~= json.null then v = scalar(b) end
       end
-    elseif d.paramType == "body" then
+    elseif where == "body" then
       if type(body_obj) == "table" then v = body_obj[d.name] end
     end
-    if v ~= nil and d.paramType ~= "body" then
-      if INT_TYPES[d.dataType] then
+    if v ~= nil and where ~= "body" then
+      if INT_TYPES[d.type] then
         -- Asterisk parses with atoi-like leniency
-        local n = tonumber(v:match("^%s*([-+]?%d+)") or "")
-        v = n or 0
-      elseif d.dataType == "boolean" then
-        local lv = v:lower()
-        if lv == "true" or lv == "yes" or lv == "1" or lv == "on" then v = true
-        elseif lv == "false" or lv == "no" or lv == "0" or lv == "off" or lv == "" then v = false
-        else return nil, "Invalid boolean value for " .. d.name end
+        v = tonumber(v:match("^%s*([-+]?%d+)") or "") or 0
+      elseif d.type == "boolean" then
+        v = TRUE[v:lower()] == true
       end
     end
-    if v == nil and d.defaultValue ~= nil then v = d.defaultValue end
+    if v == nil and d.default ~= nil then v = d.default end
     p[d.name] = v
   end
   return p
@@ -429,12 +453,11 @@ function Sim:dispatch(method, rel, query, body, headers)
     local ct = headers["content-type"] or headers["Content-Type"] or "application/json"
     if ct:find("json", 1, true) or ct == "" then
       local v, jerr = json.decode(body)
-      if v == nil and jerr then return 400, err_body("Invalid JSON in request body: " .. jerr) end
+      if v == nil and jerr then return 400, err_body("Error parsing request body") end
       body_obj = v
     end
   end
-  local p, perr = collect_params(op, vars, query, body_obj)
-  if p == nil then return 400, err_body(perr) end
+  local p = collect_params(op, vars, query, body_obj)
   local h = handlers[route.resource] and handlers[route.resource][op.nickname]
   if h == nil then return 501, err_body("Not implemented") end
   local ok, status, out, eh = pcall(h, self, p, { body = body_obj, query = query, headers = headers, op = op })

@@ -1,6 +1,5 @@
 -- ari.sim.media: playbacks, live and stored recordings, sounds.
 local json = require "ari.sim.json"
-local spec = require "ari.sim.spec"
 local obj, arr = json.obj, json.arr
 
 -- Durations (ms) of the built-in sounds; any other known sound lasts 1 s.
@@ -14,6 +13,21 @@ local FORMATS = { wav = true, WAV = true, wav49 = true, gsm = true, ulaw = true,
   sln = true, slin = true, g722 = true, g729 = true, ogg = true, h263 = true, h264 = true,
   siren7 = true, siren14 = true, g726 = true, ilbc = true, speex = true, mp3 = true }
 
+-- The sounds a stock Asterisk 22 install (core sounds, en) lists in
+-- /sounds, as seen in the captured samples.
+local SOUND_IDS = {}
+for id in ([[auth-thankyou beep conf-onlyperson demo-congrats demo-thanks
+  digits/0 digits/1 digits/2 digits/3 digits/4 digits/5 digits/6 digits/7 digits/8 digits/9
+  digits/10 digits/11 digits/12 digits/13 digits/14 digits/15 digits/16 digits/17 digits/18
+  digits/19 digits/20 digits/30 digits/40 digits/50 digits/60 digits/70 digits/80 digits/90
+  digits/hundred digits/million digits/minus digits/pound digits/star digits/thousand
+  hello-world pbx-invalid pbx-transfer tone-1000hz tt-monkeys tt-weasels vm-goodbye vm-intro]]):gmatch("%S+") do
+  SOUND_IDS[#SOUND_IDS + 1] = id
+end
+for c in ("abcdefghijklmnopqrstuvwxyz"):gmatch(".") do SOUND_IDS[#SOUND_IDS + 1] = "letters/" .. c end
+for n = 1, 10 do SOUND_IDS[#SOUND_IDS + 1] = "silence/" .. n end
+table.sort(SOUND_IDS)
+
 local NUMWORDS = { [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }
 
 return function(Sim, H, M)
@@ -21,7 +35,7 @@ return function(Sim, H, M)
 
   function Sim:init_media(opts)
     self.sounds = {}
-    for _, id in ipairs(spec.sounds) do
+    for _, id in ipairs(SOUND_IDS) do
       self.sounds[id] = DURATIONS[id] or (id:match("^silence/(%d+)$") and tonumber(id:match("%d+")) * 1000) or
         (id:match("^letters/") and 900) or 1000
     end

@@ -4,7 +4,7 @@
 --   swagger docs at /ari/api-docs/resources.json and /ari/api-docs/{name}.json.
 --   Basic auth or ?api_key=user:pass; 401 without.
 local json = require "ari.sim.json"
-local spec = require "ari.sim.spec"
+local schema = require "ari.schema"
 
 local M = {}
 local obj, arr = json.obj, json.arr
@@ -51,63 +51,100 @@ function M.authorized(sim, headers, query)
   return false
 end
 
--- Swagger documents regenerated from ari.sim.spec (facts only, no prose).
+-- Swagger documents rebuilt from the generated schema (ari.schema: facts
+-- only, no prose), with basePath pointing at this server.
 local function param_json(p)
-  local kv = { "name", p.name, "paramType", p.paramType, "required", p.required,
-    "allowMultiple", p.allowMultiple, "dataType", p.dataType }
-  if p.defaultValue ~= nil then kv[#kv + 1] = "defaultValue"; kv[#kv + 1] = p.defaultValue end
-  if p.allowableValues then
-    local av = p.allowableValues
+  local kv = { "name", p.name, "paramType", p.where, "required", p.required,
+    "allowMultiple", p.multiple, "dataType", p.type }
+  if p.default ~= nil then kv[#kv + 1] = "defaultValue"; kv[#kv + 1] = p.default end
+  local av = p.allowed
+  if av then
     kv[#kv + 1] = "allowableValues"
-    kv[#kv + 1] = obj { "valueType", av.valueType, "values", av.values and arr(av.values), "min", av.min, "max", av.max }
+    if av.values then kv[#kv + 1] = obj { "valueType", "LIST", "values", arr(av.values) }
+    else kv[#kv + 1] = obj { "valueType", "RANGE", "min", av.min, "max", av.max } end
   end
   return obj(kv)
 end
 
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
 function M.resources_doc(base)
   local apis = arr {}
-  for _, r in ipairs(spec.resources) do
-    apis[#apis + 1] = obj { "path", "/api-docs/" .. r.name .. ".{format}", "description", r.name }
+  for _, name in ipairs(schema.resources) do
+    apis[#apis + 1] = obj { "path", "/api-docs/" .. name .. ".{format}", "description", name }
   end
-  return obj { "apiVersion", spec.apiVersion, "swaggerVersion", spec.swaggerVersion, "basePath", base, "apis", apis }
+  return obj { "apiVersion", schema.api_version, "swaggerVersion", schema.swagger_version, "basePath", base,
+    "apis", apis }
+end
+
+local resource_doc_cache = {}
+
+local function build_resource_doc(name)
+  local info = schema.docs[name]
+  if info == nil then return nil end
+  -- operations grouped by path, in the schema's (sorted) order
+  local apis, by_path = arr {}, {}
+  for _, o in ipairs(schema.operations) do
+    if o.resource == name then
+      local api = by_path[o.path]
+      if api == nil then
+        api = obj { "path", o.path, "description", name, "operations", arr {} }
+        by_path[o.path] = api
+        apis[#apis + 1] = api
+      end
+      local params = arr {}
+      for _, p in ipairs(o.params) do params[#params + 1] = param_json(p) end
+      local errs = arr {}
+      if o.errors then
+        for _, code in ipairs(sorted_keys(o.errors)) do
+          errs[#errs + 1] = obj { "code", code, "reason", o.errors[code] }
+        end
+      end
+      local ops = api.operations
+      ops[#ops + 1] = obj { "httpMethod", o.method, "upgrade", o.upgrade,
+        "websocketProtocol", o.websocket_protocol, "summary", o.nickname, "nickname", o.nickname,
+        "responseClass", o.response, "parameters", params, "errorResponses", errs }
+    end
+  end
+  table.sort(apis, function(x, y) return x.path < y.path end)
+  local models = obj {}
+  for _, mname in ipairs(sorted_keys(schema.models)) do
+    local m = schema.models[mname]
+    if m.resource == name then
+      local props = obj {}
+      for _, pname in ipairs(sorted_keys(m.properties)) do
+        local p = m.properties[pname]
+        if p.from == nil then
+          local pk = { "type", p.type, "required", p.required }
+          if p.allowed and p.allowed.values then
+            pk[#pk + 1] = "allowableValues"
+            pk[#pk + 1] = obj { "valueType", "LIST", "values", arr(p.allowed.values) }
+          end
+          json.set(props, pname, obj(pk))
+        end
+      end
+      json.set(models, mname, obj { "id", mname, "discriminator", m.discriminator,
+        "properties", props, "subTypes", m.subtypes and arr(m.subtypes) })
+    end
+  end
+  return { info = info, apis = apis, models = models }
 end
 
 function M.resource_doc(name, base)
-  for _, r in ipairs(spec.resources) do
-    if r.name == name then
-      local apis = arr {}
-      for _, a in ipairs(r.apis) do
-        local ops = arr {}
-        for _, o in ipairs(a.operations) do
-          local params = arr {}
-          for _, p in ipairs(o.parameters) do params[#params + 1] = param_json(p) end
-          local errs = arr {}
-          for _, c in ipairs(o.errorCodes) do errs[#errs + 1] = obj { "code", c, "reason", STATUS_TEXT[c] or "" } end
-          ops[#ops + 1] = obj { "httpMethod", o.httpMethod, "nickname", o.nickname, "summary", o.nickname,
-            "responseClass", o.responseClass, "upgrade", o.upgrade, "websocketProtocol", o.websocketProtocol,
-            "parameters", params, "errorResponses", errs }
-        end
-        apis[#apis + 1] = obj { "path", a.path, "description", r.name, "operations", ops }
-      end
-      local models = obj {}
-      for _, m in ipairs(r.models) do
-        local props = obj {}
-        for _, p in ipairs(m.properties) do
-          local pk = { "type", p.type, "required", p.required }
-          if p.allowableValues then
-            pk[#pk + 1] = "allowableValues"
-            pk[#pk + 1] = obj { "valueType", p.allowableValues.valueType, "values", arr(p.allowableValues.values or {}) }
-          end
-          json.set(props, p.name, obj(pk))
-        end
-        json.set(models, m.id, obj { "id", m.id, "extends", m.extends, "discriminator", m.discriminator,
-          "subTypes", m.subTypes and arr(m.subTypes), "properties", props })
-      end
-      return obj { "apiVersion", spec.apiVersion, "swaggerVersion", spec.swaggerVersion, "basePath", base,
-        "resourcePath", r.resourcePath, "requiresModules", arr(r.requiresModules or {}), "apis", apis,
-        "models", models }
-    end
+  local d = resource_doc_cache[name]
+  if d == nil then
+    d = build_resource_doc(name)
+    if d == nil then return nil end
+    resource_doc_cache[name] = d
   end
+  return obj { "apiVersion", d.info.apiVersion, "swaggerVersion", d.info.swaggerVersion, "basePath", base,
+    "resourcePath", d.info.resourcePath, "requiresModules", d.info.requiresModules and arr(d.info.requiresModules),
+    "apis", d.apis, "models", d.models }
 end
 
 local function unauthorized()
