@@ -106,6 +106,10 @@ uninstall:
 deps:
 	sh tools/deps.sh
 
+# Benchmarks (bench/run.lua): writes bench/results.md; BENCH_QUICK=1 for a smoke run.
+bench: all
+	lua5.4 bench/run.lua
+
 # The first quick-start command's last step: an example app against the
 # built-in simulated Asterisk.
 demo: all
