@@ -67,6 +67,7 @@ return function(Sim, H, M)
   function Sim:new_call(label)
     self.call_seq = self.call_seq + 1
     local c = { id = "call-" .. self.call_seq, label = label, channels = {} }
+    if not self.keep then return c.id end
     self.calls[#self.calls + 1] = c
     self.calls[c.id] = c
     return c.id
@@ -93,7 +94,7 @@ return function(Sim, H, M)
       dtmf_log = "", received_dtmf = "", created_ms = self:elapsed(),
     }
     self.channels[id] = ch
-    self.chan_call[id] = ch.call
+    if self.keep then self.chan_call[id] = ch.call end
     self.channel_order[#self.channel_order + 1] = id
     local call = self.calls[ch.call]
     if call then call.channels[#call.channels + 1] = id end

@@ -44,7 +44,7 @@ function M.main(opts, rest)
   end
   if host == "" then host = "127.0.0.1" end
   local ok, sim = pcall(simmod.new, { speed = opts.sim_speed or config.sim_speed or 1, scenario = rest[1],
-    user = config.user, password = config.password,
+    user = config.user, password = config.password, transcript = false,
     logger = function(level, msg) io.stderr:write("sim ", level, ": ", msg, "\n") end })
   if not ok then io.stderr:write("ari-lua: ", tostring(sim), "\n"); return 1 end
   local lok, err = pcall(sim.listen, sim, { host = host, port = tonumber(port) })

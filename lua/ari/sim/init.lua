@@ -235,6 +235,7 @@ end
 -- Transcript -------------------------------------------------------------------
 
 function Sim:record(entry)
+  if not self.keep then return end
   entry.t = math.floor(self:elapsed() + 0.5)
   local tr = self.transcript
   tr[#tr + 1] = entry
@@ -242,6 +243,7 @@ function Sim:record(entry)
 end
 
 function Sim:record_event(etype, app, ev, call)
+  if not self.keep then return end
   local ch = ev.channel or ev.peer
   local what = etype
   if ch then what = what .. " " .. ch.id .. "(" .. ch.state .. ")" end
@@ -304,8 +306,9 @@ function M.parse_query(q)
 end
 
 -- routes: { segs = {...}, resource = name, path = "/x/{id}", ops = { METHOD = op } },
--- indexed by segment count and first segment.
-local routes, route_index = {}, {}
+-- found through a trie of path segments (literal segments win over {vars}).
+local routes = {}
+local trie = { lit = {} }
 do
   local by_path = {}
   for _, op in ipairs(schema.operations) do
@@ -314,11 +317,20 @@ do
       r = { segs = split_path(op.path), resource = op.resource, ops = {}, path = op.path }
       by_path[op.path] = r
       routes[#routes + 1] = r
-      local n = #r.segs
-      route_index[n] = route_index[n] or {}
-      local list = route_index[n][r.segs[1]]
-      if list == nil then list = {}; route_index[n][r.segs[1]] = list end
-      list[#list + 1] = r
+      local node = trie
+      for _, seg in ipairs(r.segs) do
+        local var = seg:match("^{(.+)}$")
+        if var then
+          if node.var == nil then node.var = { name = var, node = { lit = {} } } end
+          assert(node.var.name == var, "two variable names at one path position")
+          node = node.var.node
+        else
+          local nx = node.lit[seg]
+          if nx == nil then nx = { lit = {} }; node.lit[seg] = nx end
+          node = nx
+        end
+      end
+      node.route = r
     end
     r.ops[op.method] = op
   end
@@ -326,23 +338,26 @@ do
 end
 M.routes = routes
 
-local function match_route(segs)
-  -- literal segments win over {vars}
-  local byn = route_index[#segs]
-  local list = byn and byn[segs[1]]
-  if list == nil then return nil end
-  local best, best_vars, best_score
-  for _, r in ipairs(list) do
-    local vars, score, ok = {}, 0, true
-    for i, s in ipairs(r.segs) do
-      if s:byte(1) == 123 then -- "{name}"
-        vars[s:sub(2, -2)] = url_decode_path(segs[i])
-      elseif s == segs[i] then score = score + 1
-      else ok = false break end
-    end
-    if ok and (best == nil or score > best_score) then best, best_vars, best_score = r, vars, score end
+local function match_from(node, segs, i, vars)
+  if i > #segs then return node.route end
+  local seg = segs[i]
+  local nx = node.lit[seg]
+  if nx then
+    local r = match_from(nx, segs, i + 1, vars)
+    if r then return r end
   end
-  return best, best_vars
+  local v = node.var
+  if v then
+    local r = match_from(v.node, segs, i + 1, vars)
+    if r then vars[v.name] = url_decode_path(seg); return r end
+  end
+  return nil
+end
+
+local function match_route(segs)
+  local vars = {}
+  local r = match_from(trie, segs, 1, vars)
+  return r, vars
 end
 
 local handlers = {}
@@ -425,6 +440,12 @@ function Sim:request(method, path, query, body, headers)
   if out ~= nil then
     if type(out) == "string" then text = out else text = json.encode(out) end
   end
+  local h = response_headers(status, text)
+  if extra_headers then for k, v in pairs(extra_headers) do h[k] = v end end
+  if not self.keep then
+    self.current_call = nil
+    return status, text, h
+  end
   local call = self.current_call
   if call == nil then
     local kind, id = rel:match("^/(%a+)/([^/]+)")
@@ -432,8 +453,6 @@ function Sim:request(method, path, query, body, headers)
     elseif kind == "playbacks" then call = self.pb_call[M.url_decode(id)]
     elseif kind == "bridges" and self.bridges[id] then call = self.bridges[id].call end
   end
-  local h = response_headers(status, text)
-  if extra_headers then for k, v in pairs(extra_headers) do h[k] = v end end
   self:record { kind = "rest", call = call, method = method,
     path = path .. ((type(q) == "string" and q ~= "") and ("?" .. q) or ""), status = status,
     summary = string.format("%s %s -> %d%s", method, path, status,
@@ -481,6 +500,9 @@ function M.new(opts)
   self.user = opts.user or "asterisk"
   self.password = opts.password or "asterisk"
   self.logger = opts.logger
+  -- transcript = false: keep no history (no transcript, no call labels), so
+  -- that a long-running `sim --listen` under load does not grow
+  self.keep = opts.transcript ~= false
   self.mono0 = core.now()
   self.epoch0 = os.time() * 1000
   self.started = self:timestamp()

@@ -168,7 +168,7 @@ return function(Sim, H, M)
       subs = target.subs,
     }
     self.playbacks[pb.id] = pb
-    self.pb_call[pb.id] = pb.call
+    if self.keep then self.pb_call[pb.id] = pb.call end
     target.playq = target.playq or {}
     local q = target.playq
     q[#q + 1] = pb

@@ -1,0 +1,41 @@
+rockspec_format = "3.0"
+package = "ari-lua"
+version = "0.1.0-1"
+source = {
+  url = "git+https://example.invalid/ari-lua.git",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Asterisk ARI call logic as sequential Lua coroutines, on a C core",
+  detailed = [[
+    ari-lua is an Asterisk REST Interface client: a C core (libuv loop, libcurl,
+    libwebsockets, typed JSON decoding) embedding Lua 5.4, where every call runs as
+    its own coroutine. Installs the `ari` Lua modules, the `ari.core` C module and
+    the `ari-lua` host, which includes a simulated Asterisk for tests.
+  ]],
+  license = "MIT",
+  labels = { "asterisk", "ari", "telephony", "voip" },
+}
+dependencies = {
+  "lua >= 5.4",
+}
+external_dependencies = {
+  CURL = { library = "curl" },
+  LIBWEBSOCKETS = { header = "libwebsockets.h" },
+  LIBUV = { header = "uv.h" },
+}
+build = {
+  type = "make",
+  build_target = "all",
+  build_variables = {
+    LUA_BUILD_CFLAGS = "$(CFLAGS)",
+    LUADIR = "$(LUADIR)",
+  },
+  install_target = "install-rock",
+  install_variables = {
+    PREFIX = "$(PREFIX)",
+    BINDIR = "$(BINDIR)",
+    LUADIR = "$(LUADIR)",
+    CLUADIR = "$(LIBDIR)",
+  },
+}
