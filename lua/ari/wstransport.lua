@@ -1,0 +1,200 @@
+-- ari.wstransport: REST over the ARI WebSocket (Asterisk 20.14 / 21.9 / 22.4
+-- and later).  A `transport` for ari.client: each operation goes out as a
+-- RESTRequest message and comes back as a RESTResponse event.
+--
+--   local wst = require "ari.wstransport"
+--   local t = wst.new{ send = fn(text, req) -> true [, tag] | nil, err,  -- the socket
+--                      wait_ready = fn(timeout_ms) -> true | nil, err,  -- optional
+--                      fallback = fn(req) -> status, body, headers,     -- optional (HTTP)
+--                      timeout = 30000 }
+--   client = ari.connect{ ..., transport = t }   -- t:request(req)
+--   t:handle(msg)         -- feed every message read from the socket; true if it was ours
+--   t:fail_all(kind, msg [, tag]) -- a socket went away: its pending requests raise
+--                         (those whose send returned that tag; all without tag)
+--
+--   ari.connect{ transport = "websocket", ... } installs one on the
+--   client's own events socket (wst.install), HTTP kept for binary downloads.
+--
+-- Correlation: every request carries a fresh request_id (and the
+-- transaction_id of the transport, or req.transaction_id); the response with
+-- that request_id wakes the waiting coroutine.  message_body is JSON text
+-- inside the JSON message; it is handed to the client as the response body
+-- (so it is decoded a second time, typed, like an HTTP body).
+-- Binary responses (recordings.getStoredFile) cannot travel this way:
+-- Asterisk answers 406; such operations go to `fallback` (HTTP) directly,
+-- and a 406 is retried there too.
+local core = require "ari.core"
+local sched = require "ari.sched"
+local schema = require "ari.schema"
+local uuid = require "ari.uuid"
+local log = require "ari.log"
+
+local type, tostring, setmetatable, pairs, error = type, tostring, setmetatable, pairs, error
+
+local M = {}
+
+local T = {}
+T.__index = T
+M.Transport = T
+
+-- Paths of operations whose response is binary, as Lua patterns.
+local binary_paths = {}
+for _, op in ipairs(schema.operations) do
+  if op.response == "binary" then
+    local pat = "^" .. op.path:gsub("[%-%.%+%*%?%[%]%^%$%%]", "%%%0"):gsub("{[^}]+}", "[^/]+") .. "$"
+    binary_paths[#binary_paths + 1] = { method = op.method, pattern = pat }
+  end
+end
+
+local function is_binary(req)
+  for _, b in ipairs(binary_paths) do
+    if b.method == req.method and req.path:match(b.pattern) then return true end
+  end
+  return false
+end
+M.is_binary = is_binary
+
+local function terr(kind, message) return { kind = kind, message = message } end
+
+--- New transport.  opts: send (required), wait_ready, fallback, timeout,
+-- transaction_id.
+function M.new(opts)
+  if type(opts) ~= "table" or type(opts.send) ~= "function" then
+    error("ari.wstransport.new: opts.send must be a function", 2)
+  end
+  return setmetatable({
+    send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback,
+    timeout = opts.timeout or 30000, transaction_id = opts.transaction_id or uuid.new(),
+    pending = {}, seq = 0, stats = { requests = 0, responses = 0, fallbacks = 0, unmatched = 0 },
+  }, T)
+end
+
+--- The client calls this (from a coroutine) for every operation.
+function T:request(req)
+  if self.fallback and is_binary(req) then
+    self.stats.fallbacks = self.stats.fallbacks + 1
+    return self.fallback(req)
+  end
+  local timeout = req.timeout or self.timeout
+  local deadline = core.now() + timeout
+  if self.wait_ready then
+    local ok, err = self.wait_ready(timeout)
+    if not ok then
+      error(terr("connect", "no WebSocket to Asterisk: " .. tostring(err)), 0)
+    end
+  end
+  self.seq = self.seq + 1
+  local rid = self.transaction_id .. "-" .. self.seq
+  local uri = req.path:gsub("^/", "")
+  if req.query_string and req.query_string ~= "" then uri = uri .. "?" .. req.query_string end
+  local msg = { type = "RESTRequest", transaction_id = req.transaction_id or self.transaction_id,
+    request_id = rid, method = req.method, uri = uri }
+  if req.body then
+    msg.content_type = "application/json"
+    msg.message_body = req.body
+  end
+  local text = core.json_encode(msg)
+  local entry = {}
+  local timer
+  local ok, resp, err = pcall(sched.suspend, function(wake)
+    entry.wake = wake
+    self.pending[rid] = entry
+    local sok, serr, tag = self.send(text, req)
+    entry.tag = tag
+    if not sok then
+      wake(nil, terr("reset", "cannot send the request: " .. tostring(serr)))
+      return
+    end
+    self.stats.requests = self.stats.requests + 1
+    local left = deadline - core.now()
+    timer = core.timer(left > 0 and left or 0, function()
+      wake(nil, terr("timeout", "no RESTResponse within " .. timeout .. " ms"))
+    end)
+  end)
+  self.pending[rid] = nil
+  if timer then timer:stop() end
+  if not ok then error(resp, 0) end -- cancelled (hang-up): unchanged
+  if resp == nil then error(err, 0) end
+  local status = resp.status_code
+  if status == 406 and self.fallback then
+    self.stats.fallbacks = self.stats.fallbacks + 1
+    return self.fallback(req)
+  end
+  local headers = {}
+  if resp.content_type then headers["content-type"] = resp.content_type end
+  local body = resp.message_body
+  if type(body) ~= "string" then body = nil end
+  return status, body, headers
+end
+
+--- Offer one decoded message from the socket.  Returns true when it was a
+-- RESTResponse (ours or not).
+function T:handle(msg)
+  if type(msg) ~= "table" or msg.type ~= "RESTResponse" then return false end
+  local entry = self.pending[msg.request_id]
+  if entry then
+    self.pending[msg.request_id] = nil
+    self.stats.responses = self.stats.responses + 1
+    entry.wake(msg)
+  else
+    self.stats.unmatched = self.stats.unmatched + 1
+    log.debug("ari: RESTResponse for an unknown request %s", tostring(msg.request_id))
+  end
+  return true
+end
+
+--- Fail every request in flight (the socket closed: Asterisk will not
+-- answer them on another connection).
+function T:fail_all(kind, message, tag)
+  local p = self.pending
+  local failed = {}
+  for rid, entry in pairs(p) do
+    if tag == nil or entry.tag == tag then failed[#failed + 1] = entry; p[rid] = nil end
+  end
+  for _, entry in ipairs(failed) do entry.wake(nil, terr(kind or "reset", message or "WebSocket closed")) end
+end
+
+--- Number of requests waiting for their response.
+function T:in_flight()
+  local n = 0
+  for _ in pairs(self.pending) do n = n + 1 end
+  return n
+end
+
+--- Put REST over the client's own events socket (ari.connect{ transport =
+-- "websocket" }).  Called by ari.client before the socket is opened.
+function M.install(client, opts)
+  local http_transport = opts and opts.http_transport or function(req) return require("ari.http").request(req) end
+  local conn
+  local t
+  t = M.new {
+    timeout = client._timeout,
+    send = function(text)
+      if conn == nil then return nil, "events socket not open" end
+      return conn:send(text)
+    end,
+    wait_ready = function(timeout)
+      if conn == nil then return nil, "no events socket (give app =)" end
+      if conn.wait_open then return conn:wait_open(timeout) end
+      return true
+    end,
+    fallback = http_transport,
+  }
+  client._transport = function(req) return t:request(req) end
+  client.rest_ws = t
+  -- see every RESTResponse first (routers run before handlers)
+  client:add_router(function(ev) t:handle(ev) end)
+  local open = client._websocket
+  client._websocket = function(o)
+    local on_close = o.on_close
+    o.on_close = function(code, reason, reconnecting)
+      t:fail_all("reset", "events socket closed (" .. tostring(code) .. ")")
+      if on_close then on_close(code, reason, reconnecting) end
+    end
+    conn = open(o)
+    return conn
+  end
+  return t
+end
+
+return M

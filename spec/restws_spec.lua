@@ -1,0 +1,203 @@
+-- REST over the ARI WebSocket (ari.wstransport): RESTRequest out,
+-- RESTResponse back, against the simulated Asterisk and a fake socket.
+local ari = require "ari"
+local core = require "ari.core"
+local simmod = require "ari.sim"
+local wst = require "ari.wstransport"
+
+local function with_sim(fn)
+  ari.run(function()
+    local sim = simmod.new { speed = 20 }
+    sim:listen { host = "127.0.0.1", port = 0 }
+    local ok, err = pcall(fn, sim)
+    sim:close()
+    if not ok then error(err, 0) end
+  end)
+end
+
+local function wait_until(cond, ms, what)
+  local deadline = ari.now() + (ms or 3000)
+  while not cond() do
+    assert(ari.now() < deadline, "timed out waiting for " .. (what or "condition"))
+    ari.sleep(5)
+  end
+end
+
+local function connect(sim, app)
+  return ari.connect { url = sim.url, user = "asterisk", password = "asterisk", app = app, transport = "websocket" }
+end
+
+-- A transport over a fake socket: sent messages are decoded into `sent`.
+local function fake(opts)
+  local sent = {}
+  local t = wst.new {
+    send = function(text) sent[#sent + 1] = core.json_decode(text); return true end,
+    timeout = opts and opts.timeout, fallback = opts and opts.fallback,
+  }
+  return t, sent
+end
+
+local function reply(t, req, status, body, ctype)
+  return t:handle(core.json_decode(core.json_encode {
+    type = "RESTResponse", transaction_id = req.transaction_id, request_id = req.request_id,
+    status_code = status, reason_phrase = "x", uri = req.uri, content_type = ctype or (body and "application/json"),
+    message_body = body, application = "a", timestamp = "2026-01-01T00:00:00.000+0000",
+  }))
+end
+
+describe("REST over WebSocket against the simulator", function()
+  it("runs operations as RESTRequest/RESTResponse on the events socket", function()
+    with_sim(function(sim)
+      local c = connect(sim, "rws")
+      local pong = c.asterisk.ping()
+      assert.equals("pong", pong.ping)
+      assert.equals(sim.asterisk_id, pong.asterisk_id)
+      assert.equals(1, c.rest_ws.stats.responses)
+      -- a typed model from message_body (JSON text decoded a second time)
+      local ch = c.channels.create { endpoint = "PJSIP/x", app = "rws", channelId = "rws-1" }
+      assert.equals("rws-1", ch.id)
+      assert.equals("Channel", ari.model_of(ch))
+      -- 204: true, no body
+      assert.is_true(c.channels.setChannelVar { channelId = "rws-1", variable = "FOO", value = "bar" })
+      local v = c.channels.getChannelVar { channelId = "rws-1", variable = "FOO" }
+      assert.equals("bar", v.value)
+      assert.equals(4, c.rest_ws.stats.responses)
+      c:close()
+    end)
+  end)
+
+  it("raises ARI errors with Asterisk's status and message", function()
+    with_sim(function(sim)
+      local c = connect(sim, "rws")
+      local ok, err = pcall(c.channels.get, { channelId = "nope" })
+      assert.is_false(ok)
+      assert.equals(404, err.status)
+      assert.equals("Channel not found", err.message)
+      assert.matches("channels.get", tostring(err), 1, true)
+      c:close()
+    end)
+  end)
+
+  it("drives a whole call through ari.app{ transport = 'websocket' }", function()
+    with_sim(function(sim)
+      local app = ari.app { app = "rwsapp", url = sim.url, user = "asterisk", password = "asterisk",
+        transport = "websocket" }
+      local done
+      app:on_call(function(call)
+        call:answer()
+        call:play("sound:beep")
+        done = call.id
+        call:hangup()
+      end)
+      wait_until(function() return sim:app_active("rwsapp") end, 3000, "app registered")
+      local s = sim:request("POST", "/ari/channels/create", { endpoint = "PJSIP/in", app = "rwsapp", channelId = "in-1" })
+      assert.equals(200, s)
+      wait_until(function() return done ~= nil and app:active() == 0 end, 5000, "call done")
+      assert.equals("in-1", done)
+      assert.is_nil(sim.channels["in-1"])
+      assert.is_true(app.client.rest_ws.stats.requests >= 3) -- answer, play, hangup
+      app.client:close()
+    end)
+  end)
+
+  it("sends binary downloads over HTTP", function()
+    with_sim(function(sim)
+      local c = connect(sim, "rws")
+      local before = c.rest_ws.stats.requests
+      local ok, err = pcall(c.recordings.getStoredFile, { recordingName = "missing" })
+      assert.is_false(ok)
+      assert.equals(404, err.status)
+      assert.equals(1, c.rest_ws.stats.fallbacks)
+      assert.equals(before, c.rest_ws.stats.requests)
+      c:close()
+    end)
+  end)
+end)
+
+describe("ari.wstransport", function()
+  it("correlates responses that arrive out of order by request_id", function()
+    ari.run(function()
+      local t, sent = fake()
+      local results = {}
+      for i = 1, 3 do
+        ari.spawn(function()
+          local s, body = t:request { method = "GET", path = "/channels/c" .. i, query_string = "" }
+          results[i] = { s, body }
+        end)
+      end
+      wait_until(function() return #sent == 3 end)
+      for i = 1, 3 do
+        assert.equals("RESTRequest", sent[i].type)
+        assert.equals("channels/c" .. i, sent[i].uri)
+        assert.equals("GET", sent[i].method)
+      end
+      assert.are_not.equal(sent[1].request_id, sent[2].request_id)
+      for i = 3, 1, -1 do assert.is_true(reply(t, sent[i], 200, '{"id":"c' .. i .. '"}')) end
+      wait_until(function() return results[1] and results[2] and results[3] end)
+      for i = 1, 3 do
+        assert.equals(200, results[i][1])
+        assert.equals('{"id":"c' .. i .. '"}', results[i][2])
+      end
+      -- an unknown request id is counted, not delivered
+      assert.is_true(reply(t, { request_id = "other", transaction_id = "x", uri = "u" }, 200))
+      assert.equals(1, t.stats.unmatched)
+      assert.is_false(t:handle { type = "StasisStart" })
+    end)
+  end)
+
+  it("puts the query in the uri and JSON bodies in message_body", function()
+    ari.run(function()
+      local t, sent = fake()
+      ari.spawn(function()
+        t:request { method = "POST", path = "/channels/x/variable", query_string = "variable=A&value=b%20c",
+          body = '{"variables":{"X":"1"}}' }
+      end)
+      wait_until(function() return #sent == 1 end)
+      assert.equals("channels/x/variable?variable=A&value=b%20c", sent[1].uri)
+      assert.equals("application/json", sent[1].content_type)
+      assert.equals('{"variables":{"X":"1"}}', sent[1].message_body)
+      reply(t, sent[1], 204)
+    end)
+  end)
+
+  it("times out, and fails requests in flight when the socket closes", function()
+    ari.run(function()
+      local t = fake { timeout = 50 }
+      local ok, err = pcall(t.request, t, { method = "GET", path = "/asterisk/ping", query_string = "" })
+      assert.is_false(ok)
+      assert.equals("timeout", err.kind)
+      local res
+      ari.spawn(function()
+        res = table.pack(pcall(t.request, t, { method = "GET", path = "/asterisk/ping", query_string = "", timeout = 5000 }))
+      end)
+      assert.equals(1, t:in_flight())
+      t:fail_all("reset", "gone")
+      wait_until(function() return res ~= nil end)
+      assert.is_false(res[1])
+      assert.equals("reset", res[2].kind)
+      assert.equals(0, t:in_flight())
+    end)
+  end)
+
+  it("retries a 406 (binary refused) over the fallback", function()
+    ari.run(function()
+      local fell
+      local t, sent = fake { fallback = function(req) fell = req.path; return 200, "RIFF", {} end }
+      local res
+      ari.spawn(function()
+        res = table.pack(t:request { method = "GET", path = "/some/thing", query_string = "" })
+      end)
+      wait_until(function() return #sent == 1 end)
+      reply(t, sent[1], 406, '{"message":"Not Acceptable. Use HTTP GET"}')
+      wait_until(function() return res ~= nil end)
+      assert.equals(200, res[1])
+      assert.equals("RIFF", res[2])
+      assert.equals("/some/thing", fell)
+      -- known binary operations skip the socket
+      local s = t:request { method = "GET", path = "/recordings/stored/r1/file", query_string = "" }
+      assert.equals(200, s)
+      assert.equals(1, #sent)
+      assert.equals(2, t.stats.fallbacks)
+    end)
+  end)
+end)
