@@ -155,6 +155,9 @@ return function(Sim, H, M)
     q.current = pb
     pb.state = "playing"
     sim:pb_event(pb, "PlaybackStarted")
+    -- (calls helper) wake a far end waiting in `wait_playback_start`
+    local t = pb.target_kind == "channel" and sim.channels[pb.target_id]
+    if t and t.far_waiters then sim:wake_far(t, "playback_start") end
     play_item(sim, pb, pb.offsetms or 0)
   end
 
