@@ -1,13 +1,20 @@
 -- ari.app: a Stasis application whose every incoming channel runs as its
--- own coroutine with a Call (see ari.call).
+-- own coroutine with a Call (see ari.call and docs/calls.md).
 --
 --   local app = ari.app "ivr"           -- or ari.app{ app = "ivr", url = ..., user = ..., password = ... }
 --   app:on_call(function(call, args) call:answer() ... end)
+--   local call = app:originate{ endpoint = "PJSIP/100", timeout = 30 }
 --
--- Settings default to the ari-lua flags and environment (ari.config).  The
--- app routes each event synchronously, in arrival order, to the Call it
--- concerns (by channel id, playback and recording target), before the
--- client's own `on` handlers run.
+-- Routing: the app registers one router with its client.  The router sees
+-- every event synchronously, in arrival order, before the client's own
+-- handlers, and hands it to the Call it concerns:
+--   channel id (ev.channel, or ev.peer for Dial)  -> self.calls[id]
+--   playback / recording target "channel:<id>"     -> self.calls[id]
+--   bridge id (ev.bridge, target "bridge:<id>")    -> self.bridges[id]
+-- An event for nobody costs a few table lookups.  Channels the app creates
+-- itself (originate, dial legs, snoops) are registered under their id
+-- before the request is sent, so their StasisStart never starts on_call
+-- and none of their early events is lost.
 local sched = require "ari.sched"
 local core = require "ari.core"
 local config = require "ari.config"
@@ -21,242 +28,290 @@ local App = {}
 App.__index = App
 M.App = App
 
-local apps = {} -- every app created, for ari.bridge and shutdown
+local apps = {} -- every app created, for ari.bridge
 M.apps = apps
 
--- Originate failure reasons by hang-up cause (Q.850).
-local CAUSES = {
-  [17] = "busy", [18] = "no_answer", [19] = "no_answer", [21] = "rejected",
-  [34] = "congestion", [38] = "congestion", [41] = "congestion", [42] = "congestion",
-  [1] = "unallocated", [3] = "no_route",
-}
-M.CAUSES = CAUSES
-
-local function target_channel(obj)
+local function target_id(obj, prefix_len, prefix)
   local uri = obj and obj.target_uri
-  if uri and uri:sub(1, 8) == "channel:" then return uri:sub(9) end
-end
-local function target_bridge(obj)
-  local uri = obj and obj.target_uri
-  if uri and uri:sub(1, 7) == "bridge:" then return uri:sub(8) end
+  if uri and uri:sub(1, prefix_len) == prefix then return uri:sub(prefix_len + 1) end
 end
 
 --- Create the app.  opts: app (name), url, user, password, auto_hangup
--- (hang up a channel whose script ended while it is still up; default true),
--- client (an existing client), any other ari.connect option.
+-- (hang up a channel whose script ended while it is still in the app;
+-- default true), client (an existing ari.client), subscribe_all,
+-- transport, websocket (passed to ari.connect).
 function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
   opts = opts or {}
   local name = opts.app or config.app
   if not name then error("ari.app: no application name (give one, or --app / ARI_APP)", 2) end
+  -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
+  if M.reuse then local prev = M.reuse(name); if prev then return prev end end
+  -- [/ari.reload]
   local self = setmetatable({
     name = name,
-    calls = {},        -- channel id -> Call
+    calls = {},        -- channel id -> Call (incoming, originated, dialling)
     ncalls = 0,
-    pending = {},      -- channel id -> originate waiter (channels the app created)
-    bridges = {},      -- bridge id -> Bridge helper
+    bridges = {},      -- bridge id -> Bridge
+    nbridges = 0,
     handler = nil,
     accepting = true,
     auto_hangup = opts.auto_hangup ~= false,
-    stats = { started = 0, ended = 0, normal = 0, hangup = 0, error = 0 },
+    counters = { started = 0, ended = 0, normal = 0, hangup = 0, error = 0, originated = 0, failed = 0, refused = 0 },
   }, App)
-  self.client = opts.client or require("ari.client").connect {
+  -- [modes] listen = "host:port" (or --listen): Asterisk connects to us (ari.outbound)
+  local listen = opts.listen
+  if listen == nil then listen = config.listen end
+  if listen and not opts.client then self.client = require("ari.outbound").client(opts, name, listen) end
+  -- [/modes]
+  self.client = self.client or opts.client or require("ari.client").connect {
     url = opts.url or config.url, user = opts.user or config.user,
     password = opts.password or config.password, app = name,
-    subscribe_all = opts.subscribe_all, transport = opts.transport,
+    subscribe_all = opts.subscribe_all, transport = opts.transport, websocket = opts.websocket,
   }
-  self.client:add_router(function(ev) return self:_route(ev) end)
+  self.router = self.client:add_router(function(ev) return self:_route(ev) end)
   apps[#apps + 1] = self
-  local ari = require "ari"
-  ari.on_shutdown(function() self:shutdown() end)
+  require("ari").on_shutdown(function() self:shutdown() end)
   return self
 end
 
---- Register the function run, as its own coroutine, for every channel that
--- enters the app: fn(call, args) where args are the StasisStart args.
+--- Register fn(call, args), run as its own coroutine for every channel
+-- that enters the app (args: the StasisStart arguments, a list).
 function App:on_call(fn) self.handler = fn; return self end
 
---- Number of live calls.
+-- [modes] fn(event) -> true to claim a CallBroadcast call (ari.claim)
+function App:on_broadcast(fn) return require("ari.claim").on_broadcast(self, fn) end
+-- [/modes]
+
+-- [ari.reload] run the app script again: true, or false and why (see ari.reload)
+function App:reload() return require("ari.reload").reload("app:reload()") end
+-- [/ari.reload]
+
+--- Number of live calls (incoming and originated, until they end).
 function App:active() return self.ncalls end
 
--- Route one event; called synchronously by the client in arrival order.
+--- Counters and routing state, for tests and monitoring:
+-- { active, routes (channel routing entries), bridges, started, ended,
+--   normal, hangup, error, originated, failed, refused, accepting }.
+function App:stats()
+  local routes = 0
+  for _ in pairs(self.calls) do routes = routes + 1 end
+  local s = { active = self.ncalls, routes = routes, bridges = self.nbridges, accepting = self.accepting }
+  for k, v in pairs(self.counters) do s[k] = v end
+  return s
+end
+
+-- Route one event (the client calls this synchronously, in arrival order).
 function App:_route(ev)
-  local t = ev.type
+  local calls = self.calls
   local ch = ev.channel
-  if t == "StasisStart" and ch then
-    if ev.replace_channel and self.calls[ev.replace_channel.id] then
-      -- a channel swap (e.g. a masquerade): the call continues on the new id
-      local call = self.calls[ev.replace_channel.id]
-      self.calls[ev.replace_channel.id] = nil
+  -- [hardening] a channel without a string id cannot be a call (found by spec/fuzz/fuzz_event.c)
+  if ch ~= nil and (type(ch) ~= "table" or type(rawget(ch, "id")) ~= "string") then return false end
+  local call = ch and calls[ch.id]
+  if ev.type == "StasisStart" and ch then
+    local rep = ev.replace_channel
+    if rep and calls[rep.id] then
+      -- a channel swap (masquerade): the same call goes on under the new id
+      call = calls[rep.id]
+      calls[rep.id] = nil
       call.id = ch.id
-      call.channel = ch
-      self.calls[ch.id] = call
+      calls[ch.id] = call
+      call:_deliver(ev)
       return true
     end
-    local p = self.pending[ch.id]
-    if p then p(ev); return true end
-    if self.calls[ch.id] then self.calls[ch.id]:_deliver(ev); return true end
-    self:_start_call(ev)
-    return true
+    if call == nil then self:_start_call(ev); return true end
   end
-  local call = ch and self.calls[ch.id]
-  if call == nil and ch and self.pending[ch.id] then self.pending[ch.id](ev); return true end
-  if call == nil then
-    local id = target_channel(ev.playback) or target_channel(ev.recording)
-    call = id and self.calls[id]
-    if call == nil then
-      local bid = target_bridge(ev.playback) or target_bridge(ev.recording) or (ev.bridge and ev.bridge.id)
-      local b = bid and self.bridges[bid]
-      if b then b:_deliver(ev) end
-      if ev.type == "ChannelEnteredBridge" or ev.type == "ChannelLeftBridge" then
-        -- fall through to the channel too
-      else
-        return b ~= nil
-      end
-    end
-  else
-    local bid = ev.bridge and ev.bridge.id
-    local b = bid and self.bridges[bid]
+  local b = ev.bridge
+  if b then
+    b = self.bridges[b.id]
     if b then b:_deliver(ev) end
   end
   if call then call:_deliver(ev); return true end
-  -- events of the peer of a Dial go to the caller's call
-  if ev.peer and self.calls[ev.peer.id] then self.calls[ev.peer.id]:_deliver(ev); return true end
-  return false
+  if ch == nil then
+    local obj = ev.playback or ev.recording
+    if obj then
+      local id = target_id(obj, 8, "channel:")
+      if id then
+        call = calls[id]
+        if call then call:_deliver(ev); return true end
+        return false
+      end
+      id = target_id(obj, 7, "bridge:")
+      b = id and self.bridges[id]
+      if b then b:_deliver(ev); return true end
+      return false
+    end
+    local peer = ev.peer -- Dial of a channel we originated
+    call = peer and calls[peer.id]
+    if call then call:_deliver(ev); return true end
+  end
+  return b ~= nil
 end
 
 function App:_add(call)
   self.calls[call.id] = call
   self.ncalls = self.ncalls + 1
-  self.stats.started = self.stats.started + 1
 end
 
+-- Drop the call's routing entry (once).
 function App:_remove(call, outcome)
-  if self.calls[call.id] == call then
-    self.calls[call.id] = nil
-    self.ncalls = self.ncalls - 1
-    self.stats.ended = self.stats.ended + 1
-    self.stats[outcome] = (self.stats[outcome] or 0) + 1
+  if call.removed then return end
+  call.removed = true
+  if self.calls[call.id] == call then self.calls[call.id] = nil end
+  self.ncalls = self.ncalls - 1
+  local c = self.counters
+  if call.started then
+    c.ended = c.ended + 1
+    c[outcome] = (c[outcome] or 0) + 1
   end
+  call.outcome = call.outcome or outcome
+  call:_release()
 end
 
 -- The runner: the call's coroutine from StasisStart to the end.
 function App:_start_call(ev)
   local ch = ev.channel
   if not self.accepting or self.handler == nil then
+    self.counters.refused = self.counters.refused + 1
     log.warn("%s: not taking call %s (%s)", self.name, ch.id, self.accepting and "no on_call handler" or "shutting down")
     sched.spawn(function() pcall(self.client.channels.hangup, { channelId = ch.id }) end)
     return
   end
-  local call = callmod.new(self, ch, nil)
-  call.runner = true
+  local call = callmod.new(self, ch)
+  call.started = true
+  self.counters.started = self.counters.started + 1
   self:_add(call)
+  local handler = self.handler
   sched.spawn(function()
     call.co = coroutine.running()
-    local ok, err = xpcall(self.handler, sched.traceback_handler, call, ev.args or {})
-    self:_finish(call, ok, err)
+    local tb
+    local ok, err = xpcall(handler, function(e)
+      if not callmod.is_hangup(e) then tb = debug.traceback(tostring(e), 2) end
+      return e
+    end, call, ev.args or {})
+    self:_finish(call, ok, err, tb)
   end)
 end
 
-function App:_finish(call, ok, err)
+function App:_finish(call, ok, err, tb)
   local outcome
   if ok then outcome = "normal"
   elseif callmod.is_hangup(err) then outcome = "hangup"
   else
     outcome = "error"
-    call.log:error("script error: %s", type(err) == "table" and (tostring(err) .. (err.traceback and ("\n" .. err.traceback) or "")) or tostring(err))
+    call.log:error("script error: %s", tb or tostring(err))
   end
   call.outcome = outcome
-  if not call.hungup and (outcome == "error" or self.auto_hangup) then
+  local hang = call.auto_hangup
+  if hang == nil then hang = self.auto_hangup end
+  if not call.hungup and not call.left and (outcome == "error" or hang) then
     local hok, herr = pcall(call.hangup, call)
     if not hok and not callmod.is_hangup(herr) then call.log:warn("hang-up failed: %s", tostring(herr)) end
   end
   call:_run_hooks()
   self:_remove(call, outcome)
-  call.queue, call.waiters = {}, {}
   if self.on_end then self.on_end(call, outcome, err) end
 end
 
---- Originate a call and wait until it is answered (it enters the app).
--- opts: endpoint, caller_id, timeout (s, default 30), variables, app_args,
--- other options of channels.originate by their ARI name.  Returns the Call
--- (not run by on_call); raises a CallError with reason "busy", "no_answer",
--- "congestion", "failed"...
+-- Reasons for an originate that did not answer: Dial's dialstatus first,
+-- else the hang-up cause (Q.850).
+local DIALSTATUS = { BUSY = "busy", NOANSWER = "no_answer", CONGESTION = "congestion",
+  CHANUNAVAIL = "unavailable", CANCEL = "canceled", DONTCALL = "rejected", TORTURE = "rejected",
+  INVALIDARGS = "failed" }
+local CAUSES = {
+  [17] = "busy", [18] = "no_answer", [19] = "no_answer", [21] = "rejected",
+  [34] = "congestion", [38] = "congestion", [41] = "congestion", [42] = "congestion",
+  [1] = "unavailable", [3] = "unavailable", [20] = "unavailable", [27] = "unavailable",
+}
+M.DIALSTATUS, M.CAUSES = DIALSTATUS, CAUSES
+
+--- Register a channel id the app is about to create (a snoop, a channel
+-- created by hand), so its StasisStart does not start on_call: returns
+-- the Call that will receive its events.  Release it with
+-- app:forget(call) if the channel is never created.
+function App:expect(id)
+  local call = callmod.new(self, id or uuid.new())
+  self:_add(call)
+  return call
+end
+function App:forget(call) self:_remove(call, "failed") end
+
+--- Originate a call and wait until it answers (enters the app).
+-- opts: endpoint, caller_id, timeout (seconds, default 30), variables,
+-- app_args, other_channel_id, originator, formats.  Returns the Call (not
+-- run by on_call); raises a CallError (reason "busy", "no_answer",
+-- "congestion", "unavailable", "rejected", "failed"); a hang-up of the
+-- calling call while waiting raises that call's hang-up error.
 function App:originate(opts)
-  local id = uuid.new()
+  opts = opts or {}
+  if type(opts.endpoint) ~= "string" then error("originate: endpoint (a string) is required", 2) end
   local timeout = opts.timeout or 30
-  local answered, failed_ev
-  local call = callmod.new(self, id, nil)
-  local wake_fn
-  self.pending[id] = function(ev)
-    if ev.type == "StasisStart" then
-      answered = ev
-      self.pending[id] = nil
-      if wake_fn then wake_fn(true) end
-    elseif ev.type == "ChannelDestroyed" or ev.type == "ChannelHangupRequest" then
-      failed_ev = failed_ev or ev
-      if ev.type == "ChannelDestroyed" then
-        self.pending[id] = nil
-        if wake_fn then wake_fn(false) end
+  local call = self:expect(opts.channel_id)
+  call.state = "dialing"
+  self.counters.originated = self.counters.originated + 1
+  local ok, err = pcall(self.client.channels.originate, {
+    endpoint = opts.endpoint, app = self.name, appArgs = opts.app_args, channelId = call.id,
+    callerId = opts.caller_id, timeout = timeout, variables = opts.variables,
+    otherChannelId = opts.other_channel_id, originator = opts.originator, formats = opts.formats,
+  })
+  local ev
+  local sent = ok
+  if ok then
+    -- the guard outlives Asterisk's own timeout, which ends the channel first
+    ok, ev = pcall(call._wait, call, function(e) return e.type == "StasisStart" end, (timeout + 5) * 1000)
+    if ok and ev == nil then
+      ok, err = false, callmod.call_error("originate", "no_answer",
+        string.format("%s: no answer within %d s", opts.endpoint, timeout))
+    elseif not ok then
+      err = ev
+      if call.hungup and callmod.is_hangup(err) and err.channel_id == call.id then
+        -- the far end never answered
+        local cause = call.hangup_cause
+        local reason = DIALSTATUS[call.dialstatus or ""] or CAUSES[cause] or "failed"
+        err = callmod.call_error("originate", reason, string.format("%s: %s (%s%s)", opts.endpoint, reason,
+          call.dialstatus and call.dialstatus ~= "" and ("dial status " .. call.dialstatus .. ", ") or "",
+          "cause " .. tostring(cause)), { cause = cause, dialstatus = call.dialstatus, endpoint = opts.endpoint })
       end
     end
   end
-  local params = {
-    endpoint = opts.endpoint, app = self.name, appArgs = opts.app_args, channelId = id,
-    callerId = opts.caller_id, timeout = timeout, variables = opts.variables,
-    otherChannelId = opts.other_channel_id, originator = opts.originator, formats = opts.formats,
-  }
-  local ok, err = pcall(self.client.channels.originate, params)
   if not ok then
-    self.pending[id] = nil
+    self.counters.failed = self.counters.failed + 1
+    if sent and not call.hungup then
+      -- abandoned (no answer in time, or the waiting call hung up): drop the new leg
+      local id = call.id
+      sched.spawn(function() pcall(self.client.channels.hangup, { channelId = id }) end)
+    end
+    self:_remove(call, "failed")
     error(err, 0)
   end
-  if not answered and not (failed_ev and failed_ev.type == "ChannelDestroyed") then
-    local guard
-    local wok, res = pcall(sched.suspend, function(wake)
-      wake_fn = wake
-      guard = core.timer((timeout + 5) * 1000, function() wake(nil) end)
-    end)
-    if guard then guard:stop() end
-    wake_fn = nil
-    if not wok then
-      -- the waiting call hung up (or was cancelled): drop the new leg
-      self.pending[id] = nil
-      sched.spawn(function() pcall(self.client.channels.hangup, { channelId = id }) end)
-      error(res, 0)
-    end
-    if res == nil and not answered then
-      self.pending[id] = nil
-      sched.spawn(function() pcall(self.client.channels.hangup, { channelId = id }) end)
-      error(callmod.call_error("originate", "no_answer", "no answer from " .. opts.endpoint .. " within " .. timeout .. " s"), 0)
-    end
-  end
-  if not answered then
-    local cause = failed_ev and (failed_ev.cause or (failed_ev.channel and failed_ev.channel.hangupcause))
-    local reason = CAUSES[cause] or "failed"
-    error(callmod.call_error("originate", reason,
-      string.format("%s: %s (cause %s%s)", opts.endpoint, reason, tostring(cause),
-        failed_ev and failed_ev.cause_txt and (", " .. failed_ev.cause_txt) or ""),
-      { cause = cause }), 0)
-  end
-  call.channel = answered.channel
-  call.log = log.new(id .. " " .. (answered.channel.name or ""))
-  call.co = nil
-  self:_add(call)
+  call.state = "up"
+  call.started = true
+  self.counters.started = self.counters.started + 1
+  call:_set_channel(ev.channel)
   return call
 end
 
 --- Stop taking new calls; let running calls finish within the grace period
--- (ari.config.shutdown_grace ms), then hang up what remains.
-function App:shutdown()
+-- (ari.config.shutdown_grace ms, --shutdown-grace), then hang up what
+-- remains and close the client.  Runs as a coroutine (ari.on_shutdown).
+function App:shutdown(grace)
   if not self.accepting then return end
   self.accepting = false
-  local grace = config.shutdown_grace or 10000
+  grace = grace or config.shutdown_grace or 10000
   local deadline = core.now() + grace
-  while self.ncalls > 0 and core.now() < deadline do sched.sleep(50) end
-  for _, call in pairs(self.calls) do
-    if not call.hungup then pcall(call.hangup, call) end
+  log.info("%s: shutting down, %d call(s) active", self.name, self.ncalls)
+  while self.ncalls > 0 and core.now() < deadline do sched.sleep(20) end
+  if self.ncalls > 0 then
+    log.warn("%s: grace period over, hanging up %d call(s)", self.name, self.ncalls)
+    local list = {}
+    for _, call in pairs(self.calls) do list[#list + 1] = call end
+    for _, call in ipairs(list) do
+      if not call.hungup then pcall(call.hangup, call) end
+    end
+    local t = core.now() + 1000
+    while self.ncalls > 0 and core.now() < t do sched.sleep(10) end
   end
+  self.client:remove_router(self.router)
   self.client:close()
 end
 
@@ -265,72 +320,103 @@ end
 local Bridge = {}
 Bridge.__index = Bridge
 M.Bridge = Bridge
+Bridge.__tostring = function(b) return "Bridge(" .. b.id .. ")" end
 
---- app:bridge{ type = "mixing"|"holding"|..., name = ... } creates a bridge.
+--- app:bridge{ type = "mixing"|"holding"|"mixing,dtmf_events"..., name = ..., id = ... }
+-- creates a bridge whose events go to its waiters (Bridge:wait).
 function App:bridge(opts)
   opts = opts or {}
   local id = opts.id or uuid.new()
   local b = setmetatable({ id = id, app = self, client = self.client, queue = {}, waiters = {}, members = {} }, Bridge)
-  self.bridges[id] = b
-  b.bridge = self.client.bridges.createWithId { bridgeId = id, type = opts.type or "mixing", name = opts.name }
+  self.bridges[id] = b -- routed before the request: BridgeCreated is not lost
+  self.nbridges = self.nbridges + 1
+  local ok, res = pcall(self.client.bridges.createWithId, { bridgeId = id, type = opts.type or "mixing", name = opts.name })
+  if not ok then self:_drop_bridge(b); error(res, 0) end
+  b.bridge = res
   return b
 end
 
+function App:_drop_bridge(b)
+  if self.bridges[b.id] == b then
+    self.bridges[b.id] = nil
+    self.nbridges = self.nbridges - 1
+  end
+  b.gone = true
+  local ws = b.waiters
+  b.waiters, b.queue = {}, {}
+  for i = 1, #ws do ws[i].wake(nil) end
+end
+
 function Bridge:_deliver(ev)
-  if ev.type == "ChannelEnteredBridge" and ev.channel then self.members[ev.channel.id] = true
-  elseif ev.type == "ChannelLeftBridge" and ev.channel then self.members[ev.channel.id] = nil end
-  for i = 1, #self.waiters do
-    local w = self.waiters[i]
-    if w.match(ev) then table.remove(self.waiters, i); w.wake(ev); return end
+  local t = ev.type
+  if t == "ChannelEnteredBridge" then self.members[ev.channel.id] = true
+  elseif t == "ChannelLeftBridge" then self.members[ev.channel.id] = nil
+  elseif t == "BridgeDestroyed" then self.app:_drop_bridge(self); return end
+  local ws = self.waiters
+  for i = 1, #ws do
+    local w = ws[i]
+    if w.match(ev) then table.remove(ws, i); w.wake(ev); return end
   end
   local q = self.queue
   q[#q + 1] = ev
   if #q > 64 then table.remove(q, 1) end
 end
 
+--- bridge:wait(event_type or match_fn, { timeout = ms, filter = fn }) ->
+-- the oldest unconsumed matching event of this bridge, or nil on timeout
+-- or when the bridge is destroyed.
 function Bridge:wait(typ, opts)
   opts = opts or {}
-  local match = type(typ) == "function" and typ or function(ev)
-    if ev.type ~= typ then return false end
-    if opts.filter then return opts.filter(ev) end
-    return true
-  end
-  for i = 1, #self.queue do if match(self.queue[i]) then return table.remove(self.queue, i) end end
+  local match = callmod.matcher(typ, opts.filter)
+  local q = self.queue
+  for i = 1, #q do if match(q[i]) then return table.remove(q, i) end end
+  if self.gone then return nil end
   local w = { match = match }
   local timer
-  local ev = sched.suspend(function(wake)
+  local ok, ev = pcall(sched.suspend, function(wake)
     w.wake = wake
     self.waiters[#self.waiters + 1] = w
     if opts.timeout then timer = core.timer(opts.timeout, function() wake(nil) end) end
   end)
   if timer then timer:stop() end
-  for i = 1, #self.waiters do if self.waiters[i] == w then table.remove(self.waiters, i); break end end
+  local ws = self.waiters
+  for i = 1, #ws do if ws[i] == w then table.remove(ws, i); break end end
+  if not ok then error(ev, 0) end
   return ev
 end
 
 local function chan_id(c) return type(c) == "table" and c.id or c end
 
+--- Add a call (or channel id); opts: role, mute, absorb_dtmf, inhibit_connected_line_updates.
 function Bridge:join(call, opts)
   opts = opts or {}
   self.client.bridges.addChannel { bridgeId = self.id, channel = chan_id(call), role = opts.role,
-    mute = opts.mute, absorbDTMF = opts.absorb_dtmf }
+    mute = opts.mute, absorbDTMF = opts.absorb_dtmf,
+    inhibitConnectedLineUpdates = opts.inhibit_connected_line_updates }
 end
 function Bridge:leave(call)
   self.client.bridges.removeChannel { bridgeId = self.id, channel = chan_id(call) }
 end
---- Play to everyone in the bridge; waits until the playback has finished.
-function Bridge:play(media)
+--- Play to everyone in the bridge; waits until the playback has finished
+-- (returns its state: "done", "failed"...; nil if the bridge went away).
+function Bridge:play(media, opts)
+  opts = opts or {}
   local pid = uuid.new()
-  self.client.bridges.playWithId { bridgeId = self.id, playbackId = pid, media = type(media) == "string" and { media } or media }
-  return self:wait(function(ev) return ev.type == "PlaybackFinished" and ev.playback and ev.playback.id == pid end)
+  self.client.bridges.playWithId { bridgeId = self.id, playbackId = pid, lang = opts.lang,
+    media = type(media) == "string" and { media } or media }
+  local ev = self:wait(function(ev) return ev.type == "PlaybackFinished" and ev.playback.id == pid end,
+    { timeout = opts.timeout })
+  return ev and ev.playback.state
 end
 function Bridge:moh(class) self.client.bridges.startMoh { bridgeId = self.id, mohClass = class } end
 function Bridge:stop_moh() self.client.bridges.stopMoh { bridgeId = self.id } end
 function Bridge:destroy()
-  self.app.bridges[self.id] = nil
+  if self.gone then return end
   local ok, err = pcall(self.client.bridges.destroy, { bridgeId = self.id })
+  self.app:_drop_bridge(self)
   if not ok and not (type(err) == "table" and err.status == 404) then error(err, 0) end
 end
+--- Number of channels in the bridge (from ChannelEntered/LeftBridge).
 function Bridge:count() local n = 0; for _ in pairs(self.members) do n = n + 1 end; return n end
 
 --- ari.bridge{...}: a bridge on the most recently created app.

@@ -1,44 +1,53 @@
--- ari.call: one channel in Stasis, driven by one coroutine.
+-- ari.call: one channel in Stasis, driven by one coroutine (docs/calls.md).
 --
 -- Every helper that waits (play, get_digits, record, sleep, wait, dial)
--- yields the calling coroutine and resumes when the event arrives.  Events
--- for the call are delivered by the app (ari.app) in arrival order through
--- Call:_deliver; an event nobody waits for yet is queued (bounded), so an
--- event that beats the REST reply that caused it is never lost.  DTMF digits
--- go to a type-ahead buffer that get_digits reads.
+-- yields the calling coroutine and resumes when the event arrives.  The app
+-- (ari.app) delivers the call's events through Call:_deliver, synchronously
+-- and in arrival order.  An event nobody is waiting for goes to the call's
+-- mailbox (the last 64), where a later wait finds it: an event that beats
+-- the REST reply that caused it (PlaybackFinished before the reply to
+-- /play) is never lost.  DTMF digits go to a type-ahead buffer read by
+-- get_digits (and by play's interrupt_on_dtmf) until flush_digits().
 --
--- When the channel hangs up (ChannelHangupRequest, StasisEnd or
--- ChannelDestroyed), the current wait and every later wait raise a Hangup
--- error, which the app's runner treats as a normal end.
+-- When the channel hangs up or leaves the app (ChannelHangupRequest,
+-- StasisEnd, ChannelDestroyed, or our own hangup), the current wait and
+-- every later one raise a Hangup error; the app's runner treats it as a
+-- normal end.
 local sched = require "ari.sched"
 local core = require "ari.core"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
+local models = require "ari.models"
 
 local M = {}
 
 local QUEUE_MAX = 64
 
--- Hangup / failure errors -------------------------------------------------
+-- Errors ------------------------------------------------------------------
 
 local Hangup = {}
 Hangup.__index = Hangup
+Hangup.__name = "ari.hangup"
 Hangup.__tostring = function(e)
-  return string.format("call %s hung up%s", e.channel_id or "?", e.cause and (" (cause " .. tostring(e.cause) .. ")") or "")
+  return string.format("call %s %s%s", e.channel_id or "?", e.message,
+    e.cause and (" (cause " .. tostring(e.cause) .. ")") or "")
 end
 M.Hangup = Hangup
 
 local CallError = {}
 CallError.__index = CallError
+CallError.__name = "ari.call_error"
 CallError.__tostring = function(e)
-  return string.format("%s: %s", e.operation or "call", e.message or "failed")
+  return string.format("%s: %s", e.operation or "call", e.message or e.reason or "failed")
 end
 M.CallError = CallError
 
+--- Is e the error raised in a call's waits once it has hung up?
 function M.is_hangup(e) return getmetatable(e) == Hangup end
 
+--- A failure of a call helper: { operation, reason, message, ... }.
 local function call_error(op, reason, message, extra)
-  local e = setmetatable({ status = nil, operation = op, reason = reason, message = message }, CallError)
+  local e = setmetatable({ operation = op, reason = reason, message = message }, CallError)
   if extra then for k, v in pairs(extra) do e[k] = v end end
   return e
 end
@@ -52,49 +61,62 @@ M.Call = Call
 
 local HANGUP_EVENTS = { ChannelHangupRequest = true, StasisEnd = true, ChannelDestroyed = true }
 
---- New Call for channel (a Channel object or id) owned by app.
-function M.new(app, channel, co)
+--- New Call for channel (a Channel object or an id) owned by app.
+function M.new(app, channel)
   local id = type(channel) == "table" and channel.id or channel
   local self = setmetatable({
     id = id,
-    channel = type(channel) == "table" and channel or nil,
     app = app,
     client = app.client,
-    co = co,            -- the coroutine running this call's logic (cancelled on hang-up)
+    co = nil,           -- the coroutine running this call's script (cancelled on hang-up)
     digits = "",        -- type-ahead buffer
-    queue = {},         -- events not consumed yet
-    waiters = {},       -- pending waits: { match = fn, wake = fn }
+    queue = {},         -- mailbox: events nobody has consumed yet
+    waiters = {},       -- pending waits: { match, wake, co }
     hooks = {},
     hungup = false,
-    vars = {},
-    timers = 0,
   }, Call)
-  local name = self.channel and self.channel.name
-  self.log = log.new(name and (id .. " " .. name) or id)
+  if type(channel) == "table" then self:_set_channel(channel) else self.log = log.new(id) end
   return self
 end
 
 function Call:__tostring() return "Call(" .. tostring(self.id) .. ")" end
 
--- Raised in every wait once the channel is gone.
+-- A fresh channel snapshot: keep it, with working methods (call.channel:ring()).
+function Call:_set_channel(ch)
+  self.channel = ch
+  models.attach(ch, self.client)
+  if self.log == nil or self.log.prefix == self.id then
+    self.log = log.new(ch.name and (self.id .. " " .. ch.name) or self.id)
+  end
+end
+
 function Call:_hangup_error()
-  return setmetatable({ status = nil, message = "call hung up", hangup = true,
-    channel_id = self.id, cause = self.hangup_cause }, Hangup)
+  return setmetatable({ message = self.left and "left the application" or "hung up", hangup = true,
+    channel_id = self.id, cause = self.hangup_cause, event = self.hangup_event }, Hangup)
 end
 
 local function check_up(self)
   if self.hungup then error(self:_hangup_error(), 0) end
 end
 
---- The app delivers every event that concerns this call, in arrival order.
+--- The app delivers every event of this call here, in arrival order.
 function Call:_deliver(ev)
   local t = ev.type
   if t == "ChannelDtmfReceived" then
     self.digits = self.digits .. (ev.digit or "")
+  elseif t == "Dial" then
+    local p = ev.peer
+    if p and p.id == self.id then self.dialstatus = ev.dialstatus; self.channel = p end
   end
-  if ev.channel and ev.channel.id == self.id then self.channel = ev.channel end
-  if HANGUP_EVENTS[t] and (ev.channel == nil or ev.channel.id == self.id) then
-    self:_mark_hungup(ev)
+  local ch = ev.channel
+  if ch and ch.id == self.id then
+    self.channel = ch
+    if HANGUP_EVENTS[t] then
+      if t == "ChannelHangupRequest" or t == "ChannelDestroyed" then
+        self.hangup_cause = ev.cause or self.hangup_cause
+      end
+      self:_mark_hungup(t)
+    end
   end
   local ws = self.waiters
   for i = 1, #ws do
@@ -114,23 +136,25 @@ end
 
 local HANGUP_MARK = setmetatable({}, { __tostring = function() return "hangup" end })
 
-function Call:_mark_hungup(ev)
+-- The channel is gone (or left the app): end every wait of this call once.
+function Call:_mark_hungup(why)
   if self.hungup then return end
   self.hungup = true
-  self.hangup_cause = ev and (ev.cause or (ev.channel and ev.channel.hangupcause)) or self.hangup_cause
-  self.hangup_event = ev and ev.type
+  self.hangup_event = why
   local err = self:_hangup_error()
-  -- End every pending wait on this call, and whatever else the call's own
-  -- coroutine is waiting on (a REST reply, ari.sleep...).  Each wake is
-  -- bound to its wait, so a coroutine that has moved on is not disturbed.
   local ws = self.waiters
   self.waiters = {}
-  local in_waiters = false
-  for i = 1, #ws do if ws[i].co == self.co then in_waiters = true end end
-  local running = coroutine.running()
-  if self.co and not in_waiters and self.co ~= running then sched.cancel(self.co, err) end
+  -- The script's coroutine may be waiting elsewhere (a REST reply, another
+  -- call, a bridge, ari.sleep): cancel that wait.  Decided before waking
+  -- anyone, so a coroutine that moves on to a new wait is not disturbed.
+  local co = self.co
+  local cancel = co ~= nil and co ~= coroutine.running() and sched.waiting(co)
+  if cancel then
+    for i = 1, #ws do if ws[i].co == co then cancel = false; break end end
+  end
+  if cancel then sched.cancel(co, err) end
   for i = 1, #ws do ws[i].wake(HANGUP_MARK, err) end
-  if not self.runner and self.app then
+  if self.co == nil and self.started and self.app then
     -- an originated call has no runner: it ends here
     sched.spawn(function()
       self:_run_hooks()
@@ -139,8 +163,17 @@ function Call:_mark_hungup(ev)
   end
 end
 
---- Wait for an event of this call for which match(ev) is true; returns it,
---  or nil on timeout.
+-- Everything the call held goes (called by the app when the call ends).
+function Call:_release()
+  self.queue = {}
+  self.digits = ""
+  local ws = self.waiters
+  self.waiters = {}
+  for i = 1, #ws do ws[i].wake(HANGUP_MARK, self:_hangup_error()) end
+end
+
+--- Wait for an event of this call for which match(ev) is true: the oldest
+-- one in the mailbox, else the next to arrive.  nil on timeout (ms).
 function Call:_wait(match, timeout)
   check_up(self)
   local q = self.queue
@@ -151,7 +184,8 @@ function Call:_wait(match, timeout)
   local waiter = { match = match, co = coroutine.running() }
   local ok, ev, err = pcall(sched.suspend, function(wake)
     waiter.wake = wake
-    self.waiters[#self.waiters + 1] = waiter
+    local ws = self.waiters
+    ws[#ws + 1] = waiter
     if timeout and timeout >= 0 then
       timer = core.timer(timeout, function() wake(nil) end)
     end
@@ -166,7 +200,9 @@ function Call:_wait(match, timeout)
   return ev
 end
 
-local function matcher(spec, filter)
+--- A matcher from an event type (or a function) and an optional filter
+-- (a function(ev) -> bool, or a table of field = value).
+function M.matcher(spec, filter)
   if type(spec) == "function" then return spec end
   local typ = spec
   if filter == nil then return function(ev) return ev.type == typ end end
@@ -180,23 +216,26 @@ local function matcher(spec, filter)
   end
 end
 
---- call:wait(event_type, { timeout = ms, filter = fn|table }) -> event or nil.
+--- call:wait(event_type or fn, { timeout = ms, filter = fn|table }) -> the
+-- event, or nil on timeout.  The mailbox is searched first (oldest first).
 function Call:wait(typ, opts)
   opts = opts or {}
-  return self:_wait(matcher(typ, opts.filter), opts.timeout)
+  return self:_wait(M.matcher(typ, opts.filter), opts.timeout)
 end
 
--- REST on this channel: a 404 on a channel that is going away is a hang-up.
+--- Drop the mailbox (events not consumed yet).
+function Call:flush_events() self.queue = {} end
+
+-- REST on this channel: a 404 once the channel is going away is a hang-up.
 function Call:_op(resource, op, params)
   check_up(self)
-  local fn = self.client[resource][op]
-  local ok, res = pcall(fn, params)
+  local ok, res = pcall(self.client[resource][op], params)
   if ok then return res end
-  if type(res) == "table" and res.status == 404 and resource == "channels" then
-    self:_mark_hungup(nil)
+  if M.is_hangup(res) then error(res, 0) end
+  if type(res) == "table" and (res.status == 404 or self.hungup) and resource == "channels" then
+    self:_mark_hungup("404")
     error(self:_hangup_error(), 0)
   end
-  if self.hungup and type(res) == "table" then error(self:_hangup_error(), 0) end
   error(res, 0)
 end
 
@@ -206,159 +245,184 @@ local function with_id(self, t)
   return t
 end
 
-function Call:answer() return self:_op("channels", "answer", with_id(self)) end
-function Call:ring() return self:_op("channels", "ring", with_id(self)) end
-function Call:ring_stop() return self:_op("channels", "ringStop", with_id(self)) end
-function Call:progress()
-  -- ARI has no "progress" operation; early media is ringing with media, so
-  -- this answers nothing and indicates ringing (documented in docs/calls.md).
-  return self:_op("channels", "ring", with_id(self))
-end
-function Call:hold() return self:_op("channels", "hold", with_id(self)) end
-function Call:unhold() return self:_op("channels", "unhold", with_id(self)) end
-function Call:mute(direction) return self:_op("channels", "mute", with_id(self, { direction = direction or "both" })) end
-function Call:unmute(direction) return self:_op("channels", "unmute", with_id(self, { direction = direction or "both" })) end
+function Call:answer() self:_op("channels", "answer", with_id(self)) end
+--- Indicate ringing to the caller (ring_stop ends it).
+function Call:ring() self:_op("channels", "ring", with_id(self)) end
+function Call:ring_stop() self:_op("channels", "ringStop", with_id(self)) end
+--- ARI has no progress operation: early media is played to a channel that
+-- is not answered yet; this indicates ringing (like ring) so that the
+-- caller hears something until the call is answered.
+function Call:progress() self:_op("channels", "ring", with_id(self)) end
+function Call:hold() self:_op("channels", "hold", with_id(self)) end
+function Call:unhold() self:_op("channels", "unhold", with_id(self)) end
+--- direction: "both" (default), "in" or "out".
+function Call:mute(direction) self:_op("channels", "mute", with_id(self, { direction = direction or "both" })) end
+function Call:unmute(direction) self:_op("channels", "unmute", with_id(self, { direction = direction or "both" })) end
+--- Music on hold: call:moh() or call:moh{ class = "default" } (or a class name).
 function Call:moh(opts)
   opts = type(opts) == "string" and { class = opts } or opts or {}
-  return self:_op("channels", "startMoh", with_id(self, { mohClass = opts.class }))
+  self:_op("channels", "startMoh", with_id(self, { mohClass = opts.class }))
 end
-function Call:stop_moh() return self:_op("channels", "stopMoh", with_id(self)) end
-function Call:silence() return self:_op("channels", "startSilence", with_id(self)) end
-function Call:stop_silence() return self:_op("channels", "stopSilence", with_id(self)) end
+function Call:stop_moh() self:_op("channels", "stopMoh", with_id(self)) end
+function Call:silence() self:_op("channels", "startSilence", with_id(self)) end
+function Call:stop_silence() self:_op("channels", "stopSilence", with_id(self)) end
 function Call:send_dtmf(dtmf, opts)
   opts = opts or {}
-  return self:_op("channels", "sendDTMF", with_id(self, { dtmf = dtmf, between = opts.between, duration = opts.duration }))
+  self:_op("channels", "sendDTMF", with_id(self, { dtmf = dtmf, between = opts.between, duration = opts.duration }))
 end
 
---- Hang up (cause or reason, e.g. { cause = 17 } or { reason = "busy" }).
+--- Hang up: call:hangup(), call:hangup{ cause = 17 } (Q.850 code) or
+-- call:hangup{ reason = "busy" } (ARI reason name).  No-op once hung up.
 function Call:hangup(opts)
   if self.hungup then return end
-  opts = opts or {}
   if type(opts) == "number" then opts = { cause = opts } end
+  opts = opts or {}
   local params = with_id(self)
   if opts.cause then params.reason_code = tostring(opts.cause) end
   if opts.reason then params.reason = opts.reason end
   local ok, err = pcall(self.client.channels.hangup, params)
   if not ok and not (type(err) == "table" and err.status == 404) and not M.is_hangup(err) then error(err, 0) end
-  self:_mark_hungup({ type = "hangup", cause = opts.cause })
+  self.hangup_cause = self.hangup_cause or opts.cause
+  self:_mark_hungup("hangup")
 end
 
+-- Leaving the app: the script's end must not hang the channel up.
+local function leave(self, op, params)
+  self:_op("channels", op, params)
+  self.left = true
+end
+--- Send the channel back to the dialplan (opts: context, extension, priority, label).
 function Call:continue_in_dialplan(opts)
   opts = opts or {}
-  return self:_op("channels", "continueInDialplan", with_id(self, {
+  leave(self, "continueInDialplan", with_id(self, {
     context = opts.context, extension = opts.extension, priority = opts.priority, label = opts.label }))
 end
-function Call:redirect(endpoint) return self:_op("channels", "redirect", with_id(self, { endpoint = endpoint })) end
-function Call:move(app, args)
-  return self:_op("channels", "move", with_id(self, { app = app, appArgs = args }))
-end
+--- Redirect the channel to an endpoint (e.g. "PJSIP/bob").
+function Call:redirect(endpoint) leave(self, "redirect", with_id(self, { endpoint = endpoint })) end
+--- Move the channel to another Stasis app (args: a string of app arguments).
+function Call:move(app, args) leave(self, "move", with_id(self, { app = app, appArgs = args })) end
 
+--- Channel variable (nil when not set).
 function Call:get_var(name)
-  local ok, res = pcall(self._op, self, "channels", "getChannelVar", with_id(self, { variable = name }))
+  check_up(self)
+  local ok, res = pcall(self.client.channels.getChannelVar, with_id(self, { variable = name }))
   if ok then return res and res.value end
-  if type(res) == "table" and res.status == 404 and not self.hungup then return nil end
+  if type(res) == "table" and res.status == 404 and not self.hungup then
+    -- 404 is both "no such variable" and "no such channel"
+    if not (res.message or ""):lower():find("channel", 1, true) then return nil end
+  end
+  if type(res) == "table" and (res.status == 404 or self.hungup) then
+    self:_mark_hungup("404")
+    error(self:_hangup_error(), 0)
+  end
   error(res, 0)
 end
 function Call:set_var(name, value)
-  return self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = value ~= nil and tostring(value) or nil }))
+  self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = value ~= nil and tostring(value) or nil }))
 end
 
 --- Sleep ms; a hang-up ends it with the Hangup error.
-function Call:sleep(ms)
-  self:_wait(function() return false end, ms)
-end
+local never = function() return false end
+function Call:sleep(ms) self:_wait(never, ms) end
 
---- Forget the digits typed ahead.
+--- Forget the digits typed ahead; returns them.
 function Call:flush_digits() local d = self.digits; self.digits = ""; return d end
 
 -- Playback --------------------------------------------------------------
 
-local function media_list(media, lang)
-  if type(media) == "string" then return { media } end
-  return media
-end
-
-local function finished_matcher(pid)
-  return function(ev)
-    return ev.type == "PlaybackFinished" and ev.playback and ev.playback.id == pid
-  end
-end
-
 --- Play media (a URI or a list of URIs) and wait until it has finished.
--- opts: lang, interrupt_on_dtmf (true or a string of digits that interrupt),
--- timeout (ms; stops the playback).  Returns "finished", or the digit that
--- interrupted it (the digit stays in the type-ahead buffer), or "timeout".
+-- opts: lang, interrupt_on_dtmf (true = any digit, or a string of the
+-- digits that interrupt), timeout (ms; the playback is stopped then).
+-- Returns "done", "failed" (media not found...), "timeout", or the digit
+-- that interrupted it (the digit stays in the type-ahead buffer).  A digit
+-- already typed ahead interrupts at once: nothing is played.
 function Call:play(media, opts)
   opts = opts or {}
   check_up(self)
   local interrupt = opts.interrupt_on_dtmf
-  if interrupt and #self.digits > 0 then
-    local d = self.digits:sub(1, 1)
-    if interrupt == true or interrupt:find(d, 1, true) then return d end
+  if interrupt == true then interrupt = "0123456789*#ABCD" end
+  if interrupt then
+    for i = 1, #self.digits do
+      local d = self.digits:sub(i, i)
+      if interrupt:find(d, 1, true) then return d end
+    end
   end
   local pid = uuid.new()
-  self:_op("channels", "playWithId", with_id(self, { playbackId = pid, media = media_list(media),
+  self:_op("channels", "playWithId", with_id(self, { playbackId = pid,
+    media = type(media) == "string" and { media } or media,
     lang = opts.lang, offsetms = opts.offsetms, skipms = opts.skipms }))
-  local is_finished = finished_matcher(pid)
-  local match = is_finished
+  local function finished(ev)
+    return ev.type == "PlaybackFinished" and ev.playback.id == pid
+  end
+  local match = finished
   if interrupt then
     match = function(ev)
-      if is_finished(ev) then return true end
-      return ev.type == "ChannelDtmfReceived" and (interrupt == true or interrupt:find(ev.digit, 1, true) ~= nil)
+      if ev.type == "ChannelDtmfReceived" then return interrupt:find(ev.digit, 1, true) ~= nil end
+      return finished(ev)
     end
   end
   local ev = self:_wait(match, opts.timeout)
-  if ev and ev.type == "PlaybackFinished" then return "finished" end
+  if ev and ev.type == "PlaybackFinished" then
+    local state = ev.playback.state or "done"
+    if state == "failed" then self.log:warn("playback of %s failed", tostring(type(media) == "table" and media[1] or media)) end
+    return state
+  end
   -- interrupted by a digit or timed out: stop the playback, consume its end
   local ok = pcall(self.client.playbacks.stop, { playbackId = pid })
-  if ok and not self.hungup then self:_wait(is_finished, 2000) end
+  if ok then self:_wait(finished, 2000) end
   if ev == nil then return "timeout" end
   return ev.digit
 end
 
+--- Say digits one by one ("123" -> one, two, three); play's options.
 function Call:say_digits(digits, opts) return self:play("digits:" .. tostring(digits), opts) end
+--- Say a number ("123" -> one hundred twenty-three); play's options.
 function Call:say_number(n, opts) return self:play("number:" .. tostring(n), opts) end
 
 -- Digits ----------------------------------------------------------------
 
 local function is_dtmf(ev) return ev.type == "ChannelDtmfReceived" end
 
---- Collect digits.  opts: max (default 1), timeout (ms to wait for the
--- first digit, default 5000), interdigit_timeout (ms between digits, default
--- timeout), terminators (digits ending input, default "#"; a terminator is
--- not part of the result; "" for none).  Returns digits (possibly "") and
--- how input ended: "max", "terminator" or "timeout".
+--- Collect digits from the type-ahead buffer and the keypad.
+-- opts: max (default 1), timeout (ms for the first digit, default 5000),
+-- interdigit_timeout (ms between digits, default 3000), terminators
+-- (digits that end input; default "#"; "" for none).  A terminator is not
+-- part of the result; '*' and '#' are ordinary digits unless listed in
+-- terminators.  Returns the digits (maybe "") and why input ended: "max",
+-- "terminator" or "timeout".
 function Call:get_digits(opts)
   opts = opts or {}
   local max = opts.max or 1
   local first_to = opts.timeout or 5000
-  local inter_to = opts.interdigit_timeout or first_to
-  local terms = opts.terminators
-  if terms == nil then terms = "#" end
+  local inter_to = opts.interdigit_timeout or 3000
+  local terms = opts.terminators or "#"
   local got = ""
   while true do
     check_up(self)
-    if #self.digits > 0 then
-      local d = self.digits:sub(1, 1)
-      self.digits = self.digits:sub(2)
+    local buf = self.digits
+    if #buf > 0 then
+      local d = buf:sub(1, 1)
+      self.digits = buf:sub(2)
       if terms ~= "" and terms:find(d, 1, true) then return got, "terminator" end
       got = got .. d
       if #got >= max then return got, "max" end
-    else
-      local ev = self:_wait(is_dtmf, #got == 0 and first_to or inter_to)
-      if ev == nil then return got, "timeout" end
+    elseif self:_wait(is_dtmf, #got == 0 and first_to or inter_to) == nil then
+      return got, "timeout"
     end
   end
 end
 
---- Play a prompt and collect digits, with retries.  opts: media (prompt),
--- min (default 1), max (default 1... 128), tries (default 3), timeout (first
--- digit, after the prompt ends; default 5000), interdigit_timeout (default
--- 3000), terminators (default "#"), invalid (media played after bad input),
--- regexp (a Lua pattern the digits must match entirely), flush (flush typed-
--- ahead digits before the first prompt, default false).  Digits pressed
--- during the prompt stop it and count as input.  Returns the digits, or nil
--- after the last try.
+--- Prompt and collect digits, with retries.  opts:
+--   media               prompt (URI or list), interrupted by the first digit
+--   min, max            digits wanted (default 1, max default min)
+--   tries               attempts (default 3)
+--   timeout             ms to wait for the first digit once the prompt ended (default 5000)
+--   interdigit_timeout  ms between digits (default 3000)
+--   terminators         default "#"; the terminator is not part of the input
+--   regexp              Lua pattern the whole input must match
+--   invalid             media played after a failed try (not after the last)
+--   flush               drop typed-ahead digits before the first prompt (default false)
+-- Returns the digits, or nil once every try failed.
 function Call:play_and_get_digits(opts)
   local min = opts.min or 1
   local max = opts.max or math.max(min, 1)
@@ -368,24 +432,23 @@ function Call:play_and_get_digits(opts)
     if opts.media then self:play(opts.media, { interrupt_on_dtmf = true, lang = opts.lang }) end
     local digits, how = self:get_digits { max = max, timeout = opts.timeout or 5000,
       interdigit_timeout = opts.interdigit_timeout or 3000, terminators = opts.terminators }
-    local ok = #digits >= min and #digits <= max
-    if ok and opts.regexp then ok = digits:match("^" .. opts.regexp .. "$") ~= nil end
+    local ok = #digits >= min
+    if ok and opts.regexp then ok = digits:find("^" .. opts.regexp .. "$") ~= nil end
     if ok then return digits end
-    self.log:debug("play_and_get_digits: try %d got '%s' (%s)", try, digits, how)
-    if opts.invalid and try < tries then
-      self:flush_digits()
-      self:play(opts.invalid, { lang = opts.lang })
-    end
+    self.log:debug("play_and_get_digits: try %d of %d: '%s' (%s)", try, tries, digits, how)
+    self:flush_digits()
+    if opts.invalid and try < tries then self:play(opts.invalid, { lang = opts.lang }) end
   end
   return nil
 end
 
 -- Recording -------------------------------------------------------------
 
---- Record the caller.  opts: name (default a random id), format ("wav"),
--- max_duration (s), max_silence (s), beep (bool), terminate_on ("none",
--- "any", "*", "#"; default "#"), if_exists ("fail", "overwrite", "append").
--- Returns the finished LiveRecording (from RecordingFinished) or raises.
+--- Record the caller.  opts: name (default "rec-<uuid>"), format ("wav"),
+-- max_duration (s, 0 = none), max_silence (s), beep (bool), terminate_on
+-- ("none", "any", "*", "#"; default "#"), if_exists ("fail", "overwrite",
+-- "append").  Returns the finished LiveRecording (name, duration, state,
+-- ...); raises a CallError (reason "failed") on RecordingFailed.
 function Call:record(opts)
   opts = opts or {}
   local name = opts.name or ("rec-" .. uuid.new())
@@ -394,64 +457,77 @@ function Call:record(opts)
     maxSilenceSeconds = opts.max_silence, beep = opts.beep, terminateOn = opts.terminate_on or "#",
     ifExists = opts.if_exists }))
   local ev = self:_wait(function(ev)
-    return (ev.type == "RecordingFinished" or ev.type == "RecordingFailed") and ev.recording and ev.recording.name == name
+    return (ev.type == "RecordingFinished" or ev.type == "RecordingFailed") and ev.recording.name == name
   end)
   if ev.type == "RecordingFailed" then
-    error(call_error("record", "failed", "recording " .. name .. " failed: " .. tostring(ev.recording.cause), { recording = ev.recording }), 0)
+    error(call_error("record", "failed", "recording " .. name .. " failed: " .. tostring(ev.recording.cause),
+      { recording = ev.recording }), 0)
   end
   return ev.recording
 end
 
 -- Bridging and dialing ----------------------------------------------------
 
---- Put this call and `other` (a Call) in a new mixing bridge; returns it.
+--- Put this call and `other` (a Call) in a new bridge (opts.type, default
+-- "mixing"); the bridge is destroyed when this call ends.  Returns it.
 function Call:bridge_with(other, opts)
+  check_up(self)
   local bridge = self.app:bridge { type = (opts and opts.type) or "mixing" }
+  self:on_hangup(function() pcall(bridge.destroy, bridge) end)
   bridge:join(self)
   bridge:join(other)
   return bridge
 end
 
 --- Originate to endpoint, wait for the answer and bridge it with this call.
--- opts: timeout (s), caller_id, variables, hangup_together (default true:
--- when either side hangs up the other is hung up).  Returns the peer Call
--- and the bridge, or raises a CallError with reason "busy", "no_answer",
--- "congestion" or "failed".
+-- opts: timeout (s, default 30), caller_id, variables, ringback (indicate
+-- ringing to this call while dialling), hangup_together (default true: when
+-- either side hangs up, so does the other).  Returns the peer Call and the
+-- bridge; or nil, reason ("busy", "no_answer", "congestion",
+-- "unavailable", "rejected", "failed") and the CallError.  A hang-up of
+-- this call while dialling raises as every wait does (the leg is dropped).
 function Call:dial(endpoint, opts)
   opts = opts or {}
-  local peer = self.app:originate { endpoint = endpoint, timeout = opts.timeout, caller_id = opts.caller_id,
-    variables = opts.variables, parent = self }
-  local ok, bridge = pcall(self.bridge_with, self, peer)
+  check_up(self)
+  if opts.ringback then self:ring() end
+  local ok, peer = pcall(self.app.originate, self.app, { endpoint = endpoint, timeout = opts.timeout,
+    caller_id = opts.caller_id, variables = opts.variables })
+  if opts.ringback and not self.hungup then pcall(self.ring_stop, self) end
   if not ok then
-    pcall(peer.hangup, peer)
-    error(bridge, 0)
+    if getmetatable(peer) == CallError then return nil, peer.reason, peer end
+    error(peer, 0)
   end
   if opts.hangup_together ~= false then
     self:on_hangup(function() if not peer.hungup then pcall(peer.hangup, peer) end end)
     peer:on_hangup(function() if not self.hungup then pcall(self.hangup, self) end end)
   end
+  local bok, bridge = pcall(self.bridge_with, self, peer)
+  if not bok then
+    pcall(peer.hangup, peer)
+    error(bridge, 0)
+  end
   return peer, bridge
 end
 
---- Register fn(call) to run once when the call ends (after the script).
+--- Register fn(call) to run once when the call ends (after its script, or
+-- when an originated call hangs up).
 function Call:on_hangup(fn) self.hooks[#self.hooks + 1] = fn end
 
---- Run the hang-up hooks once.
 function Call:_run_hooks()
   local hooks = self.hooks
   self.hooks = {}
   for i = 1, #hooks do
-    local ok, err = xpcall(hooks[i], sched.traceback_handler, self)
+    local ok, err = xpcall(hooks[i], debug.traceback, self)
     if not ok then self.log:error("on_hangup hook failed: %s", tostring(err)) end
   end
 end
 
---- Wait until the channel hangs up (returns normally).
+--- Wait until the channel hangs up: true, or false after timeout (ms).
 function Call:wait_hangup(timeout)
   if self.hungup then return true end
-  local ok, err = pcall(self._wait, self, function() return false end, timeout)
+  local ok, err = pcall(self._wait, self, never, timeout)
   if ok then return false end
-  if M.is_hangup(err) then return true end
+  if M.is_hangup(err) and err.channel_id == self.id then return true end
   error(err, 0)
 end
 
