@@ -680,6 +680,7 @@ function M.connect(opts)
   url = url:gsub("/+$", "")
   if not url:find("/ari$") then url = url .. "/ari" end
   local transport = opts.transport or default_transport
+  if transport == "websocket" then transport = default_transport end -- replaced below
   if type(transport) == "table" then
     local t = transport
     transport = function(req) return t:request(req) end
@@ -694,6 +695,9 @@ function M.connect(opts)
   for kind in pairs(models.route_key) do self._objs[kind] = {} end
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
   models.add_client(self)
+  -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
+  if opts.transport == "websocket" then require("ari.wstransport").install(self, opts) end
+  -- [/modes]
   local app = opts.app
   if app == nil then app = config.app end
   local apps = app
