@@ -48,9 +48,6 @@ function M.app(opts)
   -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
   if M.reuse then local prev = M.reuse(name); if prev then return prev end end
   -- [/ari.reload]
-  -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
-  if M.reuse then local prev = M.reuse(name); if prev then return prev end end
-  -- [/ari.reload]
   local self = setmetatable({
     name = name,
     calls = {},        -- channel id -> Call (incoming, originated, dialling)
@@ -81,10 +78,6 @@ end
 --- Register fn(call, args), run as its own coroutine for every channel
 -- that enters the app (args: the StasisStart arguments, a list).
 function App:on_call(fn) self.handler = fn; return self end
-
--- [ari.reload] run the app script again: true, or false and why (see ari.reload)
-function App:reload() return require("ari.reload").reload("app:reload()") end
--- [/ari.reload]
 
 -- [modes] fn(event) -> true to claim a CallBroadcast call (ari.claim)
 function App:on_broadcast(fn) return require("ari.claim").on_broadcast(self, fn) end
