@@ -266,7 +266,10 @@ local function call(self, op, params)
   if body then headers["Content-Type"] = "application/json" end
   local req = { method = op.method, url = url, path = path, query_string = query, headers = headers,
     body = body, user = self._user, password = self._password, timeout = self._timeout }
+  local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
+  local t0 = obs and obs.start()
   local ok, status, rbody, rheaders = pcall(self._transport, req)
+  if obs then obs.done(self, op.fullname, t0, ok, status) end -- [/ari.metrics]
   if not ok then
     local e = status
     if type(e) == "table" and TRANSPORT_KINDS[e.kind] then
