@@ -207,7 +207,8 @@ describe("http requests", function()
       assert.equals(200, max_in_flight)
       for i = 1, 200 do assert.equals("answer/n/" .. i, results[i]) end
       assert.equals(0, core.http_stats().in_flight)
-      assert.is_true(core.http_stats().idle_handles > 0)
+      -- [hardening] easy handles are pooled only where libcurl allows it (src/http.c http_pool_ok)
+      assert.is_true(core.http_stats().idle_handles > 0 or not core.http_stats().pooling)
       -- several connections in parallel, within the default per-host limit
       local accepted = srv:stats().accepted
       assert.is_true(accepted > 1 and accepted <= 32, "accepted " .. tostring(accepted))

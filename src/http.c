@@ -127,9 +127,22 @@ static CURL *http_easy_get(http_ctx *h) {
   return easy;
 }
 
+/* [hardening] libcurl before 8.3.0 keeps a dangling pointer to the last
+ * header of the previous transfer in a reused easy handle (curl issue
+ * #11620): a response whose first header line starts with a space or tab
+ * (a folded line) then reads freed memory.  Found by spec/fuzz/fuzz_http.c
+ * (regression input spec/fuzz/corpus/http/regress-curl-fold-*).  On such
+ * versions easy handles are not reused (connections still are). */
+static int http_pool_ok(void) {
+  static int ok = -1;
+  if (ok < 0) ok = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080300;
+  return ok;
+}
+
 static void http_easy_put(http_ctx *h, CURL *easy) {
   http_easy *e;
-  if (h->closing || h->idle >= HTTP_MAX_IDLE_HANDLES || (e = malloc(sizeof *e)) == NULL) {
+  if (h->closing || !http_pool_ok() || h->idle >= HTTP_MAX_IDLE_HANDLES ||
+      (e = malloc(sizeof *e)) == NULL) {
     curl_easy_cleanup(easy);
     return;
   }
@@ -718,6 +731,8 @@ static int http_stats(lua_State *L) {
   lua_setfield(L, -2, "in_flight");
   lua_pushinteger(L, h->idle);
   lua_setfield(L, -2, "idle_handles");
+  lua_pushboolean(L, http_pool_ok()); /* [hardening] see http_pool_ok */
+  lua_setfield(L, -2, "pooling");
   return 1;
 }
 
