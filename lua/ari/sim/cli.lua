@@ -13,9 +13,17 @@ local function parse_rest(opts, rest)
   local i = 1
   while rest[i] do
     local a = rest[i]
+    if a == "-h" or a == "--help" then
+      opts.sim_help = true
+      i = i + 1
+      goto continue
+    end
     local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
     name = name or a:match("^%-%-([%w%-]+)$")
     if name then
+      if not (name == "listen" or name == "sim-speed" or name == "user" or name == "password") then
+        return nil, "unknown option '--" .. name .. "' (see ari-lua sim --help)"
+      end
       if val == nil then i = i + 1; val = rest[i] end
       if val == nil then return nil, "option '--" .. name .. "' needs a value" end
       if name == "listen" then opts.listen = val
@@ -28,14 +36,23 @@ local function parse_rest(opts, rest)
       out[#out + 1] = a
     end
     i = i + 1
+    ::continue::
   end
   return out
 end
+
+local USAGE = [[
+usage: ari-lua sim [--listen HOST:PORT] [--sim-speed N] [--user U] [--password P] [scenario.lua]
+Serves a simulated Asterisk 22 (ARI REST, events WebSocket, swagger docs under
+/ari/api-docs/) until SIGINT/SIGTERM.  Default 127.0.0.1:8088, asterisk/asterisk.
+See docs/simulator.md.
+]]
 
 function M.main(opts, rest)
   local perr
   rest, perr = parse_rest(opts, rest)
   if not rest then io.stderr:write("ari-lua: ", perr, "\n"); return 2 end
+  if opts.sim_help then io.stdout:write(USAGE); return 0 end
   local listen = opts.listen or config.listen or "127.0.0.1:8088"
   local host, port = listen:match("^(.*):(%d+)$")
   if not host then
