@@ -185,13 +185,30 @@ function cast(v, t)
 end
 M.cast = cast
 
+-- [bench] Only objects that have methods need an owner (client_of is only
+-- used by methods), and only fields that can hold model objects need a
+-- visit: a weak-table insertion per nested CallerID/DialplanCEP/event was
+-- 3 us of the 7.9 us an event cost on its way to a client:on handler.
+local owned, model_fields = {}, {} -- owned is filled on first use (methods are added below)
+for name in pairs(models) do
+  local mf = {}
+  for f, t in pairs(typed[name]) do
+    if t ~= "int" and t ~= "long" and t ~= "double" then mf[#mf + 1] = f end
+  end
+  model_fields[name] = mf
+end
+-- [/bench]
+
 local function attach(v, c, depth)
   if type(v) ~= "table" or depth > 8 then return end
   local name = by_mt[getmetatable(v)]
   if name then
-    owner[v] = c
-    for f in pairs(typed[name]) do
-      local x = rawget(v, f)
+    local o = owned[name]
+    if o == nil then o = next(methods[name]) ~= nil; owned[name] = o end
+    if o then owner[v] = c end
+    local mf = model_fields[name]
+    for i = 1, #mf do
+      local x = rawget(v, mf[i])
       if type(x) == "table" then attach(x, c, depth + 1) end
     end
   elseif getmetatable(v) == nil or #v > 0 then
