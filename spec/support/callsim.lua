@@ -27,8 +27,15 @@ function M.run(scn, setup, opts)
       auto_hangup = opts.auto_hangup }
     r.sim, r.app = sim, app
     local deadline = ari.now() + (opts.timeout or 20000)
-    if setup then ari.spawn(setup, app, sim) end -- runs up to its first wait now
-    while not done and ari.now() < deadline do ari.sleep(5) end
+    local setup_done = setup == nil
+    if setup then
+      -- runs up to its first wait now
+      require("ari.sched").spawn(setup, function(ok, err)
+        setup_done = true
+        if not ok then r.setup_error = err end
+      end, app, sim)
+    end
+    while not (done and setup_done) and ari.now() < deadline do ari.sleep(5) end
     local d2 = ari.now() + 2000
     while app:active() > 0 and ari.now() < d2 do ari.sleep(5) end
     ari.sleep(20) -- late events (StasisEnd, ChannelDestroyed) of the last calls
@@ -38,6 +45,7 @@ function M.run(scn, setup, opts)
     app.client:close()
     sim:close()
   end)
+  if r.setup_error then error(r.setup_error, 0) end
   return r
 end
 
