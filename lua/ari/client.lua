@@ -2,7 +2,8 @@
 --
 --   local client = ari.connect{ url = "http://127.0.0.1:8088", user = "u", password = "p",
 --                               app = "name" | {"a", "b"}, subscribe_all = false,
---                               events = true, transport = nil, timeout = 10000 }
+--                               events = true, transport = nil, timeout = 10000,
+--                               cainfo = nil, insecure = false }  -- TLS: peer verified unless insecure
 --   client.channels.answer{ channelId = id }      -- every operation: client.<resource>.<nickname>(params)
 --   client:on("StasisStart", fn) / :once / :off / :wait(type, filter, timeout_ms)
 --   channel:on("ChannelDtmfReceived", fn)         -- per-object routing (see ari.models)
@@ -265,7 +266,8 @@ local function call(self, op, params)
   local headers = { ["Accept"] = "application/json" }
   if body then headers["Content-Type"] = "application/json" end
   local req = { method = op.method, url = url, path = path, query_string = query, headers = headers,
-    body = body, user = self._user, password = self._password, timeout = self._timeout }
+    body = body, user = self._user, password = self._password, timeout = self._timeout,
+    insecure = self._insecure, cainfo = self._cainfo } -- [hardening] TLS options
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
   local ok, status, rbody, rheaders = pcall(self._transport, req)
@@ -642,6 +644,7 @@ function Client:_open_events(op, params)
   local url = self:_events_url(op, params)
   local conn = self._websocket {
     url = url, user = self._user, password = self._password, json = true,
+    insecure = self._insecure, cainfo = self._cainfo, -- [hardening] TLS options
     on_message = function(v, err)
       if v == nil then
         log.warn("ari: undecodable event: %s", tostring(err))
@@ -691,6 +694,7 @@ function M.connect(opts)
   local self = setmetatable({
     _base = url, _user = opts.user or config.user, _password = opts.password or config.password,
     _timeout = opts.timeout or 30000, _transport = transport,
+    _insecure = opts.insecure and true or nil, _cainfo = opts.cainfo, -- [hardening] TLS: verify unless insecure
     _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 },
     _objs = {}, stats = { events = 0, connects = 0 },
     _websocket = opts.websocket or default_websocket,
