@@ -21,6 +21,7 @@ ARI.  Options (environment defaults in brackets):
   --sim[=SCENARIO]      run against the built-in simulated Asterisk
   --sim-speed N         run simulated durations N times faster
   --transcript FILE     with --sim, write the transcript as JSON lines
+  --metrics HOST:PORT   serve Prometheus /metrics, /healthz and /readyz there
   --plain               run the script as the standalone lua5.4 would (main
                         thread, no loop driven by the host; ari.run works)
   -h, --help            this help
@@ -120,6 +121,20 @@ local function run_main(fn, ...)
     t:unref()
   end
   local sigs = { core.signal("SIGINT", on_signal), core.signal("SIGTERM", on_signal) }
+  -- [ari.reload / ari.metrics] SIGHUP reloads the script; --metrics serves /metrics, /healthz, /readyz
+  local reload = require "ari.reload"
+  if reload.script then sigs[#sigs + 1] = reload.watch() end
+  if config.metrics then
+    local metrics = require "ari.metrics"
+    local srv, merr = metrics.start(config.metrics)
+    if not srv then
+      io.stderr:write("ari-lua: ", tostring(merr), "\n")
+      for _, s in ipairs(sigs) do s:close() end
+      return 1
+    end
+    ari.on_shutdown(function() metrics.stop() end)
+  end
+  -- [/ari.reload / ari.metrics]
   sched.spawn(fn, function(ok, err)
     if not ok then
       rc = 1
@@ -150,7 +165,7 @@ function M.main(argv)
   end
   local script = rest[1]
   if script == nil then return usage_error("no script given") end
-  local chunk, lerr = loadfile(script)
+  local chunk, lerr = require("ari.reload").load(script) -- [ari.reload] own _ENV, so SIGHUP can run it again
   if chunk == nil then
     io.stderr:write("ari-lua: ", lerr, "\n")
     return 1
