@@ -243,8 +243,9 @@ return function(Sim, H, M)
   B.setBridgeVars = function(sim, p)
     local br, s, b = get(sim, p.bridgeId)
     if not br then return s, b end
-    if type(p.variables) ~= "table" then return 400, err_body("Variables are required") end
-    for k, v in pairs(p.variables) do
+    local vars = type(p.variables) == "table" and p.variables.variables
+    if type(vars) ~= "table" then return 400, err_body("Variables are required") end
+    for k, v in pairs(vars) do
       br.vars[k] = type(v) == "table" and tostring(v.value or "") or tostring(v)
     end
     return 204

@@ -400,7 +400,9 @@ local function collect_params(op, vars, query, body_obj)
         if b ~= nil and b ~= json.null then v = scalar(b) end
       end
     elseif where == "body" then
-      if type(body_obj) == "table" then v = body_obj[d.name] end
+      -- Asterisk hands the whole JSON body to a body parameter (the
+      -- implementation then reads e.g. its "variables" or "allowed" keys)
+      v = body_obj
     end
     if v ~= nil and where ~= "body" then
       if INT_TYPES[d.type] then
