@@ -47,6 +47,8 @@ return function(Sim, H, M)
     local subs = {}
     for k in pairs(br.subs) do subs[k] = true end
     self:deliver("ChannelEnteredBridge", fields, self:targets(subs), ch.call)
+    -- (calls helper) wake a far end waiting in `wait_bridge`
+    if ch.far_waiters then self:wake_far(ch, "bridge") end
     if br.moh then ch.bridge_moh = true end
     set_bridgepeers(self, br)
   end
