@@ -6,6 +6,7 @@
 --   GET /healthz  200 "ok" while the process runs
 --   GET /readyz   200 when every ARI client's events socket is open, 503 otherwise
 --   metrics.render() -> text      metrics.ready() -> bool, text      metrics.stop()
+--   metrics.url("/metrics") -> the server's URL (nil when not serving)
 --
 -- Counting is plain integer increments in preallocated tables:
 --   * events: a router on every client (client:add_router) counts by type;
@@ -361,6 +362,11 @@ end
 function M.stop()
   if server then server:close(); server = nil end
   uninstall()
+end
+
+--- URL of the running metrics server (path appended), or nil.
+function M.url(path)
+  if server then return server:url(path) end
 end
 
 --- Start counting without serving (tests, custom exporters).
