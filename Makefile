@@ -26,7 +26,7 @@ HDRS       := $(wildcard src/*.h)
 BUSTED     ?= lua5.4 /usr/bin/busted
 JOBS       ?= 2
 
-.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz fuzz-build
+.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz fuzz-build soak
 
 all: ari-lua $(BUILD)/ari/core.so
 
@@ -74,6 +74,14 @@ FUZZ_CFLAGS   = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) sh tools/fuzz.sh $(FUZZ_NAMES)
+# Long load runs (figures in docs/reliability.md): 10,000 concurrent calls,
+# SOAK_SEQUENTIAL sequential ones (RSS printed along the way), then 1,000
+# calls under valgrind (no definite leak, no invalid access).
+SOAK_SEQUENTIAL ?= 1000000
+soak: all
+	ARI_LOAD_CONCURRENT=10000 ARI_LOAD_SEQUENTIAL=$(SOAK_SEQUENTIAL) lua5.4 /usr/bin/busted -o TAP spec/load_spec.lua
+	ARI_LOAD_CONCURRENT=1000 ARI_LOAD_SEQUENTIAL=100 valgrind --quiet --leak-check=full \
+	  --errors-for-leak-kinds=definite --error-exitcode=9 ./ari-lua --plain /usr/bin/busted -o TAP spec/load_spec.lua
 fuzz-build: $(FUZZ_BINS)
 .PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: src/%.c $(HDRS) Makefile
