@@ -51,7 +51,8 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 check:
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
 	  build/asan/ari-lua build/asan/ari/core.so
-	ARI_LUA_BIN=build/asan/ari-lua BUSTED="build/asan/ari-lua --plain /usr/bin/busted" \
+	LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+	  ARI_LUA_BIN=build/asan/ari-lua BUSTED="build/asan/ari-lua --plain /usr/bin/busted" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  lua5.4 tools/run-tests.lua -j $(JOBS)
 
