@@ -158,6 +158,47 @@ describe("outbound WebSocket, per call", function()
     end)
   end)
 
+  it("a call survives its connection breaking when Asterisk reconnects", function()
+    ari.run(function()
+      local sim, app, l, h = setup("pc", { type = "per_call_config" })
+      local digits
+      app:on_call(function(call)
+        call:answer()
+        digits = call:get_digits { max = 2, timeout = 20000 }
+        call:hangup()
+      end)
+      local ended = {}
+      place(sim, "pc", { channel_id = "r-1", script = { { "wait_answer" }, { "sleep", 300 }, { "dtmf", "42", gap = 100 },
+        { "wait_hangup", timeout = 20000 } } }, ended)
+      wait_until(function() return sim.channels["r-1"] and sim.channels["r-1"].state == "Up" end, 3000, "answer")
+      for s in pairs(l.sessions) do s.ws:close(1001, "blip") end
+      wait_until(function() return #ended == 1 end, 8000, "call end")
+      assert.equals("42", digits)
+      assert.equals(2, l.stats.connections)
+      teardown(sim, app, h)
+    end)
+  end)
+
+  it("ends a call whose connection is gone for good", function()
+    ari.run(function()
+      local sim, app, l, h = setup("pc", { type = "per_call_config", orphan_timeout = 100 })
+      local outcome
+      app.on_end = function(_, how) outcome = how end
+      app:on_call(function(call)
+        call:answer()
+        call:wait("ChannelDtmfReceived", { timeout = 20000 })
+      end)
+      place(sim, "pc", { channel_id = "o-1", script = { { "wait_hangup", timeout = 20000 } } }, {})
+      wait_until(function() return sim.channels["o-1"] and sim.channels["o-1"].state == "Up" end, 3000, "answer")
+      h.close() -- Asterisk goes away: no reconnect
+      wait_until(function() return l:count() == 0 end, 3000)
+      wait_until(function() return app:active() == 0 end, 3000, "call ended")
+      assert.equals("hangup", outcome)
+      app.client:close()
+      sim:close()
+    end)
+  end)
+
   it("fails the Stasis() call when nobody is listening", function()
     ari.run(function()
       local sim = simmod.new { speed = 20 }
