@@ -13,8 +13,14 @@ local simout = require "ari.sim.outbound"
 local broadcast = require "ari.sim.broadcast"
 local scenario = require "ari.sim.scenario"
 
-local ROOT = os.getenv("PWD") or "."
-local BIN = ROOT .. "/ari-lua"
+local ROOT
+do
+  local p = io.popen("pwd")
+  ROOT = p:read("l") or "."
+  p:close()
+end
+-- the host under test (make check: the sanitized one), relative to ROOT
+local BIN = os.getenv("ARI_LUA_BIN") or "./ari-lua"
 
 local function wait_until(cond, ms, what)
   local deadline = ari.now() + (ms or 5000)
