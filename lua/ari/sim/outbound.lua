@@ -6,7 +6,7 @@
 --       uri = "ws://127.0.0.1:8090", username = "u", password = "p",
 --       apps = { "ivr" }, subscribe_all = false,
 --       connection_timeout = 500, reconnect_interval = 500, reconnect_attempts = 5 },
---   }) -> handle { connections = {...}, stats = { connects, failures, sessions }, close() }
+--   }) -> handle { stats = { connects, failures, sessions }, count(), unregister(name), close() }
 --
 -- persistent: the apps are registered at once (as at Asterisk start-up) and
 -- the simulator connects out; while the connection is down it retries every
@@ -168,7 +168,7 @@ end
 
 --- Attach outbound connections to a simulator (see the header).
 function M.attach(sim, conns)
-  local h = { sim = sim, links = {}, percall = {}, stats = { connects = 0, failures = 0, sessions = 0 } }
+  local h = { sim = sim, links = {}, percall = {}, by_name = {}, stats = { connects = 0, failures = 0, sessions = 0 } }
   for _, cfg in ipairs(conns) do
     local apps = cfg.apps
     if type(apps) == "string" then
@@ -178,7 +178,8 @@ function M.attach(sim, conns)
     end
     if cfg.type == "persistent" then
       h.stats.sessions = h.stats.sessions + 1
-      new_link(h, cfg, apps, cfg.subscribe_all)
+      local link = new_link(h, cfg, apps, cfg.subscribe_all)
+      h.by_name[cfg.name or cfg.uri] = link
     else
       for _, a in ipairs(apps) do h.percall[a] = cfg end
     end
@@ -221,6 +222,19 @@ function M.attach(sim, conns)
         end
       end) end)
     end
+  end
+  --- A reload that drops the persistent connection `name` from ari.conf:
+  -- ApplicationUnregistered for its apps, then the connection closes.
+  function h.unregister(name)
+    local link = h.by_name[name]
+    if not link then return false end
+    h.by_name[name] = nil
+    link.session.close()
+    if link.conn and link.open then
+      for _, a in ipairs(link.apps) do link.conn:send(app_event(sim, "ApplicationUnregistered", a)) end
+    end
+    link.close_drained()
+    return true
   end
   function h.close()
     for link in pairs(h.links) do link.close() end
