@@ -24,7 +24,9 @@ local function start_sim(speed)
 end
 
 local function teardown(sim)
-  for _, a in ipairs(appmod.apps) do if a.accepting then a:shutdown(0) end end
+  ari.run(function()
+    for _, a in ipairs(appmod.apps) do if a.accepting then a:shutdown(0) end end
+  end)
   for i = #appmod.apps, 1, -1 do appmod.apps[i] = nil end
   if sim then sim:close() end
 end

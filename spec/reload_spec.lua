@@ -59,7 +59,9 @@ end
 
 -- Shut every app down (they close their clients) and the simulator.
 local function teardown(sim)
-  for _, a in ipairs(appmod.apps) do if a.accepting then a:shutdown(0) end end
+  ari.run(function()
+    for _, a in ipairs(appmod.apps) do if a.accepting then a:shutdown(0) end end
+  end)
   for i = #appmod.apps, 1, -1 do appmod.apps[i] = nil end
   appmod.reuse = nil
   sim:close()
@@ -143,7 +145,9 @@ end)
           function() ended = ended + 1 end)
         new_ids[#new_ids + 1] = ch.id
       end
-      wait_until(function() return ended >= N end, "phase-B calls to end", 60000)
+      -- phase B over (on both sides: the app sees the last hang-ups a moment after the simulator)
+      wait_until(function() return ended >= N and app:active() <= N end, "phase-B calls to end", 60000)
+      assert.equals(N, ended)
       assert.equals(N, app:active()) -- the old calls are still running
       assert.equals(N, #gate)
       for _, wake in ipairs(gate) do wake() end
@@ -300,5 +304,38 @@ probe.runs = probe.runs + 1
     end)
     package.loaded.reload_probe = nil
     teardown(sim)
+  end)
+  it("the ari-lua host reloads its script on SIGHUP", function()
+    local bin = os.getenv("ARI_LUA_BIN") or "./ari-lua"
+    local script = write("reload_host.lua", [[
+local ari = require "ari"
+local reload = require "ari.reload"
+local app = ari.app "hosthup"
+app:on_call(function(call)
+  call:answer()
+  io.stdout:write("CALL generation 1\n")
+  -- the next version, then SIGHUP to ourselves; the next call starts once it has taken over
+  local src = io.open(reload.script):read("a"):gsub("CALL generation 1", "CALL generation 2")
+                 :gsub("local f = io.open", "do return end local f = io.open")
+  local f = io.open(reload.script, "w"); f:write(src); f:close()
+  local pid = io.open("/proc/self/stat"):read("l"):match("^(%d+)")
+  os.execute("kill -HUP " .. pid)
+  while reload.generation < 2 do ari.sleep(5) end
+  call:hangup()
+end)
+]])
+    local scenario = write("reload_host_scn.lua", [[
+return { app = "hosthup", load = { calls = 3, concurrency = 1,
+  script = { { "wait_answer" }, { "wait_hangup", timeout = 30000 } } } }
+]])
+    local out = tmpdir .. "/reload_host.out"
+    local ok = os.execute(string.format("%s --sim=%s --sim-speed 10 %s > %s 2>&1", bin, scenario, script, out))
+    local o = io.open(out):read("a")
+    assert.is_true(ok, o)
+    local _, g1 = o:gsub("CALL generation 1", "")
+    local _, g2 = o:gsub("CALL generation 2", "")
+    assert.equals(1, g1, o)
+    assert.equals(2, g2, o)
+    assert.matches("reloaded .-reload_host.lua %(generation 2%)", o)
   end)
 end)
