@@ -497,6 +497,11 @@ function Call:dial(endpoint, opts)
     if getmetatable(peer) == CallError then return nil, peer.reason, peer end
     error(peer, 0)
   end
+  -- the far end answered: so does this call, if it has not yet
+  if self.channel and self.channel.state ~= "Up" and not self.hungup then
+    local aok, aerr = pcall(self.answer, self)
+    if not aok then pcall(peer.hangup, peer); error(aerr, 0) end
+  end
   if opts.hangup_together ~= false then
     self:on_hangup(function() if not peer.hungup then pcall(peer.hangup, peer) end end)
     peer:on_hangup(function() if not self.hungup then pcall(self.hangup, self) end end)
