@@ -188,7 +188,7 @@ local app = ari.app "sec"
 app:on_call(function(call) call:answer(); call:hangup() end)
 ]])
     f:close()
-    local cmd = string.format("./ari-lua --sim --sim-speed 20 --transcript %s/t.jsonl %s 2>&1", dir, app)
+    local cmd = string.format("%s --sim --sim-speed 20 --transcript %s/t.jsonl %s 2>&1", os.getenv("ARI_LUA_BIN") or "./ari-lua", dir, app)
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
