@@ -114,7 +114,8 @@ local function run_main(fn, ...)
     end
     stopping = true
     ari.shutdown(name)
-    local t = core.timer(config.shutdown_grace or 10000, function()
+    -- apps hang up what remains when the grace ends (ari.app): give them 2 s more
+    local t = core.timer((config.shutdown_grace or 10000) + 2000, function()
       log.warn("shutdown grace period over; stopping")
       core.stop()
     end)
