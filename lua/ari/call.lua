@@ -60,6 +60,7 @@ Call.__index = Call
 M.Call = Call
 
 local HANGUP_EVENTS = { ChannelHangupRequest = true, StasisEnd = true, ChannelDestroyed = true }
+local attach = models.attach
 
 --- New Call for channel (a Channel object or an id) owned by app.
 function M.new(app, channel)
@@ -106,11 +107,12 @@ function Call:_deliver(ev)
     self.digits = self.digits .. (ev.digit or "")
   elseif t == "Dial" then
     local p = ev.peer
-    if p and p.id == self.id then self.dialstatus = ev.dialstatus; self.channel = p end
+    if p and p.id == self.id then self.dialstatus = ev.dialstatus; self.channel = p; attach(p, self.client) end
   end
   local ch = ev.channel
   if ch and ch.id == self.id then
     self.channel = ch
+    attach(ch, self.client)
     if HANGUP_EVENTS[t] then
       if t == "ChannelHangupRequest" or t == "ChannelDestroyed" then
         self.hangup_cause = ev.cause or self.hangup_cause
@@ -512,6 +514,30 @@ function Call:dial(endpoint, opts)
     error(bridge, 0)
   end
   return peer, bridge
+end
+
+--- Snoop on this channel: opts spy ("none", "both", "out", "in"; default
+-- "both"), whisper (default "none"), app_args.  The snoop channel enters
+-- this app without starting on_call; returns its Call once it is in the
+-- app (StasisStart), ready for call:record{...} or bridging.
+function Call:snoop(opts)
+  opts = opts or {}
+  check_up(self)
+  local snoop = self.app:expect()
+  local ok, err = pcall(self.client.channels.snoopChannelWithId, { channelId = self.id, snoopId = snoop.id,
+    spy = opts.spy or "both", whisper = opts.whisper or "none", app = self.app.name, appArgs = opts.app_args })
+  local ev
+  if ok then ok, ev = pcall(snoop._wait, snoop, function(e) return e.type == "StasisStart" end, opts.timeout or 5000) end
+  if not ok or ev == nil then
+    self.app:forget(snoop)
+    if ok then pcall(self.client.channels.hangup, { channelId = snoop.id }) end
+    error(ok and call_error("snoop", "timeout", "snoop channel did not enter the app") or (err or ev), 0)
+  end
+  snoop.started = true
+  self.app.counters.started = self.app.counters.started + 1
+  snoop:_set_channel(ev.channel)
+  self:on_hangup(function() if not snoop.hungup then pcall(snoop.hangup, snoop) end end)
+  return snoop
 end
 
 --- Register fn(call) to run once when the call ends (after its script, or
