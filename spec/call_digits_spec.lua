@@ -6,7 +6,7 @@ local callsim = require "callsim"
 
 local function one_call(script, fn, opts)
   local got = {}
-  local sounds = { one = 1000, two = 1000, three = 1000, menu = 2000, invalid = 1000, pin = 1000, ["enter-number"] = 1000 }
+  local sounds = { one = 5000, two = 5000, three = 5000, menu = 2000, invalid = 1000, pin = 1000, ["enter-number"] = 1000 }
   local r = callsim.run({ sounds = sounds, calls = { { from = "1001", script = script } } }, function(app)
     app:on_call(function(call)
       call:answer()

@@ -29,7 +29,7 @@ describe("load", function()
     assert.equals(N, r.stats.normal)
     assert.equals(0, r.stats.active)
     assert.equals(0, r.stats.routes)
-    -- per call: answer, menu interrupted by 3 (stopped), digits:3 played, our hang-up
+    -- per call: answer, menu (stopped by the 3, unless it ended first under load), digits:3 played, our hang-up
     local per = {}
     for _, e in ipairs(r.sim.transcript) do
       if e.call then
@@ -48,7 +48,7 @@ describe("load", function()
     local n, bad = 0, 0
     for _, p in pairs(per) do
       n = n + 1
-      if not (p.answer == 1 and p.stop == 1 and p.started == 2 and p.finished == 2 and p.dtmf == 1
+      if not (p.answer == 1 and p.stop <= 1 and p.started == 2 and p.finished == 2 and p.dtmf == 1
         and p.del == 1 and p.destroyed == 1) then
         bad = bad + 1
         if bad == 1 then
