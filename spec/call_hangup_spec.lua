@@ -62,6 +62,9 @@ end)
 describe("script end and errors", function()
   it("an erroring script is logged, its channel hung up, the other calls go on", function()
     local results = {}
+    local log = require "ari.log"
+    local tmp = io.tmpfile()
+    log.set_output(tmp)
     local r = callsim.run({ calls = {
       { from = "3001", script = { { "wait_answer" }, { "wait_hangup", timeout = 20000 } } },
       { from = "3002", at = 100, script = { { "wait_answer" }, { "wait_playback" }, { "dtmf", "5" },
@@ -79,8 +82,15 @@ describe("script end and errors", function()
         results.up = not call.hungup
       end)
     end)
+    log.set_output(nil)
+    tmp:seek("set")
+    local logged = tmp:read("a")
+    tmp:close()
     assert.equals("5", results.d)
     assert.is_true(results.up)
+    -- logged with the call's prefix and a traceback
+    assert.matches("ERROR %[[^%]]*PJSIP/3001[^%]]*%] script error: [^\n]*attempt to index a nil value", logged)
+    assert.matches("stack traceback", logged, 1, true)
     assert.equals(1, r.stats.error)
     assert.equals(1, r.stats.normal)
     assert.equals(0, r.stats.active)
