@@ -146,6 +146,7 @@ local function callflow(calls, conc, mode, script, prelude, extra_args)
   t.sim_cpu = tonumber(err:match("simd cpu ([%d%.]+)"))
   t.load = loadavg()
   t.concurrency = conc
+  t.first_error = out:match("call failed: ([^\n]+)")
   if not t.calls then io.stderr:write("call flow run failed:\n", out, err, "\n") end
   return t
 end
@@ -280,6 +281,9 @@ for _, t in ipairs(results.flow) do
     num(t.p50_ms, "%.2f"), num(t.p99_ms, "%.2f"), num(t.cpu_per_call_us, "%.1f"),
     t.sim_cpu and t.calls and num(t.sim_cpu / t.calls * 1e6, "%.1f") or "-", t.load)
 end
+for _, t in ipairs(results.flow) do
+  if t.first_error then w("First failure at concurrency %s: `%s`", num(t.concurrency), t.first_error) end
+end
 w("")
 
 w("## 4. Memory")
@@ -307,6 +311,10 @@ end
 if first and last then
   w("")
   w("RSS from the first sample to the last: %+d KB over %s calls.", last - first, num(q.calls))
+  if (q.calls or 0) < 1000000 and (q.calls_per_s or 0) > 0 then
+    w("A million calls did not fit in the time budget: at this rate they would take %.0f s. The extrapolation to", 1e6 / q.calls_per_s)
+    w("1,000,000 rests on the samples above being flat (no trend), not on a measured million.")
+  end
 end
 w("")
 
