@@ -71,10 +71,20 @@ function M.run(chunk, args, opts, run_main)
       core.stop()
     end)
   end
+  -- [ship] a scenario without scripted callers (an app that only
+  -- originates, e.g. click-to-call) ends once the script's main chunk has
+  -- returned and its calls have ended, not as soon as the app connects
+  local scn = sim.scenario
+  local has_callers = scn.default or #(scn.calls or {}) > 0 or #(scn.load or {}) > 0
+  local calls_ended = false
+  local function all_calls_ended()
+    if has_callers or main_done then finish("all calls ended") else calls_ended = true end
+  end
+  -- [/ship]
   sim.connect_hooks[#sim.connect_hooks + 1] = function(apps)
     for _, app in ipairs(apps) do
       if want_app == nil or want_app == app then
-        scen.start(sim, app, function() finish("all calls ended") end)
+        scen.start(sim, app, all_calls_ended)
         want_app = app
         return
       end
@@ -86,6 +96,7 @@ function M.run(chunk, args, opts, run_main)
   local function main(...)
     chunk(...)
     main_done = true
+    if calls_ended then finish("all calls ended") end -- [ship]
     -- a script that never connected: nothing to simulate
     if not next(sim.scenario_started) then
       core.timer(3000, function()
