@@ -10,7 +10,7 @@ while i <= #arg do
   else files[#files + 1] = arg[i]; i = i + 1 end
 end
 if #files == 0 then
-  local p = io.popen("find spec -name '*_spec.lua' | sort")
+  local p = io.popen("find spec examples/spec -name '*_spec.lua' 2>/dev/null | sort")
   for f in p:lines() do files[#files + 1] = f end
   p:close()
 end
