@@ -38,8 +38,9 @@ end
 
 --- Create the app.  opts: app (name), url, user, password, auto_hangup
 -- (hang up a channel whose script ended while it is still in the app;
--- default true), client (an existing ari.client), subscribe_all,
--- transport, websocket (passed to ari.connect).
+-- default true), max_call_duration (ms: a call still running after it is
+-- hung up), client (an existing ari.client), subscribe_all, transport,
+-- websocket, insecure, cainfo (passed to ari.connect).
 function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
   opts = opts or {}
@@ -57,6 +58,7 @@ function M.app(opts)
     handler = nil,
     accepting = true,
     auto_hangup = opts.auto_hangup ~= false,
+    max_call_duration = opts.max_call_duration, -- ms; a call running longer is hung up
     counters = { started = 0, ended = 0, normal = 0, hangup = 0, error = 0, originated = 0, failed = 0, refused = 0 },
   }, App)
   -- [modes] listen = "host:port" (or --listen): Asterisk connects to us (ari.outbound)
@@ -68,8 +70,13 @@ function M.app(opts)
     url = opts.url or config.url, user = opts.user or config.user,
     password = opts.password or config.password, app = name,
     subscribe_all = opts.subscribe_all, transport = opts.transport, websocket = opts.websocket,
+    insecure = opts.insecure, cainfo = opts.cainfo,
   }
   self.router = self.client:add_router(function(ev) return self:_route(ev) end)
+  -- calls whose channels vanished while the events socket was down end
+  if self.client.on_reconnect then
+    self.client:on_reconnect(function() require("ari.resync").run(self) end)
+  end
   apps[#apps + 1] = self
   require("ari").on_shutdown(function() self:shutdown() end)
   return self
@@ -182,6 +189,21 @@ function App:_start_call(ev)
   self.counters.started = self.counters.started + 1
   self:_add(call)
   local handler = self.handler
+  local limit = self.max_call_duration
+  if limit then
+    -- a script stuck in a wait (or looping through waits) cannot hold the
+    -- channel forever: hang it up, which ends every wait with Hangup
+    local t = core.timer(limit, function()
+      if call.removed or call.hungup then return end
+      call.log:warn("max_call_duration (%d ms) reached: hanging up", limit)
+      self.counters.timed_out = (self.counters.timed_out or 0) + 1
+      sched.spawn(function()
+        local ok = pcall(self.client.channels.hangup, { channelId = call.id })
+        if not ok or not call.hungup then call:_mark_hungup("max_call_duration") end
+      end)
+    end)
+    call:on_hangup(function() t:stop() end)
+  end
   sched.spawn(function()
     call.co = coroutine.running()
     local tb

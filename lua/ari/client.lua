@@ -622,6 +622,14 @@ function Client:wait(etype, filter, timeout)
   return wait_on(self, self._waits, etype, filter, timeout)
 end
 
+--- fn(client) runs (as a coroutine) each time the events socket comes back
+-- after a disconnection; events sent meanwhile are lost, so state that
+-- depends on them must be reconciled (ari.resync does it for ari.app).
+function Client:on_reconnect(fn)
+  self._reconnect_hooks[#self._reconnect_hooks + 1] = fn
+  return fn
+end
+
 --- Routers see every event first, synchronously, in arrival order.
 function Client:add_router(fn)
   self._routers[#self._routers + 1] = fn
@@ -652,7 +660,13 @@ function Client:_open_events(op, params)
       end
       self:dispatch(v)
     end,
-    on_open = function() self.stats.connects = self.stats.connects + 1 end,
+    on_open = function()
+      self.stats.connects = self.stats.connects + 1
+      -- after a reconnect, whoever keeps state (ari.app) reconciles it
+      if self.stats.connects > 1 then
+        for _, fn in ipairs(self._reconnect_hooks) do sched.spawn(fn, nil, self) end
+      end
+    end,
   }
   self._sockets[#self._sockets + 1] = conn
   return conn
@@ -695,7 +709,7 @@ function M.connect(opts)
     _base = url, _user = opts.user or config.user, _password = opts.password or config.password,
     _timeout = opts.timeout or 30000, _transport = transport,
     _insecure = opts.insecure and true or nil, _cainfo = opts.cainfo, -- [hardening] TLS: verify unless insecure
-    _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 },
+    _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 }, _reconnect_hooks = {},
     _objs = {}, stats = { events = 0, connects = 0 },
     _websocket = opts.websocket or default_websocket,
   }, Client)
