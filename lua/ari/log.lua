@@ -11,6 +11,18 @@ local format = "text"
 local out = io.stderr
 local secrets = {}
 
+-- Credentials that may appear in a message whether registered or not:
+-- Authorization header values, ?api_key=user:pass, user:pass@ in URLs.
+local PATTERNS = {
+  { "([Aa]uthorization[\"']?%s*[:=]%s*[\"']?%a+%s+)[^%s\"',;}]+", "%1***" },
+  { "([Aa]uthorization[\"']?%s*[:=]%s*[\"']?)([^%s\"',;}]+)([\"',;}%s]?)", function(pre, v, post)
+      if v == "***" or v:match("^%a+$") then return nil end
+      return pre .. "***" .. post
+    end },
+  { "(api_key=)[^&%s\"']+", "%1***" },
+  { "(%a[%w+.%-]*://[^/@%s:]+:)[^/@%s]+@", "%1***@" },
+}
+
 local function redact(s)
   for i = 1, #secrets do
     local sec = secrets[i]
@@ -19,6 +31,9 @@ local function redact(s)
       s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
       a, b = s:find(sec, a + 3, true)
     end
+  end
+  for i = 1, #PATTERNS do
+    s = s:gsub(PATTERNS[i][1], PATTERNS[i][2])
   end
   return s
 end
@@ -65,7 +80,37 @@ end
 
 --- Never print s (a password, a token) in any log line.
 function M.add_secret(s)
-  if type(s) == "string" and #s > 0 then secrets[#secrets + 1] = s end
+  if type(s) ~= "string" or #s == 0 then return end
+  for i = 1, #secrets do if secrets[i] == s then return end end
+  secrets[#secrets + 1] = s
+  -- longest first, so a secret containing another is hidden whole
+  table.sort(secrets, function(a, b) return #a > #b end)
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function base64(s)
+  return ((s:gsub(".", function(c)
+    local r, b = "", c:byte()
+    for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
+    return r
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+    return B64:sub(c + 1, c + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+M._base64 = base64
+
+--- Register a user and password: the password, "user:password" and its
+-- Basic-auth encoding never appear in a log line.
+function M.add_credentials(user, password)
+  if type(password) ~= "string" or password == "" then return end
+  M.add_secret(password)
+  if type(user) == "string" then
+    M.add_secret(user .. ":" .. password)
+    M.add_secret(base64(user .. ":" .. password))
+  end
 end
 
 --- Redirect output (a file handle); for tests.

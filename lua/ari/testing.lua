@@ -265,7 +265,7 @@ function M.run(opts)
   config.url, config.user, config.password = sim.url, sim.user, sim.password
   if opts.on_call then config.app = opts.name or "test" end
   config.shutdown_grace = opts.shutdown_grace or 2000
-  log.add_secret(sim.password)
+  log.add_credentials(sim.user, sim.password)
   log.set_output(sink(r, opts.verbose))
   local want_app = sim.scenario.app or (opts.on_call and (opts.name or "test")) or nil
   local hook, chan = collector(sim, r, nil)
