@@ -86,7 +86,7 @@ local function apply(opts)
     "transcript", "listen", "metrics" } do
     if opts[k] ~= nil then config[k] = opts[k] end
   end
-  log.add_secret(config.password)
+  log.add_credentials(config.user, config.password) -- [ship] password, user:password, its Basic encoding
   if opts.log_level then
     local ok, err = pcall(log.set_level, opts.log_level)
     if not ok then return err end

@@ -716,6 +716,7 @@ function M.connect(opts)
   for kind in pairs(models.route_key) do self._objs[kind] = {} end
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
   models.add_client(self)
+  if log.add_credentials then log.add_credentials(self._user, self._password) end -- [ship] never logged
   -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
   if opts.transport == "websocket" then require("ari.wstransport").install(self, opts) end
   -- [/modes]
