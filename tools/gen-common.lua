@@ -2,7 +2,7 @@
 -- lua/ari/schema.lua and of the object methods ari.models derives from it.
 local M = {}
 
-package.cpath = "build/?.so;" .. package.cpath
+package.cpath = (os.getenv("ARI_CPATH") and (os.getenv("ARI_CPATH") .. ";") or "") .. "build/?.so;" .. package.cpath
 
 function M.sorted_keys(t)
   local ks = {}
