@@ -258,6 +258,7 @@ function M.run(opts)
   local r = setmetatable({ channels = {}, channel_order = {}, bridges = {}, requests = {}, log = {}, errors = {},
     stats = { started = 0, ended = 0, normal = 0, hangup = 0, error = 0 }, timed_out = false }, Result)
   local sim = simmod.new { speed = opts.speed or 20, scenario = opts.scenario, sounds = opts.sounds,
+    password = "sim-" .. require("ari.uuid").new():sub(1, 8), -- redacted from logs: not a common word
     logger = function(level, msg) r.log[#r.log + 1] = "sim " .. level .. ": " .. msg end }
   sim:listen { host = "127.0.0.1", port = 0 }
   local saved = { url = config.url, user = config.user, password = config.password, app = config.app,

@@ -46,7 +46,10 @@ end
 function M.run(chunk, args, opts, run_main)
   local scenario = opts.sim
   if scenario == true or scenario == "" then scenario = nil end
+  -- a fresh password per run: it is redacted from logs, and a fixed word
+  -- like "asterisk" would be redacted everywhere (asterisk_id, ...)
   local ok, sim = pcall(simmod.new, { speed = config.sim_speed or opts.sim_speed or 1, scenario = scenario,
+    password = "sim-" .. require("ari.uuid").new():sub(1, 8),
     logger = function(level, msg) require("ari.log")[level == "warn" and "warn" or (level == "error" and "error" or "info")]("sim: %s", msg) end })
   if not ok then io.stderr:write("ari-lua: ", tostring(sim), "\n"); return 1 end
   local lok, lerr = pcall(sim.listen, sim, { host = "127.0.0.1", port = 0 })
