@@ -41,32 +41,11 @@ local format, concat = string.format, table.concat
 
 local M = {}
 
--- JSON: the project's C codec when built, lua-cjson otherwise.
-local json_decode, json_encode, json_null
-do
-  local ok, core = pcall(require, "ari.core")
-  if ok and type(core.json_decode) == "function" and type(core.json_encode) == "function" then
-    json_decode, json_encode, json_null = core.json_decode, core.json_encode, core.json_null
-  else
-    local cjson = require "cjson"
-    json_null = cjson.null
-    json_decode = function(s)
-      local ok2, v = pcall(cjson.decode, s)
-      if ok2 then return v end
-      return nil, tostring(v)
-    end
-    json_encode = cjson.encode
-  end
-end
+local core = require "ari.core"
+local json_decode, json_encode, json_null = core.json_decode, core.json_encode, core.json_null
 M.json_decode, M.json_encode = json_decode, json_encode
 
--- Percent-encoding: ari.http's when present, else ari.url.
-local urlencode
-do
-  local ok, http = pcall(require, "ari.http")
-  if ok and type(http.urlencode) == "function" then urlencode = http.urlencode
-  else urlencode = require("ari.url").encode end
-end
+local urlencode = require("ari.http").urlencode
 
 local Client = {}
 Client.__index = Client
@@ -218,37 +197,11 @@ M.build = build
 local TRANSPORT_KINDS = { connect = true, timeout = true, reset = true, tls = true,
   too_large = true, other = true, closed = true }
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function base64(s)
-  return (s:gsub("..?.?", function(c)
-    local a, b, d = c:byte(1, 3)
-    local n = (a << 16) | ((b or 0) << 8) | (d or 0)
-    local out = {}
-    for i = 1, 4 do
-      local k = (n >> (6 * (4 - i))) & 63
-      out[i] = B64:sub(k + 1, k + 1)
-    end
-    if not b then out[3], out[4] = "=", "=" elseif not d then out[4] = "=" end
-    return table.concat(out)
-  end))
-end
-M.base64 = base64
+M.base64 = require "ari.base64"
 
--- The events socket: ari.ws when present, else core.ws_connect directly.
+-- The events socket.
 local function default_websocket(o)
-  local ok, ws = pcall(require, "ari.ws")
-  if ok and type(ws) == "table" and ws.connect then return ws.connect(o) end
-  local core = require "ari.core"
-  local headers = {}
-  if o.user then headers.Authorization = "Basic " .. base64(o.user .. ":" .. (o.password or "")) end
-  return core.ws_connect({ url = o.url, headers = headers, json = true, reconnect = true }, {
-    on_open = o.on_open, on_message = o.on_message,
-    on_close = function(code, reason, reconnecting)
-      log.info("ari: events socket closed (%s %s)%s", tostring(code), tostring(reason),
-        reconnecting and ", reconnecting" or "")
-    end,
-    on_error = function(msg) log.warn("ari: events socket: %s", tostring(msg)) end,
-  })
+  return require("ari.ws").connect(o)
 end
 
 local function default_transport(req)

@@ -274,28 +274,17 @@ for name, keyf in pairs(route_key) do
   end
 end
 
--- Register with the C decoder (when it has one).
-local json_decode
+-- Register every model with the C decoder.
+local core = require "ari.core"
+local json_decode = core.json_decode
 do
-  local ok, core = pcall(require, "ari.core")
-  if ok and type(core.json_decode) == "function" then json_decode = core.json_decode
-  else
-    local cjson = require "cjson"
-    json_decode = function(s)
-      local ok2, v = pcall(cjson.decode, s)
-      if ok2 then return v end
-      return nil, tostring(v)
-    end
+  local reg = {}
+  for name, m in pairs(models) do
+    local fields = {}
+    for f, p in pairs(m.properties) do fields[f] = p.type end
+    reg[name] = { mt = mts[name], fields = fields }
   end
-  if ok and type(core.json_schema) == "function" then
-    local reg = {}
-    for name, m in pairs(models) do
-      local fields = {}
-      for f, p in pairs(m.properties) do fields[f] = p.type end
-      reg[name] = { mt = mts[name], fields = fields }
-    end
-    core.json_schema(reg)
-  end
+  core.json_schema(reg)
 end
 
 --- Decode JSON text as type t ("Channel", "List[Bridge]", ...): value, or

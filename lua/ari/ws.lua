@@ -35,21 +35,8 @@ local type, pairs, tostring, setmetatable, error = type, pairs, tostring, setmet
 
 local M = {}
 
-local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
 --- Base64 (standard alphabet, padded).
-function M.base64(s)
-  local out, n = {}, #s
-  for i = 1, n, 3 do
-    local a, b, c = s:byte(i, i + 2)
-    local v = a * 65536 + (b or 0) * 256 + (c or 0)
-    local c1, c2 = (v >> 18) & 63, (v >> 12) & 63
-    local c3, c4 = (v >> 6) & 63, v & 63
-    out[#out + 1] = b64chars:sub(c1 + 1, c1 + 1) .. b64chars:sub(c2 + 1, c2 + 1) ..
-      (b and b64chars:sub(c3 + 1, c3 + 1) or "=") .. (c and b64chars:sub(c4 + 1, c4 + 1) or "=")
-  end
-  return table.concat(out)
-end
+M.base64 = require "ari.base64"
 
 local function ws_error(message, fields)
   local e = { kind = "websocket", operation = "ws", message = message }
