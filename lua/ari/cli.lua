@@ -22,6 +22,8 @@ ARI.  Options (environment defaults in brackets):
   --sim-speed N         run simulated durations N times faster
   --transcript FILE     with --sim, write the transcript as JSON lines
   --metrics HOST:PORT   serve Prometheus /metrics, /healthz and /readyz there
+  --listen HOST:PORT    accept Asterisk's outbound WebSocket connections there
+                        (ari.conf type=outbound_websocket; see docs/modes.md)
   --plain               run the script as the standalone lua5.4 would (main
                         thread, no loop driven by the host; ari.run works)
   -h, --help            this help
