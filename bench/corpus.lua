@@ -6,7 +6,7 @@
 -- appears CHANNEL_WEIGHT times.
 local M = {}
 
-M.SHARED = "/work/shared/ari-samples/all-events.jsonl"
+M.SHARED = (os.getenv("ARI_SHARED") or "../shared") .. "/ari-samples/all-events.jsonl"
 M.FALLBACK = "bench/events.jsonl"
 local CHANNEL_WEIGHT = 3
 

@@ -8,7 +8,7 @@ local clock = os.clock
 
 local corpus = arg[1]
 if corpus == nil then
-  local shared = "/work/shared/ari-samples/all-events.jsonl"
+  local shared = (os.getenv("ARI_SHARED") or "../shared") .. "/ari-samples/all-events.jsonl"
   local f = io.open(shared)
   if f then f:close(); corpus = shared else corpus = "bench/events.jsonl" end
 end

@@ -510,7 +510,7 @@ describe("typed decoding", function()
   end)
 
   it("decodes every real Asterisk 22 event of the shared corpus, typed", function()
-    local corpus = "/work/shared/ari-samples/all-events.jsonl"
+    local corpus = require("spec.support.shared").dir .. "/ari-samples/all-events.jsonl"
     local f = io.open(corpus)
     if not f then
       pending("real ARI samples not available (" .. corpus .. ")")

@@ -1,7 +1,7 @@
 -- The generated schema (lua/ari/schema.lua) and its generator.
 local schema = require "ari.schema"
 
-local API = "/work/shared/ari-api"
+local API = require("spec.support.shared").dir .. "/ari-api"
 local function have_api()
   local f = io.open(API .. "/channels.json")
   if f then f:close() return true end
