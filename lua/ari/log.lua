@@ -79,8 +79,20 @@ function M.set_format(f)
 end
 
 --- Never print s (a password, a token) in any log line.
+-- Secrets shorter than MIN_SECRET are not redacted: hiding every "p" or
+-- "ab" in every line would make the log unreadable and hide nothing.
+local MIN_SECRET = 4
+local warned_short = false
 function M.add_secret(s)
   if type(s) ~= "string" or #s == 0 then return end
+  if #s < MIN_SECRET then
+    if not warned_short then
+      warned_short = true
+      io.stderr:write("ari-lua: a credential shorter than ", MIN_SECRET,
+        " characters cannot be redacted from logs; use a longer one\n")
+    end
+    return
+  end
   for i = 1, #secrets do if secrets[i] == s then return end end
   secrets[#secrets + 1] = s
   -- longest first, so a secret containing another is hidden whole
