@@ -248,6 +248,72 @@ describe("http requests", function()
       assert.equals(1, srv:stats().accepted)
     end)
   end)
+
+  it("1,000 requests with max_host_connections = 4 wait in ari-lua's queue and all complete", function()
+    with_server(nil, function(base, srv)
+      core.http_config{ max_host_connections = 4 }
+      local done, bodies, max_active, max_queued = 0, {}, 0, 0
+      local ok, err = pcall(function()
+        for i = 1, 1000 do
+          core.http_request({ url = base .. "/q/" .. i }, function(status, body)
+            bodies[i] = status == 200 and body or tostring(status)
+            done = done + 1
+          end)
+          local st = core.http_stats()
+          if st.active > max_active then max_active = st.active end
+          if st.queued > max_queued then max_queued = st.queued end
+        end
+        while done < 1000 do ari.sleep(5) end
+      end)
+      core.http_config{ max_host_connections = 32, max_total_connections = 256 }
+      if not ok then error(err, 0) end
+      for i = 1, 1000 do assert.equals("ok:/q/" .. i, bodies[i]) end
+      assert.equals(4, max_active)
+      assert.equals(996, max_queued)
+      assert.is_true(srv:stats().accepted <= 4, "accepted " .. srv:stats().accepted)
+      local st = core.http_stats()
+      assert.same({ 0, 0, 0 }, { st.in_flight, st.active, st.queued })
+    end)
+  end)
+
+  it("a queued request can be cancelled; its total timeout counts the time queued", function()
+    local held = {}
+    with_server(function(_, res) held[#held + 1] = res end, function(base)
+      core.http_config{ max_host_connections = 1 }
+      local ok, err = pcall(function()
+        local got = {}
+        local first = core.http_request({ url = base .. "/hold" }, function(s, b) got.first = b end)
+        local second = core.http_request({ url = base .. "/second" }, function() got.second = true end)
+        local third = core.http_request({ url = base .. "/third" }, function(s, b) got.third = b end)
+        while #held < 1 do ari.sleep(2) end
+        assert.same({ in_flight = 3, active = 1, queued = 2 },
+          { in_flight = core.http_stats().in_flight, active = core.http_stats().active, queued = core.http_stats().queued })
+        assert.is_true(second:active())
+        assert.is_true(second:cancel())
+        assert.is_false(second:active())
+        assert.equals(1, core.http_stats().queued)
+        held[1]:send(200, {}, "held")
+        while #held < 2 do ari.sleep(2) end
+        assert.is_nil(got.second)
+        assert.equals("held", got.first)
+        assert.equals(2, #held) -- /second never reached the server
+        held[2]:send(200, {}, "third")
+        ari.sleep(20)
+        assert.equals("third", got.third)
+        assert.is_false(first:active())
+
+        -- a request queued behind a hung one times out on its own deadline
+        local t0 = core.now()
+        core.http_request({ url = base .. "/hang" }, function() end)
+        local e = request_error{ url = base .. "/late", timeout = 150 }
+        assert.equals("timeout", e.kind)
+        assert.matches("waiting for a connection", e.message)
+        assert.is_true(core.now() - t0 >= 140)
+      end)
+      core.http_config{ max_host_connections = 32, max_total_connections = 256 }
+      if not ok then error(err, 0) end
+    end)
+  end)
 end)
 
 describe("http failures", function()

@@ -8,7 +8,16 @@
  *
  *   core.http_request(opts, cb) -> request (:cancel())
  *   core.http_config{ max_host_connections, max_total_connections }
- *   core.http_stats() -> { in_flight, idle_handles }
+ *   core.http_stats() -> { in_flight, active, queued, idle_handles }
+ *
+ * Request queue: requests beyond the connection limits (per host, keyed by
+ * scheme://authority, and in total) wait in our own FIFO per host and are
+ * handed to curl only when a request to that host ends.  curl's own pending
+ * list is not used: libcurl 7.88 walks it on every curl_multi_remove_handle
+ * (O(waiting) per completion) and runs the connect timeout while a transfer
+ * waits there.  The total timeout covers the time queued: curl gets what is
+ * left of it, and one "queue" timer fails the requests whose deadline passes
+ * while they wait.
  *
  * Easy handles are kept on a free list (curl_easy_reset on reuse); the
  * connections themselves live in the multi handle's connection cache, so
@@ -22,7 +31,8 @@
  * until it completes or is cancelled, then freed at once.  Its Lua userdata
  * holds a pointer to it, cleared when the request ends; while in flight the
  * userdata is anchored in the registry (self_ref).  The context (http_ctx)
- * is freed by the close callback of its curl timer, in the shutdown hook.
+ * is freed by the last close callback of its three timers, closed in the
+ * shutdown hook.
  */
 #include "core.h"
 
@@ -42,6 +52,7 @@
 #define HTTP_KEEP_MS (3600u * 1000u)
 
 typedef struct http_ctx http_ctx;
+typedef struct http_host http_host;
 
 typedef struct http_buf {
   char *p;
@@ -60,7 +71,22 @@ typedef struct http_req {
   http_buf body, head;
   char errbuf[CURL_ERROR_SIZE];
   struct http_req *prev, *next; /* in-flight list */
+  http_host *host;
+  int queued;                     /* waiting in host->qhead..qtail */
+  int in_curl;                    /* added to the multi handle */
+  long long timeout;              /* ms, 0 = none */
+  uint64_t deadline;              /* uv_now() + timeout, when timeout > 0 */
+  struct http_req *qprev, *qnext; /* host queue */
 } http_req;
+
+/* One per scheme://authority seen; kept until teardown (a client talks to
+ * a handful of hosts). */
+struct http_host {
+  char *key;
+  int active; /* requests handed to curl */
+  http_req *qhead, *qtail;
+  http_host *next;
+};
 
 typedef struct http_sock {
   uv_poll_t poll;
@@ -77,12 +103,19 @@ typedef struct http_easy {
 struct http_ctx {
   core_loop *c;
   CURLM *multi;
-  uv_timer_t timer; /* curl's timeout; its close callback frees the ctx */
+  uv_timer_t timer; /* curl's timeout */
   uv_timer_t keep;  /* armed while requests are in flight */
+  uv_timer_t qtimer; /* the earliest deadline of a queued request */
+  uint64_t qtimer_due; /* 0 when not armed */
   int closing;
-  int in_flight;
+  int closing_timers;
+  int in_flight; /* queued + active */
+  int active;    /* handed to curl */
+  int queued;
+  long max_host, max_total; /* 0 = no limit */
   int idle;
   http_req *reqs;
+  http_host *hosts;
   http_sock *socks;
   http_easy *free_easy;
 };
@@ -165,6 +198,87 @@ static void http_link(http_req *r) {
   if (h->in_flight++ == 0 && !h->closing) uv_timer_start(&h->keep, http_keep_cb, HTTP_KEEP_MS, HTTP_KEEP_MS);
 }
 
+/* The connection-pool key of a url: scheme://authority, lower-cased. */
+static http_host *http_host_get(http_ctx *h, const char *url) {
+  const char *p = strstr(url, "://"), *e;
+  size_t n;
+  http_host *x;
+  if (p == NULL) p = url;
+  else p += 3;
+  e = p + strcspn(p, "/?#");
+  n = (size_t)(e - url);
+  for (x = h->hosts; x; x = x->next)
+    if (strlen(x->key) == n && strncasecmp(x->key, url, n) == 0) return x;
+  x = calloc(1, sizeof *x);
+  if (x == NULL) return NULL;
+  x->key = malloc(n + 1);
+  if (x->key == NULL) {
+    free(x);
+    return NULL;
+  }
+  memcpy(x->key, url, n);
+  x->key[n] = '\0';
+  x->next = h->hosts;
+  h->hosts = x;
+  return x;
+}
+
+static int http_can_start(http_ctx *h, http_host *x) {
+  return (h->max_total <= 0 || h->active < h->max_total) && (h->max_host <= 0 || x->active < h->max_host);
+}
+
+static void http_qtimer_cb(uv_timer_t *t);
+
+static void http_enqueue(http_req *r) {
+  http_ctx *h = r->h;
+  http_host *x = r->host;
+  r->queued = 1;
+  r->qnext = NULL;
+  r->qprev = x->qtail;
+  if (x->qtail) x->qtail->qnext = r;
+  else x->qhead = r;
+  x->qtail = r;
+  h->queued++;
+  if (r->timeout > 0 && (h->qtimer_due == 0 || r->deadline < h->qtimer_due)) {
+    uint64_t now = uv_now(&h->c->uv);
+    h->qtimer_due = r->deadline;
+    uv_timer_start(&h->qtimer, http_qtimer_cb, r->deadline > now ? r->deadline - now : 0, 0);
+  }
+}
+
+static void http_dequeue(http_req *r) {
+  http_host *x = r->host;
+  if (r->qprev) r->qprev->qnext = r->qnext;
+  else x->qhead = r->qnext;
+  if (r->qnext) r->qnext->qprev = r->qprev;
+  else x->qtail = r->qprev;
+  r->qprev = r->qnext = NULL;
+  r->queued = 0;
+  r->h->queued--;
+}
+
+/* Hand the request to curl with what is left of its total timeout.
+ * Returns CURLE_OK, CURLE_OPERATION_TIMEDOUT (nothing left) or
+ * CURLE_OUT_OF_MEMORY (curl refused it; r->errbuf says why). */
+static CURLcode http_start(http_req *r) {
+  http_ctx *h = r->h;
+  CURLMcode mrc;
+  if (r->timeout > 0) {
+    uint64_t now = uv_now(&h->c->uv);
+    if (now >= r->deadline) return CURLE_OPERATION_TIMEDOUT;
+    curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)(r->deadline - now));
+  }
+  mrc = curl_multi_add_handle(h->multi, r->easy);
+  if (mrc != CURLM_OK) {
+    snprintf(r->errbuf, sizeof r->errbuf, "%s", curl_multi_strerror(mrc));
+    return CURLE_OUT_OF_MEMORY;
+  }
+  r->in_curl = 1;
+  r->host->active++;
+  h->active++;
+  return CURLE_OK;
+}
+
 /* Take the request out of curl and the in-flight list, return its easy
  * handle to the pool, detach the userdata, free everything except the
  * callback reference (returned, the caller owns it). */
@@ -176,8 +290,15 @@ static int http_finish(http_req *r) {
   else h->reqs = r->next;
   if (r->next) r->next->prev = r->prev;
   if (--h->in_flight == 0) uv_timer_stop(&h->keep);
-  if (r->easy) {
+  if (r->queued) {
+    http_dequeue(r);
+  } else if (r->in_curl) {
+    r->in_curl = 0;
     curl_multi_remove_handle(h->multi, r->easy);
+    r->host->active--;
+    h->active--;
+  }
+  if (r->easy) {
     http_easy_put(h, r->easy);
     r->easy = NULL;
   }
@@ -334,6 +455,61 @@ static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
   core_unref(c, cb);
 }
 
+/* Hand queued requests to curl while the limits allow; a request whose
+ * time ran out while queued (or that curl refuses) fails through its
+ * callback, which may itself add or cancel requests: the queues are
+ * re-read after each one. */
+static void http_pump(http_ctx *h) {
+  http_host *x = h->hosts; /* hosts live until teardown: x stays valid */
+  while (x && h->queued > 0 && !h->closing) {
+    if (h->max_total > 0 && h->active >= h->max_total) return;
+    if (x->qhead && http_can_start(h, x)) {
+      http_req *r = x->qhead;
+      CURLcode rc;
+      http_dequeue(r);
+      rc = http_start(r);
+      if (rc == CURLE_OPERATION_TIMEDOUT)
+        snprintf(r->errbuf, sizeof r->errbuf, "Operation timed out after %lld milliseconds waiting for a connection",
+                 r->timeout);
+      if (rc != CURLE_OK) http_complete(h, r, rc);
+      continue;
+    }
+    x = x->next;
+  }
+}
+
+/* A queued request's deadline passed: fail every queued request that is
+ * out of time, re-arm for the earliest remaining deadline. */
+static void http_qtimer_cb(uv_timer_t *t) {
+  http_ctx *h = (http_ctx *)t->data;
+  uint64_t due = 0, now = uv_now(&h->c->uv);
+  http_host *x;
+  http_req *r;
+  h->qtimer_due = 0;
+  for (x = h->hosts; x && !h->closing; x = x->next) {
+    r = x->qhead;
+    while (r && !h->closing) {
+      if (r->timeout > 0 && r->deadline <= now) {
+        http_dequeue(r);
+        snprintf(r->errbuf, sizeof r->errbuf, "Operation timed out after %lld milliseconds waiting for a connection",
+                 r->timeout);
+        http_complete(h, r, CURLE_OPERATION_TIMEDOUT);
+        r = x->qhead; /* the callback may have changed the queue */
+      } else {
+        r = r->qnext;
+      }
+    }
+  }
+  if (h->closing) return;
+  for (x = h->hosts; x; x = x->next)
+    for (r = x->qhead; r; r = r->qnext)
+      if (r->timeout > 0 && (due == 0 || r->deadline < due)) due = r->deadline;
+  if (due != 0 && (h->qtimer_due == 0 || due < h->qtimer_due)) {
+    h->qtimer_due = due;
+    uv_timer_start(&h->qtimer, http_qtimer_cb, due > now ? due - now : 0, 0);
+  }
+}
+
 static void http_check_done(http_ctx *h) {
   CURLMsg *m;
   int left;
@@ -344,6 +520,7 @@ static void http_check_done(http_ctx *h) {
     if (r == NULL) continue;
     http_complete(h, r, m->data.result);
   }
+  if (h->queued > 0) http_pump(h);
 }
 
 /* ---------------------------------------------------------------- curl <-> uv */
@@ -422,14 +599,10 @@ static int http_timer_cb(CURLM *multi, long timeout_ms, void *userp) {
 
 /* ---------------------------------------------------------------- teardown */
 
-static void http_ctx_free(uv_handle_t *t) {
+/* The three timers close together; the last close callback frees the ctx. */
+static void http_timer_closed(uv_handle_t *t) {
   http_ctx *h = (http_ctx *)t->data;
-  free(h);
-}
-
-static void http_keep_closed(uv_handle_t *t) {
-  http_ctx *h = (http_ctx *)t->data;
-  uv_close((uv_handle_t *)&h->timer, http_ctx_free);
+  if (--h->closing_timers == 0) free(h);
 }
 
 static void http_shutdown(core_loop *c, void *ud) {
@@ -443,6 +616,12 @@ static void http_shutdown(core_loop *c, void *ud) {
     r->cb_ref = LUA_NOREF;
     http_finish(r); /* easy handles are cleaned up while closing */
   }
+  while (h->hosts) {
+    http_host *x = h->hosts;
+    h->hosts = x->next;
+    free(x->key);
+    free(x);
+  }
   while ((e = h->free_easy) != NULL) {
     h->free_easy = e->next;
     curl_easy_cleanup(e->easy);
@@ -454,7 +633,11 @@ static void http_shutdown(core_loop *c, void *ud) {
   while (h->socks) http_sock_close(h, h->socks);
   uv_timer_stop(&h->timer);
   uv_timer_stop(&h->keep);
-  uv_close((uv_handle_t *)&h->keep, http_keep_closed);
+  uv_timer_stop(&h->qtimer);
+  h->closing_timers = 3;
+  uv_close((uv_handle_t *)&h->keep, http_timer_closed);
+  uv_close((uv_handle_t *)&h->qtimer, http_timer_closed);
+  uv_close((uv_handle_t *)&h->timer, http_timer_closed);
 }
 
 static http_ctx *http_ctx_get(lua_State *L) {
@@ -633,6 +816,8 @@ static int http_request(lua_State *L) {
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdrs);
+  r->timeout = timeout;
+  if (timeout > 0) r->deadline = uv_now(&h->c->uv) + (uint64_t)timeout;
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
   curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body);
@@ -657,12 +842,26 @@ static int http_request(lua_State *L) {
     if (strcmp(method, "POST") != 0) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
   }
 
-  mrc = curl_multi_add_handle(h->multi, easy);
-  if (mrc != CURLM_OK) {
+  r->host = http_host_get(h, url);
+  if (r->host == NULL) {
     curl_slist_free_all(hdrs);
     http_easy_put(h, easy);
     free(r);
-    return luaL_error(L, "http_request: %s", curl_multi_strerror(mrc));
+    return luaL_error(L, "http_request: out of memory");
+  }
+  if (r->host->qhead == NULL && http_can_start(h, r->host)) {
+    mrc = curl_multi_add_handle(h->multi, easy);
+    if (mrc != CURLM_OK) {
+      curl_slist_free_all(hdrs);
+      http_easy_put(h, easy);
+      free(r);
+      return luaL_error(L, "http_request: %s", curl_multi_strerror(mrc));
+    }
+    r->in_curl = 1;
+    r->host->active++;
+    h->active++;
+  } else {
+    http_enqueue(r);
   }
   *slot = r;
   r->slot = slot;
@@ -677,8 +876,10 @@ static int http_req_cancel(lua_State *L) {
   http_req *r = *slot;
   if (r != NULL) {
     core_loop *c = r->h->c;
+    http_ctx *h = r->h;
     int cb = http_finish(r); /* clears *slot */
     core_unref(c, cb);
+    if (h->queued > 0) http_pump(h);
     lua_pushboolean(L, 1);
   } else {
     lua_pushboolean(L, 0);
@@ -712,6 +913,7 @@ static int http_config(lua_State *L) {
     v = (long long)luaL_checkinteger(L, -1);
     if (v < 0) return luaL_error(L, "http_config: max_host_connections must not be negative");
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)v);
+    h->max_host = (long)v;
   }
   lua_pop(L, 1);
   lua_getfield(L, 1, "max_total_connections");
@@ -719,16 +921,22 @@ static int http_config(lua_State *L) {
     v = (long long)luaL_checkinteger(L, -1);
     if (v < 0) return luaL_error(L, "http_config: max_total_connections must not be negative");
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)v);
+    h->max_total = (long)v;
   }
   lua_pop(L, 1);
+  http_pump(h); /* a raised limit lets queued requests go */
   return 0;
 }
 
 static int http_stats(lua_State *L) {
   http_ctx *h = http_ctx_get(L);
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, h->in_flight);
   lua_setfield(L, -2, "in_flight");
+  lua_pushinteger(L, h->active);
+  lua_setfield(L, -2, "active");
+  lua_pushinteger(L, h->queued);
+  lua_setfield(L, -2, "queued");
   lua_pushinteger(L, h->idle);
   lua_setfield(L, -2, "idle_handles");
   lua_pushboolean(L, http_pool_ok()); /* [hardening] see http_pool_ok */
@@ -768,15 +976,20 @@ void http_open(lua_State *L) {
     h->c = c;
     uv_timer_init(&c->uv, &h->timer);
     uv_timer_init(&c->uv, &h->keep);
+    uv_timer_init(&c->uv, &h->qtimer);
     h->timer.data = h;
     h->keep.data = h;
+    h->qtimer.data = h;
     uv_unref((uv_handle_t *)&h->timer);
+    uv_unref((uv_handle_t *)&h->qtimer);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, http_socket_cb);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 32L);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 256L);
+    h->max_host = 32;
+    h->max_total = 256;
     lua_pushlightuserdata(L, h);
     lua_setfield(L, LUA_REGISTRYINDEX, HTTP_CTX_KEY);
     core_on_shutdown(c, http_shutdown, h);
