@@ -169,6 +169,9 @@ return function(Sim, H, M)
     elseif ch.app or ch.state == "Up" then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
     end
+    -- an originate still dialling ends with Dial NOANSWER (as in the run log)
+    local pending = ch.dial_pending
+    if pending then ch.dial_pending = nil; pending("NOANSWER") end
     self:stop_channel_media(ch)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch, true) end
     self:stasis_end(ch)
@@ -224,10 +227,13 @@ return function(Sim, H, M)
   end
 
   -- Drive a dialled channel per its far end: ring, answer/busy/... then fn(result).
-  function Sim:dial_far(ch, dialstring, timeout_s, on_answer, caller)
+  -- originating: an originate (Asterisk's dial API) puts the dialstring in
+  -- every Dial event; /dial only in the first one (run log: demo-A1 vs demo-C1).
+  function Sim:dial_far(ch, dialstring, timeout_s, on_answer, caller, originating)
     local b = ch.behaviour or {}
     local function dial_ev(status)
-      local fields = { "dialstatus", status, "forward", "", "dialstring", status == "" and dialstring or "" }
+      local fields = { "dialstatus", status, "forward", "",
+        "dialstring", (status == "" or originating) and dialstring or "" }
       if caller then fields[#fields + 1] = "caller"; fields[#fields + 1] = self:snapshot(caller) end
       fields[#fields + 1] = "peer"; fields[#fields + 1] = self:snapshot(ch)
       local subs = {}
@@ -236,8 +242,10 @@ return function(Sim, H, M)
       self:deliver("Dial", fields, self:targets(subs), ch.call)
     end
     dial_ev("")
+    if originating then ch.dial_pending = dial_ev end
     local function fail(status, cause)
       if not ch.alive then return end
+      ch.dial_pending = nil
       dial_ev(status)
       self:hangup(ch, cause)
     end
@@ -260,6 +268,7 @@ return function(Sim, H, M)
       if answer_after == nil then return end
       timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), function()
         if not ch.alive then return end
+        ch.dial_pending = nil
         self:answer(ch)
         dial_ev("ANSWER")
         if on_answer then on_answer() end
@@ -297,6 +306,16 @@ return function(Sim, H, M)
   end
   M.stasis_chan = stasis_chan
   M.get_chan = get_chan
+
+  -- Asterisk refuses to change the state of, play to or move in the dialplan
+  -- a channel that is Down (created, not dialled) or Ringing (dialled, not
+  -- answered) with 412; inbound channels (Ring) and Up ones are fine.
+  local INVALID_STATE = { Down = true, Ringing = true, Reserved = true }
+  local function state_invalid(ch)
+    if ch.hanging or INVALID_STATE[ch.state] then return 412, err_body("Channel in invalid state") end
+    return nil
+  end
+  M.state_invalid = state_invalid
 
   local function parse_endpoint(ep)
     local tech, res = ep:match("^([^/]+)/(.+)$")
@@ -383,7 +402,7 @@ return function(Sim, H, M)
             app_name = "", app_data = "" }
           sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "", "dialplan_app_data", "", "channel", sim:snapshot(ch) })
         end
-      end, origin)
+      end, origin, true)
     end)
     return 200, snap
   end
@@ -423,7 +442,7 @@ return function(Sim, H, M)
     end
     ch.dialed = true
     sim:after(0, function()
-      if ch.alive then sim:dial_far(ch, "", p.timeout, nil, caller) end
+      if ch.alive then sim:dial_far(ch, ch.dialstring or "", p.timeout, nil, caller) end
     end)
     return 204
   end
@@ -447,6 +466,8 @@ return function(Sim, H, M)
   C.continueInDialplan = function(sim, p)
     local ch, s, b = stasis_chan(sim, p.channelId)
     if not ch then return s, b end
+    s, b = state_invalid(ch)
+    if s then return s, b end
     if p.context then ch.dialplan.context = p.context end
     if p.extension then ch.dialplan.exten = p.extension end
     ch.dialplan.priority = p.priority or (ch.dialplan.priority + 1)
@@ -480,6 +501,8 @@ return function(Sim, H, M)
   C.redirect = function(sim, p)
     local ch, s, b = stasis_chan(sim, p.channelId)
     if not ch then return s, b end
+    s, b = state_invalid(ch)
+    if s then return s, b end
     if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Required parameter 'endpoint' not provided.") end
     local tech = parse_endpoint(p.endpoint)
     if not tech then return 400, err_body("Endpoint parameter is malformed") end
@@ -495,7 +518,8 @@ return function(Sim, H, M)
     return function(sim, p)
       local ch, s, b = stasis_chan(sim, p.channelId)
       if not ch then return s, b end
-      if ch.hanging then return 412, err_body("Channel in invalid state") end
+      s, b = state_invalid(ch)
+      if s then return s, b end
       local s2, b2 = check_fn(sim, ch, p)
       if s2 then return s2, b2 end
       return 204
@@ -525,6 +549,8 @@ return function(Sim, H, M)
   C.sendDTMF = function(sim, p)
     local ch, s, b = stasis_chan(sim, p.channelId)
     if not ch then return s, b end
+    s, b = state_invalid(ch)
+    if s then return s, b end
     if p.dtmf == nil or p.dtmf == "" then return 400, err_body("DTMF is required") end
     if not p.dtmf:match("^[0-9A-Da-d%*#wW,]+$") then return 400, err_body("Invalid DTMF digits") end
     local t = p.before or 0
@@ -720,8 +746,9 @@ return function(Sim, H, M)
     ch.report.UNICASTRTP_LOCAL_ADDRESS = true
     ch.report.UNICASTRTP_LOCAL_PORT = true
     local snap = sim:snapshot(ch)
+    local dialstring = (p.external_host or "") .. "/c(" .. p.format .. ")"
     local dial = function(status)
-      sim:chan_event(ch, "Dial", { "dialstatus", status, "forward", "", "dialstring", "", "peer", sim:snapshot(ch) })
+      sim:chan_event(ch, "Dial", { "dialstatus", status, "forward", "", "dialstring", dialstring, "peer", sim:snapshot(ch) })
     end
     dial("")
     sim:answer(ch)
@@ -733,6 +760,8 @@ return function(Sim, H, M)
   C.transfer_progress = function(sim, p)
     local ch, s, b = stasis_chan(sim, p.channelId)
     if not ch then return s, b end
+    s, b = state_invalid(ch)
+    if s then return s, b end
     if p.states == nil or p.states == "" then return 400, err_body("states is required") end
     return 204
   end

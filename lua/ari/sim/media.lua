@@ -230,7 +230,8 @@ return function(Sim, H, M)
   C.play = function(sim, p)
     local ch, s, b = M.stasis_chan(sim, p.channelId)
     if not ch then return s, b end
-    if ch.hanging then return 412, err_body("Channel in invalid state") end
+    s, b = M.state_invalid(ch)
+    if s then return s, b end
     return play(sim, "channel", ch, p)
   end
   C.playWithId = C.play

@@ -1,0 +1,193 @@
+-- The simulated Asterisk against the real Asterisk 22 run (../shared/ari-samples):
+-- 412 states, Dial events, Local channel pairs, tone detection, transfers.
+local ari = require "ari"
+local simmod = require "ari.sim"
+local json = require "ari.sim.json"
+local shared = require "spec.support.shared"
+
+local function new_sim(opts)
+  opts = opts or {}
+  opts.speed = opts.speed or 50
+  local sim = simmod.new(opts)
+  local events = {}
+  sim.session = sim:connect_events(opts.app or "test-app", opts.subscribe_all, function(text)
+    events[#events + 1] = assert(json.decode(text))
+  end)
+  return sim, events
+end
+
+local function req(sim, method, path, query, body)
+  local status, text = sim:request(method, path, query, body)
+  return status, text and json.decode(text)
+end
+
+local function wait_for(events, pred, ms)
+  local deadline = ari.now() + (ms or 3000)
+  while ari.now() < deadline do
+    for _, e in ipairs(events) do if pred(e) then return e end end
+    ari.sleep(2)
+  end
+  error("event did not arrive", 2)
+end
+
+-- "Type:id" for each event from index i0 on (ids of channel/peer)
+local function trail(events, i0, keep)
+  local out = {}
+  for i = i0 or 1, #events do
+    local e = events[i]
+    local ch = e.channel
+    local s = e.type .. (ch and (":" .. ch.id) or "")
+    if keep == nil or keep(e) then out[#out + 1] = s end
+  end
+  return out
+end
+
+-- The events the run log shows app `app` receiving in a section, from the
+-- first line containing `from` on, as "Type:id" (Dial lines carry no id).
+local function run_log(section, app, from)
+  local p = shared.path("ari-samples/run-log.txt")
+  if not p then return nil end
+  local out, on, started = {}, false, from == nil
+  for line in io.lines(p) do
+    local title = line:match("%] === (.*)$")
+    if title then on = title:find(section, 1, true) ~= nil
+    elseif on and not started then started = line:find(from, 1, true) ~= nil
+    elseif on then
+      local t, rest = line:match("<< " .. app:gsub("%-", "%%-") .. ": (%a+)(.*)$")
+      if t then
+        local id = rest:match("ch=([%w%-%.]+)%(")
+        out[#out + 1] = t .. (id and (":" .. id) or "")
+      end
+    end
+  end
+  return out
+end
+
+describe("sim fidelity: 412 Channel in invalid state", function()
+  it("refuses state, media and dialplan operations on Down and Ringing channels, not on Ring or Up", function()
+    ari.run(function()
+      local sim = new_sim { scenario = { endpoints = { ["PJSIP/slow"] = { ring_after = 0, answer_after = 100000 } } } }
+      -- channels/create: in Stasis, Down
+      assert.equals(200, (req(sim, "POST", "/ari/channels/create", "endpoint=PJSIP/slow&app=test-app&channelId=d1")))
+      local ops = {
+        { "POST", "answer" }, { "POST", "ring" }, { "DELETE", "ring" }, { "POST", "progress" },
+        { "POST", "mute", "direction=both" }, { "DELETE", "mute", "direction=both" },
+        { "POST", "hold" }, { "DELETE", "hold" }, { "POST", "moh" }, { "DELETE", "moh" },
+        { "POST", "silence" }, { "DELETE", "silence" }, { "POST", "dtmf", "dtmf=1" },
+        { "POST", "play", "media=sound:beep" }, { "POST", "play/pb-x", "media=sound:beep" },
+        { "POST", "continue" }, { "POST", "redirect", "endpoint=PJSIP/other" },
+        { "POST", "transfer_progress", "states=ringing" },
+      }
+      for _, op in ipairs(ops) do
+        local s, b = req(sim, op[1], "/ari/channels/d1/" .. op[2], op[3])
+        assert.equals(412, s, op[1] .. " " .. op[2])
+        assert.equals("Channel in invalid state", b.message)
+      end
+      -- variables and hang-up are not state-checked
+      assert.equals(204, (req(sim, "POST", "/ari/channels/d1/variable", "variable=X&value=1")))
+      -- dialled, Ringing: still 412
+      assert.equals(204, (req(sim, "POST", "/ari/channels/d1/dial", "timeout=100")))
+      ari.sleep(20)
+      local _, ch = req(sim, "GET", "/ari/channels/d1")
+      assert.equals("Ringing", ch.state)
+      assert.equals(412, (req(sim, "POST", "/ari/channels/d1/answer")))
+      assert.equals(412, (req(sim, "POST", "/ari/channels/d1/play", "media=sound:beep")))
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/d1")))
+      -- an inbound caller in Ring may be played to (early media) and answered
+      local scn = require "ari.sim.scenario"
+      local caller = scn.place_call(sim, { from = "1001", script = { { "wait_hangup", timeout = 5000 } } }, "test-app")
+      assert.equals("Ring", caller.state)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/" .. caller.id .. "/play", "media=sound:beep")))
+      assert.equals(204, (req(sim, "POST", "/ari/channels/" .. caller.id .. "/answer")))
+      -- not in Stasis (an originate still ringing) is 409, unknown is 404
+      req(sim, "POST", "/ari/channels", "endpoint=PJSIP/slow&app=test-app&channelId=o1")
+      local s, b = req(sim, "POST", "/ari/channels/o1/answer")
+      assert.equals(409, s); assert.equals("Channel not in Stasis application", b.message)
+      s, b = req(sim, "POST", "/ari/channels/nope/answer")
+      assert.equals(404, s); assert.equals("Channel not found", b.message)
+      sim:close()
+    end)
+  end)
+end)
+
+describe("sim fidelity: Dial events", function()
+  it("an originate carries the dialstring in every Dial; /dial only in the first", function()
+    ari.run(function()
+      local sim, events = new_sim()
+      req(sim, "POST", "/ari/channels", "endpoint=PJSIP/alice@trunk&app=test-app&channelId=o1")
+      wait_for(events, function(e) return e.type == "StasisStart" end)
+      for _, e in ipairs(events) do
+        if e.type == "Dial" then assert.equals("alice@trunk", e.dialstring, e.dialstatus) end
+      end
+      req(sim, "POST", "/ari/channels/create", "endpoint=PJSIP/bob&app=test-app&channelId=c1")
+      local n0 = #events
+      req(sim, "POST", "/ari/channels/c1/dial")
+      wait_for(events, function(e) return e.type == "Dial" and e.dialstatus == "ANSWER" and e.peer.id == "c1" end)
+      local seen = {}
+      for i = n0 + 1, #events do
+        local e = events[i]
+        if e.type == "Dial" then seen[#seen + 1] = e.dialstatus .. "=" .. e.dialstring end
+      end
+      assert.same({ "=bob", "RINGING=", "ANSWER=" }, seen)
+      sim:close()
+    end)
+  end)
+
+  it("hanging up an originate that is still dialling: HangupRequest, Dial NOANSWER, Destroyed (run log demo-BC1)", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = { endpoints = { ["PJSIP/never"] = { no_answer = true } } } }
+      req(sim, "POST", "/ari/channels", "endpoint=PJSIP/never&app=test-app&channelId=bc1")
+      wait_for(events, function(e) return e.type == "Dial" and e.dialstatus == "RINGING" end)
+      local n0 = #events
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/bc1")))
+      assert.same({ "ChannelHangupRequest:bc1", "Dial", "ChannelDestroyed:bc1" }, trail(events, n0 + 1))
+      assert.equals(32, events[n0 + 1].cause)
+      assert.is_true(events[n0 + 1].soft)
+      assert.equals("NOANSWER", events[n0 + 2].dialstatus)
+      assert.equals("never", events[n0 + 2].dialstring)
+      assert.equals(16, events[n0 + 3].cause)
+      sim:close()
+    end)
+  end)
+
+  it("a ringing /dial channel hung up with reason=busy ends with cause 17 (run log demo-R1)", function()
+    local want = run_log("originate to a ringing far end", "test-app", "channelId=demo-R1")
+    if not want then pending("the shared ARI samples (../shared) are not available"); return end
+    assert.is_true(#want >= 8, "run-log parse")
+    ari.run(function()
+      local sim, events = new_sim { scenario = { endpoints = { ["Local/ring@caller"] = { no_answer = true } } } }
+      req(sim, "POST", "/ari/channels/create", "endpoint=Local/ring@caller&app=test-app&channelId=demo-R1&otherChannelId=demo-R2")
+      wait_for(events, function(e) return e.type == "StasisStart" end)
+      req(sim, "POST", "/ari/channels/demo-R1/dial", "timeout=20")
+      wait_for(events, function(e) return e.type == "Dial" and e.dialstatus == "RINGING" end)
+      req(sim, "DELETE", "/ari/channels/demo-R1", "reason=busy")
+      wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "demo-R1" end)
+      ari.sleep(20)
+      assert.same(want, trail(events))
+      local d = events[#events]
+      for _, e in ipairs(events) do if e.type == "ChannelDestroyed" and e.channel.id == "demo-R1" then d = e end end
+      assert.equals(17, d.cause)
+      assert.equals("User busy", d.cause_txt)
+      assert.equals("Ringing", d.channel.state)
+      sim:close()
+    end)
+  end)
+end)
+
+describe("sim fidelity: bridges", function()
+  it("adding a ringing inbound channel to a mixing bridge does not answer it", function()
+    ari.run(function()
+      local sim, events = new_sim()
+      local scn = require "ari.sim.scenario"
+      local caller = scn.place_call(sim, { from = "1001", script = { { "wait_hangup", timeout = 5000 } } }, "test-app")
+      req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br1")
+      assert.equals(204, (req(sim, "POST", "/ari/bridges/br1/addChannel", "channel=" .. caller.id)))
+      local e = wait_for(events, function(x) return x.type == "ChannelEnteredBridge" end)
+      assert.equals("Ring", e.channel.state)
+      local _, ch = req(sim, "GET", "/ari/channels/" .. caller.id)
+      assert.equals("Ring", ch.state)
+      for _, x in ipairs(events) do assert.is_not.equal("ChannelStateChange", x.type) end
+      sim:close()
+    end)
+  end)
+end)
