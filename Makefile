@@ -75,14 +75,21 @@ FUZZ_CFLAGS   = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 FUZZ_BINS    := $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
 fuzz: fuzz-build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) sh tools/fuzz.sh $(FUZZ_NAMES)
-# Long load runs (figures in docs/reliability.md): 10,000 concurrent calls,
-# SOAK_SEQUENTIAL sequential ones (RSS printed along the way), then 1,000
-# calls under valgrind (no definite leak, no invalid access).
-SOAK_SEQUENTIAL ?= 1000000
+# Long load runs (figures in docs/reliability.md), tools/soak.sh: SOAK_CONCURRENT
+# calls at once; up to SOAK_SEQUENTIAL calls SOAK_SEQ_CONCURRENCY at a time for at
+# most SOAK_SECONDS against a separate simulator process (RSS every SOAK_SAMPLE s);
+# the same with the client under valgrind for SOAK_VALGRIND_SECONDS.
+SOAK_CONCURRENT       ?= 10000
+SOAK_SEQUENTIAL       ?= 1000000
+SOAK_SEQ_CONCURRENCY  ?= 1
+SOAK_SECONDS          ?= 1200
+SOAK_VALGRIND_SECONDS ?= 600
+SOAK_SAMPLE           ?= 60
+SOAK_SPEED            ?= 1000
 soak: all
-	ARI_LOAD_CONCURRENT=10000 ARI_LOAD_SEQUENTIAL=$(SOAK_SEQUENTIAL) lua5.4 /usr/bin/busted -o TAP spec/load_spec.lua
-	ARI_LOAD_CONCURRENT=1000 ARI_LOAD_SEQUENTIAL=100 valgrind --quiet --leak-check=full \
-	  --errors-for-leak-kinds=definite --error-exitcode=9 ./ari-lua --plain /usr/bin/busted -o TAP spec/load_spec.lua
+	SOAK_CONCURRENT=$(SOAK_CONCURRENT) SOAK_SEQUENTIAL=$(SOAK_SEQUENTIAL) SOAK_SEQ_CONCURRENCY=$(SOAK_SEQ_CONCURRENCY) \
+	  SOAK_SECONDS=$(SOAK_SECONDS) SOAK_VALGRIND_SECONDS=$(SOAK_VALGRIND_SECONDS) SOAK_SAMPLE=$(SOAK_SAMPLE) \
+	  SOAK_SPEED=$(SOAK_SPEED) sh tools/soak.sh
 fuzz-build: $(FUZZ_BINS)
 .PRECIOUS: build/fuzz/obj/%.o
 build/fuzz/obj/%.o: src/%.c $(HDRS) Makefile
