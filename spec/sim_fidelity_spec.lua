@@ -191,3 +191,73 @@ describe("sim fidelity: bridges", function()
     end)
   end)
 end)
+
+describe("sim fidelity: Local channel pairs", function()
+  local MAIN = { Dial = true, ChannelStateChange = true, StasisStart = true, StasisEnd = true,
+    ChannelHangupRequest = true, ChannelDestroyed = true }
+  local function main_only(list, ids)
+    local out = {}
+    for _, x in ipairs(list) do
+      local t, id = x:match("^(%a+):?(.*)$")
+      if MAIN[t] and (ids == nil or ids[id]) then out[#out + 1] = x end
+    end
+    return out
+  end
+
+  it("originate to Local/x: ;1/;2 pair, ;2 runs Stasis, answering ;2 brings ;1 into the app, hang-up takes both (run log A)", function()
+    local want = run_log("originate Local/100@to-stasis (A)", "test-app")
+    if not want then pending("the shared ARI samples (../shared) are not available"); return end
+    for _, x in ipairs(run_log("answer demo-A2 -> demo-A1 enters Stasis", "test-app")) do want[#want + 1] = x end
+    local ids = { ["demo-A1"] = true, ["demo-A2"] = true }
+    local want_hangup = main_only(run_log("hang up everything", "test-app"), ids)
+    assert.is_true(#want >= 6 and #want_hangup >= 6, "run-log parse")
+    ari.run(function()
+      local sim, events = new_sim { subscribe_all = false,
+        scenario = { endpoints = { ["Local/*@to-stasis"] = { stasis = "test-app" } } } }
+      local s, ch = req(sim, "POST", "/ari/channels", "endpoint=Local/100@to-stasis&app=test-app"
+        .. "&appArgs=from-originate,a1&channelId=demo-A1&otherChannelId=demo-A2&callerId=%22Demo+A%22+%3C1000%3E")
+      assert.equals(200, s)
+      assert.matches("^Local/100@to%-stasis%-%x+;1$", ch.name)
+      local a2 = wait_for(events, function(e) return e.type == "StasisStart" end)
+      assert.equals("demo-A2", a2.channel.id)
+      assert.equals("Ring", a2.channel.state)
+      assert.matches(";2$", a2.channel.name)
+      local _, list = req(sim, "GET", "/ari/channels")
+      assert.equals(2, #list)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/demo-A2/answer")))
+      local a1 = wait_for(events, function(e) return e.type == "StasisStart" and e.channel.id == "demo-A1" end)
+      assert.same({ "from-originate", "a1" }, a1.args)
+      assert.equals("Up", a1.channel.state)
+      assert.same(main_only(want), main_only(trail(events)))
+      local n0 = #events
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/demo-A1", "reason_code=16")))
+      assert.same(want_hangup, main_only(trail(events, n0 + 1)))
+      assert.equals(404, (req(sim, "GET", "/ari/channels/demo-A2")))
+      sim:close()
+    end)
+  end)
+
+  it("a Local far end that answers at once: ;2 Up, ;1 Up, Dial ANSWER, StasisStart ;1 (run log B)", function()
+    local want = run_log("originate Local/dtmf@caller (B)", "test-app")
+    if not want then pending("the shared ARI samples (../shared) are not available"); return end
+    ari.run(function()
+      local sim, events = new_sim { scenario = { endpoints = { ["Local/dtmf@caller"] = { dtmf = "123#", dtmf_after = 100 } } } }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/dtmf@caller&app=test-app&channelId=demo-B1&otherChannelId=demo-B2")
+      wait_for(events, function(e) return e.type == "ChannelDtmfReceived" and e.digit == "#" end)
+      assert.same(main_only(want), main_only(trail(events)))
+      local digits = {}
+      for _, e in ipairs(events) do
+        if e.type == "ChannelDtmfReceived" then digits[#digits + 1] = e.channel.id .. "=" .. e.digit end
+      end
+      assert.same({ "demo-B1=1", "demo-B1=2", "demo-B1=3", "demo-B1=#" }, digits)
+      -- channels/create + dial: the app is not subscribed to ;2
+      req(sim, "POST", "/ari/channels/create", "endpoint=Local/s@caller&app=test-app&channelId=demo-C1&otherChannelId=demo-C2")
+      req(sim, "POST", "/ari/channels/demo-C1/dial", "timeout=10")
+      wait_for(events, function(e) return e.type == "Dial" and e.dialstatus == "ANSWER" and e.peer.id == "demo-C1" end)
+      for _, e in ipairs(events) do assert.is_not.equal("demo-C2", (e.channel or e.peer or {}).id) end
+      local _, c2 = req(sim, "GET", "/ari/channels/demo-C2")
+      assert.equals("Up", c2.state)
+      sim:close()
+    end)
+  end)
+end)

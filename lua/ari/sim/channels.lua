@@ -160,11 +160,15 @@ return function(Sim, H, M)
   end
 
   --- Hang up a channel.  by_app: hung up through ARI (soft hangup request).
-  function Sim:hangup(ch, cause, by_app)
+  -- propagated: the other half of a Local pair going down with it (its
+  -- ChannelHangupRequest was sent already; a second one precedes
+  -- ChannelDestroyed, as in the run log).
+  function Sim:hangup(ch, cause, by_app, propagated)
     if not ch.alive or ch.hanging then return end
     ch.hanging = true
     cause = cause or 16
-    if by_app then
+    if propagated then -- luacheck: ignore 542
+    elseif by_app then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", 32, "soft", true, "channel", self:snapshot(ch) })
     elseif ch.app or ch.state == "Up" then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
@@ -175,6 +179,15 @@ return function(Sim, H, M)
     self:stop_channel_media(ch)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch, true) end
     self:stasis_end(ch)
+    local peer = ch.peer
+    if peer and peer.alive and not peer.hanging then
+      self:chan_event(peer, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(peer) })
+    else
+      peer = nil
+    end
+    if propagated then
+      self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
+    end
     ch.alive = false
     self.channels[ch.id] = nil
     for i, id in ipairs(self.channel_order) do
@@ -188,6 +201,7 @@ return function(Sim, H, M)
     self:wake_far(ch, "hangup")
     if ch.on_destroyed then ch.on_destroyed(ch) end
     if self.on_channel_gone then self.on_channel_gone(ch) end
+    if peer then self:hangup(peer, cause, false, true) end
   end
 
   function Sim:answer(ch)
@@ -195,6 +209,23 @@ return function(Sim, H, M)
       self:set_state(ch, "Up")
       ch.answered_ms = self:elapsed()
     end
+    local f = ch.on_local_answer
+    if f then ch.on_local_answer = nil; f() end
+  end
+
+  --- A Local/ endpoint: the ;2 half of the pair for ;1 `ch` (Ring, runs the
+  -- dialplan of exten@context, i.e. the scenario's far end).  `subscribe`:
+  -- the originating app, which Asterisk subscribes to both halves.
+  function Sim:local_peer(ch, other_id, subscribe)
+    local peer = self:new_channel {
+      id = other_id, name = (ch.name:gsub(";1$", ";2")), tech = "Local", state = "Ring",
+      caller = { name = ch.caller.name, number = ch.caller.number },
+      connected = { name = ch.connected.name, number = ch.connected.number },
+      context = ch.dialplan.context, exten = ch.dialplan.exten, call = ch.call, subscribe = subscribe,
+    }
+    peer.far = ch.far
+    ch.peer, peer.peer = peer, ch
+    return peer
   end
 
   -- A wait of a scenario script on its channel (see ari.sim.scenario).
@@ -252,13 +283,38 @@ return function(Sim, H, M)
     ch.far_timers = ch.far_timers or {}
     local ring_ms = b.ring_after or 0
     local timers = ch.far_timers
+    local function answered()
+      if not ch.alive then return end
+      ch.dial_pending = nil
+      if ch.peer then self:answer(ch.peer) end
+      self:answer(ch)
+      dial_ev("ANSWER")
+      if on_answer then on_answer() end
+      self:start_far_script(ch)
+    end
+    local peer = ch.peer
+    if peer and b.stasis then
+      -- the Local channel's dialplan runs Stasis(app): ;2 enters the app
+      -- ringing; ;1 is answered when the app answers ;2
+      peer.on_local_answer = answered
+      self:stasis_start(peer, b.stasis, b.args)
+      if timeout_s and timeout_s > 0 then
+        timers[#timers + 1] = self:after(timeout_s * 1000, function()
+          if ch.alive and ch.state ~= "Up" then fail("NOANSWER", 19) end
+        end)
+      end
+      return
+    end
     timers[#timers + 1] = self:after(ring_ms, function()
       if not ch.alive then return end
       if b.busy then return fail("BUSY", 17) end
       if b.congestion then return fail("CONGESTION", 34) end
       if b.unavailable then return fail("CHANUNAVAIL", 3) end
-      self:set_state(ch, "Ringing")
-      dial_ev("RINGING")
+      -- a Local channel's dialplan that answers at once never rings
+      if not (peer and (b.answer_after or 0) == 0 and not b.ring_after and not b.no_answer) then
+        self:set_state(ch, "Ringing")
+        dial_ev("RINGING")
+      end
       local answer_after = b.answer_after or 0
       if b.no_answer then answer_after = nil end
       if timeout_s and timeout_s > 0 and (answer_after == nil or answer_after >= timeout_s * 1000) then
@@ -266,14 +322,7 @@ return function(Sim, H, M)
         return
       end
       if answer_after == nil then return end
-      timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), function()
-        if not ch.alive then return end
-        ch.dial_pending = nil
-        self:answer(ch)
-        dial_ev("ANSWER")
-        if on_answer then on_answer() end
-        self:start_far_script(ch)
-      end)
+      timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), answered)
     end)
   end
 
@@ -387,6 +436,7 @@ return function(Sim, H, M)
       subscribe = (p.app ~= nil and p.app ~= "") and p.app or nil,
       call = origin and origin.call or (sim.current_call_for_new or nil),
     }
+    if tech == "Local" then sim:local_peer(ch, p.otherChannelId, (p.app ~= nil and p.app ~= "") and p.app or nil) end
     ch.behaviour = sim:far_behaviour(p.endpoint)
     ch.endpoint = p.endpoint
     apply_vars(sim, ch, body_vars(ctx))
@@ -423,6 +473,7 @@ return function(Sim, H, M)
     if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
     local ch = sim:new_channel { id = p.channelId, tech = tech, resource = res, state = "Down",
       context = ctxname, exten = exten, subscribe = p.app }
+    if tech == "Local" then sim:local_peer(ch, p.otherChannelId, nil) end
     ch.behaviour = sim:far_behaviour(p.endpoint)
     ch.endpoint, ch.dialstring = p.endpoint, res
     apply_vars(sim, ch, body_vars(ctx))
