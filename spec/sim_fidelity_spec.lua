@@ -261,3 +261,62 @@ describe("sim fidelity: Local channel pairs", function()
     end)
   end)
 end)
+
+describe("sim fidelity: tone detection and transfers", function()
+  it("a far end's tone raises ChannelToneDetected only while TONE_DETECT is set", function()
+    ari.run(function()
+      local sim, events = new_sim()
+      local scn = require "ari.sim.scenario"
+      local caller = scn.place_call(sim, { from = "1001", script = {
+        { "wait_dtmf", "1" }, { "tone", 1000 }, { "wait_dtmf", "2" }, { "tone", 1000 }, { "wait_hangup" } } }, "test-app")
+      local id = caller.id
+      req(sim, "POST", "/ari/channels/" .. id .. "/answer")
+      assert.equals(204, (req(sim, "POST", "/ari/channels/" .. id .. "/variable", "variable=TONE_DETECT(1000,100,r)&value=")))
+      req(sim, "POST", "/ari/channels/" .. id .. "/dtmf", "dtmf=1")
+      local e = wait_for(events, function(x) return x.type == "ChannelToneDetected" end)
+      assert.equals(id, e.channel.id)
+      assert.equals("test-app", e.application)
+      assert.is_string(e.timestamp)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/" .. id .. "/variable", "variable=TONE_DETECT(0,,x)&value=")))
+      req(sim, "POST", "/ari/channels/" .. id .. "/dtmf", "dtmf=2")
+      ari.sleep(40)
+      local n = 0
+      for _, x in ipairs(events) do if x.type == "ChannelToneDetected" then n = n + 1 end end
+      assert.equals(1, n)
+      sim:close()
+    end)
+  end)
+
+  it("blind_transfer step: ChannelHold, ChannelUnhold, BridgeBlindTransfer, the transferer leaves and hangs up", function()
+    ari.run(function()
+      local sim, events = new_sim()
+      local scn = require "ari.sim.scenario"
+      local a = scn.place_call(sim, { from = "1001", script = { { "wait_hangup", timeout = 5000 } } }, "test-app")
+      local b = scn.place_call(sim, { from = "1002", script = { { "wait_bridge" }, { "sleep", 50 },
+        { "blind_transfer", "400", context = "caller" } } }, "test-app")
+      req(sim, "POST", "/ari/channels/" .. a.id .. "/answer")
+      req(sim, "POST", "/ari/channels/" .. b.id .. "/answer")
+      req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br1")
+      req(sim, "POST", "/ari/bridges/br1/addChannel", "channel=" .. a.id .. "," .. b.id)
+      local e = wait_for(events, function(x) return x.type == "BridgeBlindTransfer" end)
+      assert.equals(b.id, e.channel.id)
+      assert.equals(a.id, e.transferee.id)
+      assert.equals("400", e.exten)
+      assert.equals("caller", e.context)
+      assert.equals("Success", e.result)
+      assert.is_false(e.is_external)
+      assert.equals("br1", e.bridge.id)
+      wait_for(events, function(x) return x.type == "ChannelDestroyed" and x.channel.id == b.id end)
+      local seq = {}
+      for _, x in ipairs(events) do
+        if x.channel and x.channel.id == b.id and (x.type:find("hold") or x.type:find("Hold") or x.type == "ChannelLeftBridge"
+          or x.type == "StasisEnd") then seq[#seq + 1] = x.type end
+        if x.type == "BridgeBlindTransfer" then seq[#seq + 1] = x.type end
+      end
+      assert.same({ "ChannelHold", "ChannelUnhold", "BridgeBlindTransfer", "ChannelLeftBridge", "StasisEnd" }, seq)
+      local _, br = req(sim, "GET", "/ari/bridges/br1")
+      assert.same({ a.id }, br.channels)
+      sim:close()
+    end)
+  end)
+end)

@@ -68,6 +68,34 @@ return function(Sim, H, M)
     if br.video_source_id == ch.id then br.video_source_id = nil end
   end
 
+  --- The far end `ch` (in a bridge) blind-transfers its peer to
+  -- exten@context with the DTMF feature (#1): ChannelHold, ChannelUnhold,
+  -- BridgeBlindTransfer (result Success), then ch leaves the bridge and hangs
+  -- up.  The transferee stays in the (Stasis) bridge for the app to handle.
+  function Sim:far_blind_transfer(ch, exten, context)
+    local br = ch.bridge and self.bridges[ch.bridge]
+    if not br then
+      self:note(ch.call, "scenario: blind_transfer outside a bridge ignored")
+      return
+    end
+    local transferee
+    for _, id in ipairs(br.channels) do
+      if id ~= ch.id and self.channels[id] then transferee = self.channels[id] break end
+    end
+    self:chan_event(ch, "ChannelHold", { "channel", self:snapshot(ch) })
+    self:chan_event(ch, "ChannelUnhold", { "channel", self:snapshot(ch) })
+    local subs = {}
+    for k in pairs(br.subs) do subs[k] = true end
+    for k in pairs(ch.subs) do subs[k] = true end
+    local fields = { "channel", self:snapshot(ch), "exten", exten, "context", context,
+      "result", "Success", "is_external", false }
+    if transferee then fields[#fields + 1] = "transferee"; fields[#fields + 1] = self:snapshot(transferee) end
+    fields[#fields + 1] = "bridge"; fields[#fields + 1] = self:bridge_json(br)
+    self:deliver("BridgeBlindTransfer", fields, self:targets(subs), ch.call)
+    self:bridge_remove(br, ch)
+    self:hangup(ch, 16)
+  end
+
   local function create(sim, p, id)
     local btype = p.type or "mixing"
     for t in btype:gmatch("[^,]+") do

@@ -671,6 +671,12 @@ return function(Sim, H, M)
       ch.funcs = ch.funcs or {}
       ch.funcs[fn .. "(" .. arg .. ")"] = value
       if fn == "TALK_DETECT" then ch.talk_detect = arg ~= "remove" end
+      if fn == "TONE_DETECT" then
+        -- TONE_DETECT(freq[,duration[,options]]): freq 0 or option x stops it
+        local freq, _, opts = arg:match("^([^,]*),?([^,]*),?(.*)$")
+        if tonumber(freq) == 0 or (opts or ""):find("x", 1, true) then ch.tone_detect = nil
+        else ch.tone_detect = tonumber(freq) or true end
+      end
       return nil
     elseif fn then
       ch.funcs = ch.funcs or {}

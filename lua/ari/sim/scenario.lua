@@ -167,6 +167,17 @@ function M.run_steps(sim, ch, steps)
       sim:chan_event(ch, "ChannelHold", { "musicclass", st.musicclass, "channel", sim:snapshot(ch) })
     elseif name == "unhold" then
       sim:chan_event(ch, "ChannelUnhold", { "channel", sim:snapshot(ch) })
+    elseif name == "tone" then
+      -- the far end sends a tone: ChannelToneDetected if TONE_DETECT is set
+      -- for that frequency (or { "tone" } for whatever is detected)
+      local det = ch.tone_detect
+      if det and (st[2] == nil or det == true or tonumber(st[2]) == det) then
+        sim:chan_event(ch, "ChannelToneDetected", { "channel", sim:snapshot(ch) })
+      end
+      sleep(sim, st.ms or 100)
+    elseif name == "blind_transfer" then
+      sim:far_blind_transfer(ch, tostring(st[2] or "s"), st.context or ch.dialplan.context)
+      return
     elseif name == "hangup" then
       sim:hangup(ch, st.cause or 16)
       return
