@@ -167,10 +167,9 @@ return function(Sim, H, M)
     if not ch.alive or ch.hanging then return end
     ch.hanging = true
     cause = cause or 16
-    if propagated then -- luacheck: ignore 542
-    elseif by_app then
+    if by_app then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", 32, "soft", true, "channel", self:snapshot(ch) })
-    elseif ch.app or ch.state == "Up" then
+    elseif not propagated and (ch.app or ch.state == "Up") then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
     end
     -- an originate still dialling ends with Dial NOANSWER (as in the run log)
