@@ -1,6 +1,7 @@
 -- Faults against the simulated Asterisk: malformed and unexpected events,
--- a handler that errors, REST 5xx and a slow answer inside one call, the
--- events socket dropping mid-call and coming back, and the event fuzz
+-- a duplicate StasisStart, a handler that errors, one that never yields
+-- (the watchdog), REST 5xx, a timeout and a slow answer inside one call,
+-- the events socket dropping mid-call and coming back, and the event fuzz
 -- corpus replayed through the routing path.
 package.path = "spec/support/?.lua;" .. package.path
 local ari = require "ari"
@@ -31,8 +32,9 @@ local simmod = require "ari.sim"
 local scen = require "ari.sim.scenario"
 
 -- callsim.run with a REST transport of our own (opts.transport(req) ->
--- { status, body, headers } or nil for the real one); also counts the
--- events socket's connects.
+-- { status, body, headers } or nil for the real one), extra app options
+-- (opts.app), a client with a REST timeout (opts.rest_timeout ms); also
+-- counts the events socket's connects.
 local function run(scn, setup, opts)
   opts = opts or {}
   local r = {}
@@ -45,8 +47,15 @@ local function run(scn, setup, opts)
       started = true
       scen.start(sim, apps[1], function() done = true end)
     end
-    local app = ari.app { app = scn.app or "test", url = sim.url, user = sim.user, password = sim.password,
+    local aopts = { app = scn.app or "test", url = sim.url, user = sim.user, password = sim.password,
       transport = opts.transport and wrapped(opts.transport) }
+    if opts.rest_timeout then
+      -- a client of our own, with a short REST timeout
+      aopts.client = ari.connect { url = sim.url, user = sim.user, password = sim.password, app = aopts.app,
+        timeout = opts.rest_timeout }
+    end
+    for k, v in pairs(opts.app or {}) do aopts[k] = v end
+    local app = ari.app(aopts)
     r.sim, r.app = sim, app
     local deadline = ari.now() + (opts.timeout or 20000)
     if setup then ari.spawn(setup, app, sim) end
@@ -197,6 +206,74 @@ describe("faults inside one call", function()
     -- 1002 finished before the delayed answer to 1001 came back
     assert.is_true(finished["1002"] < finished["1001"])
     assert.is_true(finished["1001"] >= 5000)
+  end)
+end)
+
+describe("a script that never yields", function()
+  local calls3 = { { from = "1001", script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } },
+                   { from = "1002", at = 100, script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } },
+                   { from = "1003", at = 200, script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } } }
+
+  it("is ended by the watchdog (even when it catches the error); the other calls complete", function()
+    local done, caught, ended = {}, {}, {}
+    local r = run({ app = "test", calls = calls3 }, function(app)
+      app.on_end = function(call, outcome, err) ended[call.channel.caller.number] = { outcome, err } end
+      app:on_call(function(call)
+        call:answer()
+        local who = call.channel.caller.number
+        if who == "1001" then
+          while true do end                 -- a plain busy loop
+        elseif who == "1003" then
+          while true do                     -- a busy loop that swallows errors
+            local ok, e = pcall(function() while true do end end)
+            if not ok then caught[#caught + 1] = e end
+          end
+        end
+        call:sleep(50)
+        done[#done + 1] = who
+      end)
+    end, { app = { watchdog_ms = 300 }, timeout = 20000 })
+    assert.is_true(r.done)
+    assert.same({ "1002" }, done)
+    assert.equals(2, r.stats.error)
+    assert.equals(1, r.stats.normal)
+    assert.equals(2, r.stats.watchdog)
+    assert.equals(0, r.stats.active)
+    -- both ended with the watchdog's error; the one that catches errors
+    -- could not even record it (after the first error nothing of the
+    -- script runs)
+    assert.same({}, caught)
+    for _, who in ipairs { "1001", "1003" } do
+      local outcome, err = ended[who][1], ended[who][2]
+      assert.equals("error", outcome)
+      assert.is_true(require("ari.watchdog").is_watchdog(err), who)
+      assert.matches("without yielding", tostring(err))
+      assert.is_true(err.elapsed >= 300)
+    end
+    assert.equals("normal", ended["1002"][1])
+    -- both channels were hung up by the app
+    for _, who in ipairs { "1001", "1003" } do
+      assert.equals(1, callsim.count(callsim.entries(r.sim, who), "^DELETE /ari/channels/"), who)
+    end
+  end)
+
+  it("leaves alone a script that works hard but yields in time", function()
+    local n = 0
+    local r = run({ app = "test", calls = calls3 }, function(app)
+      app:on_call(function(call)
+        call:answer()
+        for _ = 1, 20 do
+          local x = 0
+          for i = 1, 200000 do x = x + i end  -- busy between yields, each stretch well under the limit
+          call:sleep(1)
+        end
+        n = n + 1
+      end)
+    end, { app = { watchdog_ms = 2000 } })
+    assert.is_true(r.done)
+    assert.equals(3, n)
+    assert.equals(3, r.stats.normal)
+    assert.is_nil(r.stats.watchdog)
   end)
 end)
 

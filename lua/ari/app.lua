@@ -39,7 +39,9 @@ end
 --- Create the app.  opts: app (name), url, user, password, auto_hangup
 -- (hang up a channel whose script ended while it is still in the app;
 -- default true), max_call_duration (ms: a call still running after it is
--- hung up), client (an existing ari.client), subscribe_all, transport,
+-- hung up), watchdog_ms (ms a call script may run without yielding before
+-- an error is raised in it, see ari.watchdog; default off), client (an
+-- existing ari.client), subscribe_all, transport,
 -- websocket, insecure, cainfo (passed to ari.connect).
 function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
@@ -59,6 +61,7 @@ function M.app(opts)
     accepting = true,
     auto_hangup = opts.auto_hangup ~= false,
     max_call_duration = opts.max_call_duration, -- ms; a call running longer is hung up
+    watchdog_ms = opts.watchdog_ms, -- [watchdog] ms a script may run without yielding (default off)
     counters = { started = 0, ended = 0, normal = 0, hangup = 0, error = 0, originated = 0, failed = 0, refused = 0 },
   }, App)
   -- [modes] listen = "host:port" (or --listen): Asterisk connects to us (ari.outbound)
@@ -207,10 +210,18 @@ function App:_start_call(ev)
   sched.spawn(function()
     call.co = coroutine.running()
     local tb
-    local ok, err = xpcall(handler, function(e)
+    local function msgh(e)
       if not callmod.is_hangup(e) then tb = debug.traceback(tostring(e), 2) end
       return e
-    end, call, ev.args or {})
+    end
+    local ok, err
+    -- [watchdog] opt-in: a script running watchdog_ms without yielding gets an error (ari.watchdog)
+    if self.watchdog_ms then
+      ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, ev.args or {})
+    else
+    -- [/watchdog]
+      ok, err = xpcall(handler, msgh, call, ev.args or {})
+    end -- [watchdog]
     self:_finish(call, ok, err, tb)
   end)
 end
