@@ -187,6 +187,35 @@ describe("faults inside one call", function()
     assert.equals("ok", seen["1002"])
   end)
 
+  it("a REST timeout surfaces in that call only", function()
+    local seen, order = {}, {}
+    local r = run({ app = "test", calls = calls2 }, function(app, sim)
+      -- the simulated Asterisk never answers 1001's set_var
+      local request = sim.request
+      sim.request = function(self, method, path, query, ...)
+        if path:find("/variable$") and type(query) == "string" and query:find("1001", 1, true) then
+          require("ari.sched").suspend(function() end)
+        end
+        return request(self, method, path, query, ...)
+      end
+      app:on_call(function(call)
+        call:answer()
+        local who = call.channel.caller.number
+        local ok, err = pcall(call.set_var, call, "WHO", who)
+        seen[who] = ok and "ok" or err
+        order[#order + 1] = who
+      end)
+    end, { rest_timeout = 1000, timeout = 20000 })
+    assert.is_true(r.done)
+    assert.equals("ok", seen["1002"])
+    local err = seen["1001"]
+    assert.is_table(err)
+    assert.equals("transport", err.kind)
+    assert.equals("timeout", err.transport)
+    assert.same({ "1002", "1001" }, order) -- 1002 did not wait for 1001's request
+    assert.equals(2, r.stats.normal)
+  end)
+
   it("a server that answers after 5 s blocks no other call", function()
     local finished = {}
     local t_start
@@ -206,6 +235,32 @@ describe("faults inside one call", function()
     -- 1002 finished before the delayed answer to 1001 came back
     assert.is_true(finished["1002"] < finished["1001"])
     assert.is_true(finished["1001"] >= 5000)
+  end)
+end)
+
+describe("a duplicate StasisStart over the events socket", function()
+  it("reaches the running call; no second coroutine starts", function()
+    local runs, got = 0, nil
+    local r = run({ calls = { { from = "1001", script = {
+      { "wait_answer" },
+      { "call", function(sim, ch)
+        sim:deliver("StasisStart", { "args", simmod.split_args("dup"), "channel", sim:snapshot(ch) }, { ch.app }, ch.call)
+      end },
+      { "sleep", 2000 },
+      { "dtmf", "7" },
+      { "wait_hangup", timeout = 200000 } } } } }, function(app)
+      app:on_call(function(call)
+        runs = runs + 1
+        call:answer()
+        got = call:get_digits { max = 1, timeout = 6000 }
+      end)
+    end)
+    assert.is_true(r.done)
+    assert.equals(1, runs)
+    assert.equals("7", got)
+    assert.equals(1, r.stats.started)
+    assert.equals(1, r.stats.normal)
+    assert.equals(2, callsim.count(callsim.entries(r.sim, "1001"), "^StasisStart "))
   end)
 end)
 
