@@ -1,6 +1,6 @@
 -- tools/soak_client.lua: the client side of the sequential soak run
 -- (tools/soak.sh).
---   ari-lua --url URL --user U --password P --app soak tools/soak_client.lua CALLS SECONDS SAMPLE_S
+--   ari-lua --url URL --user U --password P --app soak tools/soak_client.lua CALLS SECONDS SAMPLE_S [WATCHDOG_MS]
 -- Every call: answer, read one digit (must be "1"), hang up.  Checked per
 -- call: the digit, the outcome, and the channel's events StasisStart,
 -- StasisEnd, ChannelDestroyed in that order.  RSS is printed every
@@ -13,6 +13,7 @@ local core = ari.core
 local total = tonumber(arg[1]) or 1000
 local seconds = tonumber(arg[2]) or 60
 local sample_s = tonumber(arg[3]) or 60
+local watchdog_ms = tonumber(arg[4]) -- app option watchdog_ms (for its overhead figure)
 
 local function rss_kb()
   local f = io.open("/proc/self/status")
@@ -21,7 +22,7 @@ local function rss_kb()
   return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
 end
 
-local app = ari.app "soak"
+local app = ari.app { app = "soak", watchdog_ms = watchdog_ms }
 local events, digits, complete, bad = 0, 0, 0, 0
 local last_event = core.now()
 local seq = {} -- channel id -> number of its lifecycle events seen so far
