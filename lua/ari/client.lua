@@ -302,6 +302,8 @@ local EARLY_KINDS = { Playback = true, LiveRecording = true }
 local EARLY_MAX = 64
 
 local function traceback_handler(e) return sched.traceback_handler(e) end
+local spawn_handler = sched.spawn_handler
+local route_key = models.route_key
 
 local function run_queue(entry)
   local q = entry.q
@@ -326,10 +328,19 @@ local function collect(list, out, etype_matches)
     if not h.dead then
       out = out or {}
       out[#out + 1] = h.fn
-      if h.once then h.dead = true end
+      if h.once then h.dead = true; list.dirty = true end
     end
   end
   return out
+end
+
+-- after collect: drop the once handlers it used up (nothing to do, and no
+-- walk, in the usual case of plain handlers)
+local function prune_used(list)
+  if list ~= nil and list.dirty then
+    list.dirty = nil
+    for i = #list, 1, -1 do if list[i].dead then table.remove(list, i) end end
+  end
 end
 
 local function prune(list)
@@ -407,12 +418,14 @@ function Client:dispatch(ev)
   end
   local attached = false
   -- client-wide handlers and waiters
-  local fns = collect(self._on[t], nil)
-  fns = collect(self._on["*"], fns)
+  local on = self._on
+  local l1, l2 = on[t], on["*"]
+  local fns = l1 and collect(l1, nil)
+  if l2 then fns = collect(l2, fns) end
   if fns then
     models.attach(ev, self); attached = true
-    for i = 1, #fns do sched.spawn(fns[i], nil, ev) end
-    prune(self._on[t]); prune(self._on["*"])
+    for i = 1, #fns do spawn_handler(fns[i], ev) end
+    prune_used(l1); prune_used(l2)
   end
   local w = self._waits[t]
   if w then
@@ -426,9 +439,11 @@ function Client:dispatch(ev)
     for i = 1, #r do
       local field, kind = r[i][1], r[i][2]
       local o = rawget(ev, field)
-      if type(o) == "table" then
-        local reg = objs[kind]
-        local key = models.route_key[kind](o)
+      local reg = objs[kind]
+      -- no per-object work for kinds nobody subscribed to (except the
+      -- early-event ring of Playback/LiveRecording)
+      if type(o) == "table" and (EARLY_KINDS[kind] or next(reg) ~= nil) then
+        local key = route_key[kind](o)
         if key ~= nil then
           local entry = reg[key]
           if entry and (i == 1 or not delivered_to(r, i, ev, kind, key)) then
@@ -436,12 +451,12 @@ function Client:dispatch(ev)
             efns = collect(entry.on["*"], efns)
             if efns then
               if not attached then models.attach(ev, self); attached = true end
-              prune(entry.on[t]); prune(entry.on["*"])
+              prune_used(entry.on[t]); prune_used(entry.on["*"])
               entry.tail = entry.tail + 1
               entry.q[entry.tail] = { efns, ev }
               if not entry.running then
                 entry.running = true
-                sched.spawn(run_queue, nil, entry)
+                spawn_handler(run_queue, entry)
               end
             end
             local ew = entry.waits[t]
@@ -511,7 +526,7 @@ function Client:_obj_on(kind, key, etype, fn, once)
       prune(lst)
       if not e.running and e.head <= e.tail then
         e.running = true
-        sched.spawn(run_queue, nil, e)
+        sched.spawn_handler(run_queue, e)
       end
     end
   end

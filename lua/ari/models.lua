@@ -186,26 +186,46 @@ end
 M.cast = cast
 
 -- [bench] Only objects that have methods need an owner (client_of is only
--- used by methods), and only fields that can hold model objects need a
--- visit: a weak-table insertion per nested CallerID/DialplanCEP/event was
--- 3 us of the 7.9 us an event cost on its way to a client:on handler.
-local owned, model_fields = {}, {} -- owned is filled on first use (methods are added below)
-for name in pairs(models) do
-  local mf = {}
-  for f, t in pairs(typed[name]) do
-    if t ~= "int" and t ~= "long" and t ~= "double" then mf[#mf + 1] = f end
+-- used by methods), and only fields that can hold such objects (directly,
+-- in a list, or further down) need a visit: a Channel's CallerID and
+-- DialplanCEP are never walked.  Built on first use (methods are added
+-- below).
+local owned, model_fields -- name -> has methods; name -> { field, ... }
+local function build_fields()
+  owned = {}
+  local holds = {}
+  for name in pairs(models) do
+    owned[name] = next(methods[name]) ~= nil
+    holds[name] = owned[name]
   end
-  model_fields[name] = mf
+  local changed = true
+  while changed do
+    changed = false
+    for name, def in pairs(models) do
+      if not holds[name] then
+        for _, t in pairs(typed[name]) do
+          if holds[list_of(t) or t] then holds[name] = true; changed = true; break end
+        end
+      end
+      -- a field of a base type may hold a subtype
+      if holds[name] and def.extends and not holds[def.extends] then holds[def.extends] = true; changed = true end
+    end
+  end
+  model_fields = {}
+  for name in pairs(models) do
+    local mf = {}
+    for f, t in pairs(typed[name]) do
+      if holds[list_of(t) or t] then mf[#mf + 1] = f end
+    end
+    model_fields[name] = mf
+  end
 end
--- [/bench]
 
 local function attach(v, c, depth)
   if type(v) ~= "table" or depth > 8 then return end
   local name = by_mt[getmetatable(v)]
   if name then
-    local o = owned[name]
-    if o == nil then o = next(methods[name]) ~= nil; owned[name] = o end
-    if o then owner[v] = c end
+    if owned[name] then owner[v] = c end
     local mf = model_fields[name]
     for i = 1, #mf do
       local x = rawget(v, mf[i])
@@ -215,10 +235,14 @@ local function attach(v, c, depth)
     for i = 1, #v do attach(v[i], c, depth + 1) end
   end
 end
+-- [/bench]
 
 --- Record that the model objects in v (walked along typed fields and
 -- lists) belong to client c.
-function M.attach(v, c) attach(v, c, 0) end
+function M.attach(v, c)
+  if model_fields == nil then build_fields() end
+  attach(v, c, 0)
+end
 
 -- Methods from operations: every operation under a model's id path.
 local function make_method(resource, nickname, fill)

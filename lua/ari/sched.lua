@@ -53,21 +53,63 @@ local function handler(e)
 end
 M.traceback_handler = handler
 
+local function body(fn, on_done, ...)
+  live = live + 1
+  if on_done then
+    on_done(finish(xpcall(fn, handler, ...)))
+  else
+    local ok, err = finish(xpcall(fn, handler, ...))
+    if not ok then M.on_error(err) end
+  end
+end
+
 --- Start fn(...) as a new coroutine now.  Returns the coroutine.
 -- on_done(ok, err_or_first_result, ...) is called when it ends, whether by
 -- return or by error; without on_done an error is reported via on_error.
 function M.spawn(fn, on_done, ...)
-  local co = co_create(function(...)
-    live = live + 1
-    if on_done then
-      on_done(finish(xpcall(fn, handler, ...)))
-    else
-      local ok, err = finish(xpcall(fn, handler, ...))
-      if not ok then M.on_error(err) end
-    end
-  end)
-  resume(co, ...)
+  local co = co_create(body)
+  resume(co, fn, on_done, ...)
   return co
+end
+
+-- Pooled coroutines for event handlers (client:on handlers, per-object
+-- handler queues): creating a coroutine per event was the largest single
+-- cost of dispatch.  A pooled coroutine runs one handler, then parks itself
+-- in the pool (yielding POOLED) until the next handler.  The coroutine is
+-- never handed out (spawn_handler returns nothing), so nobody outside
+-- holds it; a handler that keeps coroutine.running() and cancels it after
+-- it returned would reach the next handler, which is why only handlers use
+-- the pool.
+local POOLED = {}
+local pool, pool_n = {}, 0
+local POOL_MAX = 32
+
+local function pooled_body(fn, a, b)
+  local co = co_running()
+  while true do
+    live = live + 1
+    local ok, err = xpcall(fn, handler, a, b)
+    live = live - 1
+    if not ok then M.on_error(err) end
+    fn, a, b = nil, nil, nil
+    if pool_n >= POOL_MAX then return end
+    pool_n = pool_n + 1
+    pool[pool_n] = co
+    fn, a, b = co_yield(POOLED)
+  end
+end
+
+--- Run fn(a, b) in a (pooled) coroutine now; errors go to on_error.
+function M.spawn_handler(fn, a, b)
+  local co
+  if pool_n > 0 then
+    co = pool[pool_n]
+    pool[pool_n] = nil
+    pool_n = pool_n - 1
+  else
+    co = co_create(pooled_body)
+  end
+  resume(co, fn, a, b)
 end
 
 function M.live() return live end
