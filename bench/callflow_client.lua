@@ -6,6 +6,8 @@
 -- the RSS is sampled, then the calls complete as in "flow".
 -- sample_every: RSS sampled every that many calls; deadline: seconds after
 -- the first call when the run ends with the calls done so far.
+-- transport: "http" (default: REST through libcurl) or "websocket" (REST
+-- over the events socket as RESTRequest messages, ari.wstransport).
 -- Figures come from the process itself: os.clock() (CPU time of the
 -- process, user + system, as getrusage) and VmRSS from /proc/self/status.
 local ari = require "ari"
@@ -15,6 +17,8 @@ local total = tonumber(arg[1]) or 100
 local mode = arg[2] or "flow"
 local sample_every = tonumber(arg[3]) or 0
 local deadline_s = tonumber(arg[4])   -- stop counting after this many seconds
+local transport = arg[5] or "http"
+if transport ~= "http" and transport ~= "websocket" then error("transport: http or websocket") end
 
 local function rss_kb()
   local f = io.open("/proc/self/status")
@@ -26,9 +30,9 @@ end
 local lat = {}
 local done, failed, parked = 0, 0, 0
 local cpu0, t0, rss0
-local rss_parked, cpu_park
+local rss_parked, cpu_park, lua_parked, lua0
 local rss_samples = {}
-local app = ari.app "bench"
+local app = ari.app { app = "bench", transport = transport == "websocket" and "websocket" or nil }
 
 local function finish()
   local cpu = os.clock() - cpu0
@@ -40,7 +44,9 @@ local function finish()
     string.format("calls=%d failed=%d wall=%.3f cpu=%.3f cpu_per_call_us=%.1f calls_per_s=%.0f p50_ms=%.2f p99_ms=%.2f rss0_kb=%d rss_end_kb=%d",
       done, failed, wall, cpu, cpu / math.max(done, 1) * 1e6, done / wall, pct(0.5) / 1e6, pct(0.99) / 1e6, rss0, rss_kb()),
   }
-  if rss_parked then out[#out + 1] = string.format("parked=%d rss_parked_kb=%d", parked, rss_parked) end
+  if rss_parked then
+    out[#out + 1] = string.format("parked=%d rss_parked_kb=%d lua0_kb=%.0f lua_parked_kb=%.0f", parked, rss_parked, lua0, lua_parked)
+  end
   if #rss_samples > 0 then out[#out + 1] = "rss_samples=" .. table.concat(rss_samples, ",") end
   io.stdout:write(table.concat(out, " "), "\n")
   io.stdout:flush()
@@ -57,6 +63,7 @@ app:on_call(function(call)
       if parked == total then
         collectgarbage("collect")
         rss_parked = rss_kb()
+        lua_parked = collectgarbage("count")
         cpu_park = os.clock() - cpu0
       end
       local d = call:get_digits { max = 1, timeout = 600000 }
@@ -84,3 +91,5 @@ app:on_call(function(call)
   end
 end)
 rss0 = rss_kb()
+collectgarbage("collect")
+lua0 = collectgarbage("count")

@@ -192,6 +192,7 @@ function App:_start_call(ev)
   self.counters.started = self.counters.started + 1
   self:_add(call)
   local handler = self.handler
+  local args = ev.args or {} -- [perf] the closure below keeps args, not the whole StasisStart
   local limit = self.max_call_duration
   if limit then
     -- a script stuck in a wait (or looping through waits) cannot hold the
@@ -217,10 +218,10 @@ function App:_start_call(ev)
     local ok, err
     -- [watchdog] opt-in: a script running watchdog_ms without yielding gets an error (ari.watchdog)
     if self.watchdog_ms then
-      ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, ev.args or {})
+      ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, args)
     else
     -- [/watchdog]
-      ok, err = xpcall(handler, msgh, call, ev.args or {})
+      ok, err = xpcall(handler, msgh, call, args)
     end -- [watchdog]
     self:_finish(call, ok, err, tb)
   end)

@@ -176,22 +176,26 @@ end
 
 --- Wait for an event of this call for which match(ev) is true: the oldest
 -- one in the mailbox, else the next to arrive.  nil on timeout (ms).
+local function wait_start(wake, self, waiter)
+  waiter.wake = wake
+  local ws = self.waiters
+  ws[#ws + 1] = waiter
+  local timeout = waiter.timeout
+  if timeout and timeout >= 0 then
+    waiter.timer = core.timer(timeout, wake) -- called without arguments: ev = nil
+  end
+end
+
 function Call:_wait(match, timeout)
   check_up(self)
   local q = self.queue
   for i = 1, #q do
     if match(q[i]) then return table.remove(q, i) end
   end
-  local timer
-  local waiter = { match = match, co = coroutine.running() }
-  local ok, ev, err = pcall(sched.suspend, function(wake)
-    waiter.wake = wake
-    local ws = self.waiters
-    ws[#ws + 1] = waiter
-    if timeout and timeout >= 0 then
-      timer = core.timer(timeout, function() wake(nil) end)
-    end
-  end)
+  -- [perf] one table per wait (no closures): start function is static
+  local waiter = { match = match, co = coroutine.running(), timeout = timeout }
+  local ok, ev, err = pcall(sched.suspend, wait_start, self, waiter)
+  local timer = waiter.timer
   if timer then timer:stop() end
   local ws = self.waiters
   for i = 1, #ws do

@@ -124,8 +124,9 @@ end
 --- Suspend the running coroutine until the function passed to `start`
 -- is called; return what it was called with.  `start(wake)` begins the
 -- operation; wake may be called at once, later, or never (then only a
--- cancel ends the wait).
-function M.suspend(start)
+-- cancel ends the wait).  Extra arguments are passed on: start(wake, a, b)
+-- (lets callers use one static start function instead of a closure).
+function M.suspend(start, a, b)
   local co, main = co_running()
   if main then error("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2) end
   next_token = next_token + 1
@@ -141,7 +142,7 @@ function M.suspend(start)
     end
     return true
   end
-  local ok, err = pcall(start, wake)
+  local ok, err = pcall(start, wake, a, b)
   if not ok then
     waits[co], early[co] = nil, nil
     error(err, 0)
