@@ -154,12 +154,17 @@ end
 results.flow = {}
 local LEVELS = QUICK and { { 1, 50 }, { 100, 500 }, { 1000, 2000 }, { 10000, 10000 } }
   or { { 1, 3000 }, { 100, 10000 }, { 1000, 20000 }, { 10000, 30000 } }
-for _, lv in ipairs(LEVELS) do
-  local conc, calls = lv[1], lv[2]
-  local t = callflow(calls, conc)
-  results.flow[#results.flow + 1] = t
-  say("flow concurrency=%d calls=%s failed=%s calls_per_s=%s p50_ms=%s p99_ms=%s client_cpu_per_call_us=%s sim_cpu_s=%s",
-    conc, t.calls, t.failed, t.calls_per_s, t.p50_ms, t.p99_ms, t.cpu_per_call_us, t.sim_cpu)
+-- REST through libcurl (http), then REST over the events WebSocket
+-- (RESTRequest messages, ari.wstransport)
+for _, tr in ipairs { "http", "websocket" } do
+  for _, lv in ipairs(LEVELS) do
+    local conc, calls = lv[1], lv[2]
+    local t = callflow(calls, conc, "flow", nil, nil, tr == "http" and "" or "0 999999 websocket")
+    t.transport = tr
+    results.flow[#results.flow + 1] = t
+    say("flow transport=%s concurrency=%d calls=%s failed=%s calls_per_s=%s p50_ms=%s p99_ms=%s client_cpu_per_call_us=%s sim_cpu_s=%s",
+      tr, conc, t.calls, t.failed, t.calls_per_s, t.p50_ms, t.p99_ms, t.cpu_per_call_us, t.sim_cpu)
+  end
 end
 
 -- 10,000 calls parked in get_digits: the far ends answer, then wait at a
@@ -180,6 +185,9 @@ end]], n)
     { "wait_hangup", timeout = 600000 } }]]
   local t = callflow(n, n, "park", script, prelude)
   results.park = t
+  local tw = callflow(n, n, "park", script, prelude, "0 999999 websocket")
+  results.park_ws = tw
+  say("park transport=websocket calls=%s parked=%s rss0_kb=%s rss_parked_kb=%s", tw.calls, tw.parked, tw.rss0_kb, tw.rss_parked_kb)
   say("park calls=%s parked=%s rss0_kb=%s rss_parked_kb=%s per_call_kb=%.2f", t.calls, t.parked, t.rss0_kb,
     t.rss_parked_kb, ((t.rss_parked_kb or 0) - (t.rss0_kb or 0)) / n)
 end
@@ -274,15 +282,18 @@ w("(the 250 ms beep lasts 0.25 ms), its load generator keeping N calls in flight
 w("StasisStart reaching the app's call coroutine to the hang-up reply. Client CPU: the client's own")
 w("user+system CPU time (os.clock, i.e. its rusage) from the first call to the last, divided by the calls.")
 w("")
-w("| concurrency | calls | failed | calls/s | p50 ms | p99 ms | client CPU us/call | sim CPU us/call | load |")
-w("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+w("REST transport: `http` is libcurl (the default), `websocket` sends REST as RESTRequest messages over")
+w("the events socket (`ari.app{ transport = \"websocket\" }`, Asterisk 22's feature; the simulator answers them).")
+w("")
+w("| REST | concurrency | calls | failed | calls/s | p50 ms | p99 ms | client CPU us/call | sim CPU us/call | load |")
+w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for _, t in ipairs(results.flow) do
-  w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", num(t.concurrency), num(t.calls), num(t.failed), num(t.calls_per_s),
+  w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", t.transport or "http", num(t.concurrency), num(t.calls), num(t.failed), num(t.calls_per_s),
     num(t.p50_ms, "%.2f"), num(t.p99_ms, "%.2f"), num(t.cpu_per_call_us, "%.1f"),
     t.sim_cpu and t.calls and num(t.sim_cpu / t.calls * 1e6, "%.1f") or "-", t.load)
 end
 for _, t in ipairs(results.flow) do
-  if t.first_error then w("First failure at concurrency %s: `%s`", num(t.concurrency), t.first_error) end
+  if t.first_error then w("First failure (%s) at concurrency %s: `%s`", t.transport or "http", num(t.concurrency), t.first_error) end
 end
 w("")
 
@@ -293,6 +304,17 @@ local per = p.rss_parked_kb and p.rss0_kb and (p.rss_parked_kb - p.rss0_kb) / (p
 w("**Parked calls.** %s calls answered and parked in `get_digits` at once (the simulator holds every", num(p.parked))
 w("digit until all have answered). Client RSS before the first call: %s KB; with all parked (after a full GC): %s KB;", num(p.rss0_kb), num(p.rss_parked_kb))
 w("**%s KB per parked call**. Load: %s.", num(per, "%.2f"), p.load)
+if p.lua_parked_kb and p.lua0_kb then
+  w("Of which the Lua heap (collectgarbage(\"count\")): %s KB per call; the rest is C memory (libcurl handles and",
+    num((p.lua_parked_kb - p.lua0_kb) / (p.parked or 1), "%.2f"))
+  w("buffers of the %s concurrent answer requests, kept by malloc after they are freed) and allocator slack.", num(p.parked))
+end
+local pw = results.park_ws or {}
+if pw.rss_parked_kb and pw.rss0_kb then
+  w("With REST over the WebSocket (no libcurl): RSS %s KB -> %s KB, **%s KB per parked call** (Lua heap %s KB per call).",
+    num(pw.rss0_kb), num(pw.rss_parked_kb), num((pw.rss_parked_kb - pw.rss0_kb) / (pw.parked or 1), "%.2f"),
+    pw.lua_parked_kb and num((pw.lua_parked_kb - pw.lua0_kb) / (pw.parked or 1), "%.2f") or "-")
+end
 w("")
 local q = results.seq or {}
 w("**Sequential calls.** Call flow at concurrency 100, RSS sampled every few thousand calls, run bounded to %d s:", SEQ_SECONDS)
