@@ -118,8 +118,7 @@ end)
 
 describe("snoop", function()
   it("a snoop channel does not start on_call and is hung up with its call", function()
-    package.path = "spec/support/?.lua;" .. package.path
-    local callsim = require "callsim"
+    local callsim = require "spec.support.callsim"
     local got = { n = 0 }
     local r = callsim.run({ calls = { { from = "8001", script = { { "wait_answer" }, { "sleep", 4000 }, { "hangup" } } } } },
       function(app)

@@ -1,7 +1,6 @@
 -- Call layer: dial (answer, busy, no answer, congestion), an originate-based
 -- dialer, a two-party bridge and a three-party conference.
-package.path = "spec/support/?.lua;" .. package.path
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
 local ari = require "ari"
 
 local ENDPOINTS = {

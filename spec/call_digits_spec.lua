@@ -1,8 +1,7 @@
 -- Call layer: DTMF type-ahead, get_digits and play_and_get_digits against
 -- the simulated Asterisk.  App timeouts are real ms; sim durations are
 -- divided by the speed (20: a 1 s prompt lasts 50 ms).
-package.path = "spec/support/?.lua;" .. package.path
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
 
 local function one_call(script, fn, opts)
   local got = {}

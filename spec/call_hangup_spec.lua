@@ -1,7 +1,6 @@
 -- Call layer: hang-up in the middle of every waiting helper (the wait
 -- raises, hooks run once, nothing stays routed), script errors, auto hang-up.
-package.path = "spec/support/?.lua;" .. package.path
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
 local callmod = require "ari.call"
 
 -- The caller hangs up `after` sim ms after the app answered, while the

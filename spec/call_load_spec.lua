@@ -1,8 +1,7 @@
 -- 1,000 concurrent calls through a menu against the simulated Asterisk;
 -- every call's transcript must be right.  Prints the figures (no timing
 -- assertions).
-package.path = "spec/support/?.lua;" .. package.path
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
 local ari = require "ari"
 
 describe("load", function()

@@ -1,26 +1,11 @@
 -- Call claiming: CallBroadcast -> events.claim -> StasisStart, with several
 -- workers (ari.app + app:on_broadcast) racing for the same calls.
 local ari = require "ari"
-local simmod = require "ari.sim"
 local broadcast = require "ari.sim.broadcast"
+local util = require "spec.support.util"
 
-local function wait_until(cond, ms, what)
-  local deadline = ari.now() + (ms or 5000)
-  while not cond() do
-    assert(ari.now() < deadline, "timed out waiting for " .. (what or "condition"))
-    ari.sleep(5)
-  end
-end
-
-local function with_sim(fn)
-  ari.run(function()
-    local sim = simmod.new { speed = 20 }
-    sim:listen { host = "127.0.0.1", port = 0 }
-    local ok, err = pcall(fn, sim)
-    sim:close()
-    if not ok then error(err, 0) end
-  end)
-end
+local wait_until = util.waiter(5000)
+local with_sim = util.with_sim
 
 local function worker(sim, name, runs, opts)
   local app = ari.app { app = name, url = sim.url, user = "asterisk", password = "asterisk",

@@ -1,12 +1,8 @@
 -- The generated docs and editor types match the schema they come from.
 local schema = require "ari.schema"
+local util = require "spec.support.util"
 
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read_all
 
 local function regenerate(tool)
   local tmp = os.tmpname()

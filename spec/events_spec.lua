@@ -5,16 +5,11 @@ local core = require "ari.core"
 local models = require "ari.models"
 local schema = require "ari.schema"
 local client_mod = require "ari.client"
+local util = require "spec.support.util"
 
 local FIX = "spec/fixtures/ari/"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read
 
 local function list_of(t) return t:match("^List%[(.+)%]$") end
 

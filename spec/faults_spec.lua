@@ -3,20 +3,14 @@
 -- (the watchdog), REST 5xx, a timeout and a slow answer inside one call,
 -- the events socket dropping mid-call and coming back, and the event fuzz
 -- corpus replayed through the routing path.
-package.path = "spec/support/?.lua;" .. package.path
 local ari = require "ari"
 local core = require "ari.core"
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
+local util = require "spec.support.util"
 local client_mod = require "ari.client"
 local app_mod = require "ari.app"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read
 
 -- the REST transport of ari.client, wrapped
 local function wrapped(fn)

@@ -1,15 +1,11 @@
 -- JSON <-> Lua in C (core.json_decode / json_encode / json_schema) and ari.json.
 local core = require "ari.core"
 local json = require "ari.json"
+local util = require "spec.support.util"
 
 local FIX = "spec/fixtures/json/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read_all
 
 local function lines_of(path)
   local t = {}

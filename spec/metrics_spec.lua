@@ -7,14 +7,9 @@ local metrics = require "ari.metrics"
 local appmod = require "ari.app"
 local simmod = require "ari.sim"
 local scen = require "ari.sim.scenario"
+local util = require "spec.support.util"
 
-local function wait_until(cond, what, limit_ms)
-  local deadline = ari.now() + (limit_ms or 30000)
-  while not cond() do
-    if ari.now() > deadline then error("timed out waiting for " .. what, 2) end
-    ari.sleep(5)
-  end
-end
+local wait_until = util.poll
 
 local function start_sim(speed)
   local sim = simmod.new { speed = speed, scenario = { sounds = { ["short"] = 300, ["long"] = 60000 } } }

@@ -5,15 +5,11 @@ local ari = require "ari"
 local models = require "ari.models"
 local schema = require "ari.schema"
 local client_mod = require "ari.client"
+local util = require "spec.support.util"
 
 local FIX = "spec/fixtures/ari/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read_all
 
 local function ls(dir)
   local out = {}

@@ -7,14 +7,9 @@ local simmod = require "ari.sim"
 local scenario = require "ari.sim.scenario"
 local simout = require "ari.sim.outbound"
 local outbound = require "ari.outbound"
+local util = require "spec.support.util"
 
-local function wait_until(cond, ms, what)
-  local deadline = ari.now() + (ms or 5000)
-  while not cond() do
-    assert(ari.now() < deadline, "timed out waiting for " .. (what or "condition"))
-    ari.sleep(5)
-  end
-end
+local wait_until = util.waiter(5000)
 
 -- A simulator (not listening: the only way in is the outbound socket) and
 -- an app listening on an ephemeral port.

@@ -9,6 +9,7 @@ local reload = require "ari.reload"
 local appmod = require "ari.app"
 local simmod = require "ari.sim"
 local scen = require "ari.sim.scenario"
+local util = require "spec.support.util"
 
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
@@ -24,13 +25,7 @@ local function write(name, text)
 end
 
 -- Poll until cond() holds; a failure guard, not a timing assertion.
-local function wait_until(cond, what, limit_ms)
-  local deadline = ari.now() + (limit_ms or 30000)
-  while not cond() do
-    if ari.now() > deadline then error("timed out waiting for " .. what, 2) end
-    ari.sleep(5)
-  end
-end
+local wait_until = util.poll
 
 -- A simulator with our sounds, served on loopback; config points at it.
 -- Returns sim and media[channel id] = { media uris played, in order }.

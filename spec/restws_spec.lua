@@ -2,26 +2,11 @@
 -- RESTResponse back, against the simulated Asterisk and a fake socket.
 local ari = require "ari"
 local core = require "ari.core"
-local simmod = require "ari.sim"
 local wst = require "ari.wstransport"
+local util = require "spec.support.util"
 
-local function with_sim(fn)
-  ari.run(function()
-    local sim = simmod.new { speed = 20 }
-    sim:listen { host = "127.0.0.1", port = 0 }
-    local ok, err = pcall(fn, sim)
-    sim:close()
-    if not ok then error(err, 0) end
-  end)
-end
-
-local function wait_until(cond, ms, what)
-  local deadline = ari.now() + (ms or 3000)
-  while not cond() do
-    assert(ari.now() < deadline, "timed out waiting for " .. (what or "condition"))
-    ari.sleep(5)
-  end
-end
+local with_sim = util.with_sim
+local wait_until = util.waiter(3000)
 
 local function connect(sim, app)
   return ari.connect { url = sim.url, user = "asterisk", password = "asterisk", app = app, transport = "websocket" }

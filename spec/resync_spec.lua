@@ -1,8 +1,7 @@
 -- After the events socket comes back, the app reconciles its calls with
 -- Asterisk (ari.resync): calls whose channels vanished meanwhile end as
 -- hang-ups, the others go on.  Also the per-call time limit.
-package.path = "spec/support/?.lua;" .. package.path
-local callsim = require "callsim"
+local callsim = require "spec.support.callsim"
 
 -- close every events socket of the sim from the server side, silently
 local function drop_sockets(sim)

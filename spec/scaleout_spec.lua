@@ -12,6 +12,7 @@ local simmod = require "ari.sim"
 local simout = require "ari.sim.outbound"
 local broadcast = require "ari.sim.broadcast"
 local scenario = require "ari.sim.scenario"
+local util = require "spec.support.util"
 
 local ROOT
 do
@@ -22,13 +23,7 @@ end
 -- the host under test (make check: the sanitized one), relative to ROOT
 local BIN = os.getenv("ARI_LUA_BIN") or "./ari-lua"
 
-local function wait_until(cond, ms, what)
-  local deadline = ari.now() + (ms or 5000)
-  while not cond() do
-    assert(ari.now() < deadline, "timed out waiting for " .. (what or "condition"))
-    ari.sleep(10)
-  end
-end
+local wait_until = util.waiter(5000, 10)
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

@@ -2,18 +2,14 @@
 local schema = require "ari.schema"
 
 local API = require("spec.support.shared").dir .. "/ari-api"
+local util = require "spec.support.util"
 local function have_api()
   local f = io.open(API .. "/channels.json")
   if f then f:close() return true end
   return false
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read_all
 
 describe("generated schema", function()
   it("is up to date with the ARI spec (regenerated and compared)", function()

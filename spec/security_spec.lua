@@ -8,15 +8,10 @@ local core = require "ari.core"
 local log = require "ari.log"
 local client_mod = require "ari.client"
 local simmod = require "ari.sim"
+local util = require "spec.support.util"
 
 local function sh_ok(cmd) return os.execute(cmd .. " >/dev/null 2>&1") == true end
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read
 
 local function ls(dir)
   local out = {}

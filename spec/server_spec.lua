@@ -5,19 +5,14 @@
 local ari = require "ari"
 local core = require "ari.core"
 local server = require "ari.server"
+local util = require "spec.support.util"
 
 local tmpdir = os.tmpname()
 os.remove(tmpdir)
 os.execute("mkdir -p " .. tmpdir)
 local seq = 0
 
-local function readfile(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local readfile = util.read
 
 local function writefile(path, data)
   local f = assert(io.open(path, "wb"))

@@ -3,22 +3,10 @@
 local ari = require "ari"
 local simmod = require "ari.sim"
 local json = require "ari.sim.json"
+local util = require "spec.support.util"
 
-local function new_sim(opts)
-  opts = opts or {}
-  opts.speed = opts.speed or 50
-  local sim = simmod.new(opts)
-  local events = {}
-  sim.session = sim:connect_events(opts.app or "test-app", opts.subscribe_all, function(text)
-    events[#events + 1] = assert(json.decode(text))
-  end)
-  return sim, events
-end
-
-local function req(sim, method, path, query, body)
-  local status, text = sim:request(method, path, query, body)
-  return status, text and json.decode(text)
-end
+local new_sim = util.new_sim
+local req = util.req
 
 local function types_for(events, id)
   local out = {}
@@ -29,14 +17,7 @@ local function types_for(events, id)
   return out
 end
 
-local function wait_for(events, pred, ms)
-  local deadline = ari.now() + (ms or 3000)
-  while ari.now() < deadline do
-    for _, e in ipairs(events) do if pred(e) then return e end end
-    ari.sleep(2)
-  end
-  error("event did not arrive", 2)
-end
+local wait_for = util.wait_for
 
 describe("sim engine: originate, answer, play, hang up", function()
   it("originates to an endpoint that answers, enters Stasis, plays, hangs up in Asterisk's order", function()

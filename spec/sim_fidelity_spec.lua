@@ -1,34 +1,12 @@
 -- The simulated Asterisk against the real Asterisk 22 run (../shared/ari-samples):
 -- 412 states, Dial events, Local channel pairs, tone detection, transfers.
 local ari = require "ari"
-local simmod = require "ari.sim"
-local json = require "ari.sim.json"
 local shared = require "spec.support.shared"
+local util = require "spec.support.util"
 
-local function new_sim(opts)
-  opts = opts or {}
-  opts.speed = opts.speed or 50
-  local sim = simmod.new(opts)
-  local events = {}
-  sim.session = sim:connect_events(opts.app or "test-app", opts.subscribe_all, function(text)
-    events[#events + 1] = assert(json.decode(text))
-  end)
-  return sim, events
-end
-
-local function req(sim, method, path, query, body)
-  local status, text = sim:request(method, path, query, body)
-  return status, text and json.decode(text)
-end
-
-local function wait_for(events, pred, ms)
-  local deadline = ari.now() + (ms or 3000)
-  while ari.now() < deadline do
-    for _, e in ipairs(events) do if pred(e) then return e end end
-    ari.sleep(2)
-  end
-  error("event did not arrive", 2)
-end
+local new_sim = util.new_sim
+local req = util.req
+local wait_for = util.wait_for
 
 -- "Type:id" for each event from index i0 on (ids of channel/peer)
 local function trail(events, i0, keep)

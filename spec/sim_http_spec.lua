@@ -2,18 +2,10 @@
 local ari = require "ari"
 local core = require "ari.core"
 local http = require "ari.http"
-local simmod = require "ari.sim"
 local json = require "ari.sim.json"
+local util = require "spec.support.util"
 
-local function with_sim(fn)
-  ari.run(function()
-    local sim = simmod.new { speed = 20 }
-    sim:listen { host = "127.0.0.1", port = 0 }
-    local ok, err = pcall(fn, sim)
-    sim:close()
-    if not ok then error(err, 0) end
-  end)
-end
+local with_sim = util.with_sim
 
 describe("sim over HTTP", function()
   it("requires credentials (basic auth or api_key)", function()

@@ -5,15 +5,11 @@
 local ari = require "ari"
 local simmod = require "ari.sim"
 local json = require "ari.sim.json"
+local util = require "spec.support.util"
 
 local FIX = "spec/fixtures/ari/rest/"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = util.read_all
 
 -- Keys of the outermost object (or of the first element of an outermost
 -- array) in the order they appear in the text.
@@ -99,14 +95,7 @@ local function with_sim(opts, fn)
   end)
 end
 
-local function wait_for(events, pred, ms)
-  local deadline = ari.now() + (ms or 3000)
-  while ari.now() < deadline do
-    for _, e in ipairs(events) do if pred(e) then return e end end
-    ari.sleep(2)
-  end
-  error("event did not arrive", 2)
-end
+local wait_for = util.wait_for
 
 local function reqh(sim, method, path, query, body)
   return sim:request(method, path, query, body, body and { ["content-type"] = "application/json" } or nil)
