@@ -83,8 +83,13 @@ return function(Sim, H, M)
       "target_uri", pb.target_uri, "language", pb.language, "state", pb.state }
   end
 
+  -- the channel or bridge a playback or recording is on (nil once it is gone)
+  local function target_of(sim, o)
+    return o.target_kind == "channel" and sim.channels[o.target_id] or sim.bridges[o.target_id]
+  end
+
   local function target_subs(sim, pb)
-    local t = pb.target_kind == "channel" and sim.channels[pb.target_id] or sim.bridges[pb.target_id]
+    local t = target_of(sim, pb)
     return t and t.subs or pb.subs
   end
 
@@ -93,7 +98,7 @@ return function(Sim, H, M)
   end
 
   local function queue_of(sim, pb)
-    local t = pb.target_kind == "channel" and sim.channels[pb.target_id] or sim.bridges[pb.target_id]
+    local t = target_of(sim, pb)
     return t and t.playq
   end
 
@@ -316,13 +321,8 @@ return function(Sim, H, M)
       "cause", rec.cause }
   end
 
-  local function rec_target(sim, rec)
-    local t = rec.target_kind == "channel" and sim.channels[rec.target_id] or sim.bridges[rec.target_id]
-    return t and t.subs or rec.subs
-  end
-
   function Sim:rec_event(rec, etype)
-    self:deliver(etype, { "recording", self:recording_json(rec) }, self:targets(rec_target(self, rec)), rec.call)
+    self:deliver(etype, { "recording", self:recording_json(rec) }, self:targets(target_subs(self, rec)), rec.call)
   end
 
   local function recorded_ms(sim, rec)

@@ -26,6 +26,17 @@ local MODULES = {
 return function(Sim, H, M)
   local err_body = function(msg) return obj { "message", msg } end
 
+  -- 200 and a JSON array of to_json(value, name) for the entries of map in
+  -- name order (only those keep(value) holds for, when given)
+  local function sorted_list(map, to_json, keep)
+    local names = {}
+    for n, v in pairs(map) do if keep == nil or keep(v) then names[#names + 1] = n end end
+    table.sort(names)
+    local out = arr {}
+    for _, n in ipairs(names) do out[#out + 1] = to_json(map[n], n) end
+    return 200, out
+  end
+
   function Sim:init_misc(opts)
     self.modules = {}
     for _, m in ipairs(MODULES) do
@@ -78,12 +89,7 @@ return function(Sim, H, M)
       "support_level", m.support_level }
   end
   A.listModules = function(sim)
-    local names = {}
-    for n, m in pairs(sim.modules) do if m.status == "Running" then names[#names + 1] = n end end
-    table.sort(names)
-    local out = arr {}
-    for _, n in ipairs(names) do out[#out + 1] = module_json(sim.modules[n]) end
-    return 200, out
+    return sorted_list(sim.modules, module_json, function(m) return m.status == "Running" end)
   end
   A.getModule = function(sim, p)
     local m = sim.modules[p.moduleName]
@@ -247,32 +253,37 @@ return function(Sim, H, M)
     end
     return nil, 400, err_body("Invalid event source URI scheme")
   end
+  -- The subs tables of the comma-separated event source URIs in
+  -- p.eventSource (created when subscribing; when unsubscribing app must be
+  -- subscribed to each), or nil, status, body for the first that fails.
+  local function source_list(sim, app, p, subscribing)
+    if p.eventSource == nil or p.eventSource == "" then return nil, 400, err_body("Missing parameter eventSource") end
+    local subs_list = {}
+    for uri in p.eventSource:gmatch("[^,]+") do
+      local subs, s, b = source_subs(sim, uri, subscribing)
+      if not subs then return nil, s, b end
+      if not subscribing and not subs[app.name] then
+        return nil, 409, err_body("Application not subscribed to event source")
+      end
+      subs_list[#subs_list + 1] = subs
+    end
+    return subs_list
+  end
   AP.subscribe = function(sim, p)
     local app, s, b = get_app(sim, p.applicationName)
     if not app then return s, b end
-    if p.eventSource == nil or p.eventSource == "" then return 400, err_body("Missing parameter eventSource") end
-    local subs_list = {}
-    for uri in p.eventSource:gmatch("[^,]+") do
-      local subs
-      subs, s, b = source_subs(sim, uri, true)
-      if not subs then return s, b end
-      subs_list[#subs_list + 1] = subs
-    end
+    local subs_list
+    subs_list, s, b = source_list(sim, app, p, true)
+    if not subs_list then return s, b end
     for _, subs in ipairs(subs_list) do subs[app.name] = true end
     return 200, sim:app_json(app)
   end
   AP.unsubscribe = function(sim, p)
     local app, s, b = get_app(sim, p.applicationName)
     if not app then return s, b end
-    if p.eventSource == nil or p.eventSource == "" then return 400, err_body("Missing parameter eventSource") end
-    local subs_list = {}
-    for uri in p.eventSource:gmatch("[^,]+") do
-      local subs
-      subs, s, b = source_subs(sim, uri, false)
-      if not subs then return s, b end
-      if not subs[app.name] then return 409, err_body("Application not subscribed to event source") end
-      subs_list[#subs_list + 1] = subs
-    end
+    local subs_list
+    subs_list, s, b = source_list(sim, app, p, false)
+    if not subs_list then return s, b end
     for _, subs in ipairs(subs_list) do subs[app.name] = nil end
     return 200, sim:app_json(app)
   end
@@ -380,12 +391,8 @@ return function(Sim, H, M)
   local D = H.deviceStates
   local function ds_json(name, d) return obj { "name", name, "state", d and d.state or "UNKNOWN" } end
   D.list = function(sim)
-    local names = {}
-    for n, d in pairs(sim.device_states) do if not d.virtual then names[#names + 1] = n end end
-    table.sort(names)
-    local out = arr {}
-    for _, n in ipairs(names) do out[#out + 1] = ds_json(n, sim.device_states[n]) end
-    return 200, out
+    return sorted_list(sim.device_states, function(d, n) return ds_json(n, d) end,
+      function(d) return not d.virtual end)
   end
   D.get = function(sim, p) return 200, ds_json(p.deviceName, sim.device_states[p.deviceName]) end
   D.update = function(sim, p)
@@ -414,12 +421,7 @@ return function(Sim, H, M)
   local MB = H.mailboxes
   local function mb_json(m) return obj { "name", m.name, "old_messages", m.old, "new_messages", m.new } end
   MB.list = function(sim)
-    local names = {}
-    for n in pairs(sim.mailboxes) do names[#names + 1] = n end
-    table.sort(names)
-    local out = arr {}
-    for _, n in ipairs(names) do out[#out + 1] = mb_json(sim.mailboxes[n]) end
-    return 200, out
+    return sorted_list(sim.mailboxes, mb_json)
   end
   MB.get = function(sim, p)
     local m = sim.mailboxes[p.mailboxName]
