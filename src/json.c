@@ -612,6 +612,30 @@ static void dec_retype_table(json_dec *d, int base, int model) {
   }
 }
 
+/* The n key/value pairs on the stack above base into a new table (sized for
+   nrec keys) that replaces the placeholder at base; in order, so that a
+   repeated key keeps its last value.  Leaves the stack at base. */
+static void dec_pairs_to_table(lua_State *L, int base, int n, int nrec) {
+  int i;
+  lua_createtable(L, 0, nrec);
+  lua_replace(L, base);
+  for (i = 0; i < n; i++) {
+    lua_pushvalue(L, base + 1 + 2 * i);
+    lua_pushvalue(L, base + 2 + 2 * i);
+    lua_rawset(L, base);
+  }
+  lua_settop(L, base);
+}
+
+/* The n values on the stack above base into a new array (sized for narr
+   items) that replaces the placeholder at base.  Leaves the stack at base. */
+static void dec_items_to_table(lua_State *L, int base, int n, int narr) {
+  int i;
+  lua_createtable(L, narr, 0);
+  lua_replace(L, base);
+  for (i = n; i >= 1; i--) lua_rawseti(L, base, i);
+}
+
 static int dec_object(json_dec *d, json_type t) {
   lua_State *L = d->L;
   const json_schema *sc = d->sc;
@@ -657,15 +681,7 @@ static int dec_object(json_dec *d, json_type t) {
       if (direct) {
         lua_rawset(L, base);
       } else if (n == JSON_CHUNK) { /* too many for the stack: fill a table from here on */
-        int i;
-        lua_createtable(L, 0, 2 * n);
-        lua_replace(L, base);
-        for (i = 0; i < n; i++) {
-          lua_pushvalue(L, base + 1 + 2 * i);
-          lua_pushvalue(L, base + 2 + 2 * i);
-          lua_rawset(L, base);
-        }
-        lua_settop(L, base);
+        dec_pairs_to_table(L, base, n, 2 * n);
         direct = 1;
       } else if ((n & 15) == 0 && !lua_checkstack(L, 48)) {
         return dec_fail(d, "out of Lua stack", d->p);
@@ -684,17 +700,7 @@ static int dec_object(json_dec *d, json_type t) {
       return dec_fail(d, "',' or '}' expected", d->p);
     }
   }
-  if (!direct) {
-    int i;
-    lua_createtable(L, 0, n);
-    lua_replace(L, base);
-    for (i = 0; i < n; i++) { /* in order, so that a repeated key keeps its last value */
-      lua_pushvalue(L, base + 1 + 2 * i);
-      lua_pushvalue(L, base + 2 + 2 * i);
-      lua_rawset(L, base);
-    }
-    lua_settop(L, base);
-  }
+  if (!direct) dec_pairs_to_table(L, base, n, n);
   if (model >= 0) {
     lua_rawgeti(L, d->mts, model + 1);
     lua_setmetatable(L, base);
@@ -735,10 +741,7 @@ static int dec_array(json_dec *d, json_type t) {
     if (direct) {
       lua_rawseti(L, base, n);
     } else if (n == JSON_CHUNK) {
-      int i;
-      lua_createtable(L, 2 * n, 0);
-      lua_replace(L, base);
-      for (i = n; i >= 1; i--) lua_rawseti(L, base, i);
+      dec_items_to_table(L, base, n, 2 * n);
       direct = 1;
     } else if ((n & 31) == 0 && !lua_checkstack(L, 48)) {
       return dec_fail(d, "out of Lua stack", d->p);
@@ -756,12 +759,7 @@ static int dec_array(json_dec *d, json_type t) {
     }
     return dec_fail(d, "',' or ']' expected", d->p);
   }
-  if (!direct) {
-    int i;
-    lua_createtable(L, n, 0);
-    lua_replace(L, base);
-    for (i = n; i >= 1; i--) lua_rawseti(L, base, i);
-  }
+  if (!direct) dec_items_to_table(L, base, n, n);
   d->depth--;
   return 0;
 }
