@@ -322,9 +322,6 @@ end)
 
 describe("over a real WebSocket", function()
   it("events from the project's server reach client:on and obj:on", function()
-    if type(core.server_listen) ~= "function" or type(core.ws_connect) ~= "function" then
-      return pending("needs core.server_listen and core.ws_connect")
-    end
     local server = require "ari.server"
     local auth, query
     local lines = {}

@@ -501,10 +501,6 @@ describe("server (WebSocket)", function()
   end)
 
   it("talks to core.ws_connect (echo round trip)", function()
-    if not core.ws_connect then
-      pending("core.ws_connect is not available yet (src/ws.c)")
-      return
-    end
     local got, closed
     ari.run(function()
       local s, log = echo_server()
