@@ -1,7 +1,6 @@
 -- Events: client:on / obj:on routing, once/off/wait, ordering, several
 -- clients, and a real WebSocket from the project's server.
 local ari = require "ari"
-local core = require "ari.core"
 local models = require "ari.models"
 local schema = require "ari.schema"
 local client_mod = require "ari.client"
