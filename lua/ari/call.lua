@@ -154,6 +154,10 @@ function Call:_mark_hungup(why)
   if cancel then
     for i = 1, #ws do if ws[i].co == co then cancel = false; break end end
   end
+  -- ... except our own DELETE (call:hangup): its reply follows at once, and
+  -- aborting the transfer would close the HTTP connection (a new TCP
+  -- connection for the next request).
+  if cancel and self._hangup_co == co then cancel = false end
   if cancel then sched.cancel(co, err) end
   for i = 1, #ws do ws[i].wake(HANGUP_MARK, err) end
   if self.co == nil and self.started and self.app then
@@ -286,7 +290,9 @@ function Call:hangup(opts)
   local params = with_id(self)
   if opts.cause then params.reason_code = tostring(opts.cause) end
   if opts.reason then params.reason = opts.reason end
+  self._hangup_co = coroutine.running()
   local ok, err = pcall(self.client.channels.hangup, params)
+  self._hangup_co = nil
   if not ok and not (type(err) == "table" and err.status == 404) and not M.is_hangup(err) then error(err, 0) end
   self.hangup_cause = self.hangup_cause or opts.cause
   self:_mark_hungup("hangup")
