@@ -411,4 +411,9 @@ describe("sim json: Asterisk's key order through core.json_encode", function()
     assert.equals('{"k":2}', core.json_encode(setmetatable({ k = 2, other = 3 }, mt)))
     assert.has_error(function() core.json_encode(setmetatable({}, { __jsonorder = { 1 } })) end)
   end)
+
+  it("keeps every key after nil values (holes in the constructor)", function()
+    local o = json.obj { "a", nil, "b", 2, "c", nil, "d", nil, "e", 5 }
+    assert.equals('{"b":2,"e":5}', json.encode(o))
+  end)
 end)

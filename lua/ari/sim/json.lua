@@ -24,12 +24,17 @@ M.decode = core.json_decode
 function M.obj(kv)
   local t, order = {}, {}
   local n = 0
-  for i = 1, #kv, 2 do
-    local k, v = kv[i], kv[i + 1]
+  -- walk by keys, not #kv: a nil value leaves a hole that makes #kv unreliable
+  local i = 1
+  local k = kv[1]
+  while k ~= nil do
+    local v = kv[i + 1]
     if v ~= nil then
       if t[k] == nil then n = n + 1; order[n] = k end
       t[k] = v
     end
+    i = i + 2
+    k = kv[i]
   end
   order.__jsonorder = order
   return setmetatable(t, order)
