@@ -14,31 +14,6 @@ local function channel_heavy(t)
   return t:sub(1, 7) == "Channel" or t == "StasisStart" or t == "StasisEnd" or t == "Dial"
 end
 
--- A JSON value of schema type t (for the event types the real run did not
--- produce): required fields, plus every field at the top level.
-local function synth(schema, t, depth, hint)
-  local inner = t:match("^List%[(.+)%]$")
-  if inner then return { synth(schema, inner, depth + 1, hint) } end
-  local m = schema.models[t]
-  if m then
-    local o = {}
-    for f, p in pairs(m.properties or {}) do
-      if p.required or depth < 1 then
-        if p.allowed and p.allowed.values then o[f] = p.allowed.values[1]
-        elseif f == "type" then o[f] = t
-        else o[f] = synth(schema, p.type, depth + 1, f) end
-      end
-    end
-    return o
-  end
-  if t == "int" or t == "long" then return 1 end
-  if t == "double" then return 0.5 end
-  if t == "boolean" then return false end
-  if t == "Date" then return "2026-11-26T08:11:35.621+0000" end
-  if t == "object" then return {} end
-  return "id-" .. tostring(hint)
-end
-
 -- JSON text with "type" first, as Asterisk writes it.
 local function encode_event(encode, v)
   local t = v.type
@@ -70,7 +45,7 @@ function M.load(path)
   if ok and okc and schema.models.Event and schema.models.Event.subtypes then
     for _, t in ipairs(schema.models.Event.subtypes) do
       if not types[t] then
-        local l = encode_event(core.json_encode, synth(schema, t, 0))
+        local l = encode_event(core.json_encode, require("ari.models").example(t))
         lines[#lines + 1] = l; bytes = bytes + #l
         types[t] = 1; ntypes = ntypes + 1
         synthesized[#synthesized + 1] = t

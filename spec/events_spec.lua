@@ -10,38 +10,12 @@ local FIX = "spec/fixtures/ari/"
 
 local read = util.read
 
-local function list_of(t) return t:match("^List%[(.+)%]$") end
-
--- a value of type t from the schema (for the event types Asterisk 22 did
--- not produce in the captured run); ids are fixed so routing can be checked
-local function synth(t, depth, hint)
-  local inner = list_of(t)
-  if inner then return { synth(inner, depth + 1, hint) } end
-  local m = schema.models[t]
-  if m then
-    local o = {}
-    for f, p in pairs(m.properties) do
-      if p.required or depth < 1 then
-        if p.allowed and p.allowed.values then o[f] = p.allowed.values[1]
-        elseif f == "type" then o[f] = t
-        else o[f] = synth(p.type, depth + 1, f) end
-      end
-    end
-    return o
-  end
-  if t == "int" or t == "long" then return 1 end
-  if t == "double" then return 0.5 end
-  if t == "boolean" then return false end
-  if t == "Date" then return "2026-11-26T08:11:35.621+0000" end
-  if t == "object" then return {} end
-  return "id-" .. tostring(hint)
-end
 
 -- one event of each type: the real sample when there is one
 local function sample(etype)
   local text = read(FIX .. "events/" .. etype .. ".json")
   if text then return models.decode(text) end
-  return models.decode(client_mod.json_encode(synth(etype, 0)))
+  return models.decode(client_mod.json_encode(models.example(etype)))
 end
 
 -- a sample whose channel is `id`

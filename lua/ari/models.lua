@@ -325,4 +325,33 @@ function M.decode(text, t)
   return v
 end
 
+--- A plain value of schema type t ("ChannelTransfer", "List[Channel]",
+-- "int"...) built from the schema alone: for a model, its required fields
+-- (and at the top level every field), allowed values where the schema lists
+-- them, `type` set for events; placeholder scalars otherwise.  For tests,
+-- benchmarks and documentation of event types a capture does not have.
+function M.example(t, depth, hint)
+  depth = depth or 0
+  local inner = t:match("^List%[(.+)%]$")
+  if inner then return { M.example(inner, depth + 1, hint) } end
+  local m = schema.models[t]
+  if m then
+    local o = {}
+    for f, p in pairs(m.properties or {}) do
+      if p.required or depth < 1 then
+        if p.allowed and p.allowed.values then o[f] = p.allowed.values[1]
+        elseif f == "type" then o[f] = t
+        else o[f] = M.example(p.type, depth + 1, f) end
+      end
+    end
+    return o
+  end
+  if t == "int" or t == "long" then return 1 end
+  if t == "double" then return 0.5 end
+  if t == "boolean" then return false end
+  if t == "Date" then return "2026-11-26T08:11:35.621+0000" end
+  if t == "object" then return {} end
+  return "id-" .. tostring(hint)
+end
+
 return M
