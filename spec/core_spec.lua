@@ -104,6 +104,49 @@ describe("sched", function()
     assert.is_false(wake_result)
   end)
 
+  it("suspend's cleanup runs on a cancel (with what start returned), not on a wake", function()
+    local cleaned, result = {}, nil
+    ari.run(function()
+      local w
+      local function start(wake, a) w = wake; return "handle-" .. a end
+      local function cleanup(a, b, h) cleaned[#cleaned + 1] = { a, b, h } end
+      local co = ari.spawn(function()
+        local ok, err = pcall(sched.suspend, start, "x", "y", cleanup)
+        result = ok and "woken" or err
+      end)
+      assert.is_true(sched.cancel(co, "stop"))
+      assert.equals("stop", result)
+      assert.same({ { "x", "y", "handle-x" } }, cleaned)
+      -- a normal wake: no cleanup
+      ari.spawn(function() result = sched.suspend(start, "z", nil, cleanup) end)
+      w("value")
+      assert.equals("value", result)
+      assert.equals(1, #cleaned)
+      -- start raising: cleanup with h = nil, then the error
+      local ok, err = pcall(sched.suspend, function() error("no start", 0) end, "s", nil, cleanup)
+      assert.is_false(ok)
+      assert.equals("no start", err)
+      assert.same({ "s", nil, nil }, cleaned[2])
+    end)
+  end)
+
+  it("start runs a coroutine on fn itself and counts it live until finished()", function()
+    local live0 = sched.live()
+    local seen
+    ari.run(function()
+      local co = sched.start(function(a, b)
+        seen = { a, b, coroutine.running() }
+        ari.sleep(5)
+        sched.finished()
+      end, 1, 2)
+      assert.equals(co, seen[3])
+      assert.same({ 1, 2 }, { seen[1], seen[2] })
+      assert.equals(live0 + 2, sched.live()) -- this coroutine (ari.run's) and co
+      ari.sleep(20)
+      assert.equals(live0 + 1, sched.live())
+    end)
+  end)
+
   it("an error in one coroutine does not touch another", function()
     local other_done, errs = false, {}
     local prev = sched.on_error
@@ -130,5 +173,22 @@ describe("sched", function()
       sched.cancel(co, "hangup")
     end)
     assert.equals("hangup", err)
+  end)
+end)
+
+describe("C allocator", function()
+  it("memory() reports the heap in use and free, and grows with a C allocation", function()
+    collectgarbage("collect")
+    collectgarbage("stop") -- no garbage freed while measuring
+    local m0 = core.memory()
+    if m0 == nil then collectgarbage("restart"); pending("this C library cannot report its heap") return end
+    assert.is_true(m0.heap_in_use > 0)
+    assert.is_true(m0.heap_free >= 0 and m0.mmapped >= 0)
+    local keep = {}
+    for i = 1, 200 do keep[i] = string.rep("x", 1000 + i) end -- Lua strings are malloc'd
+    local m1 = core.memory()
+    collectgarbage("restart")
+    assert.is_true(m1.heap_in_use - m0.heap_in_use >= 200 * 1000, "in use grew by " .. (m1.heap_in_use - m0.heap_in_use))
+    assert.is_boolean(core.trim())
   end)
 end)

@@ -8,6 +8,9 @@
 
 #include <signal.h>
 #include <stdarg.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +172,36 @@ static int core_now(lua_State *L) {
 
 static int core_hrtime(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_hrtime());
+  return 1;
+}
+
+/* core.memory() -> { heap_in_use, heap_free, mmapped } (bytes, from the C
+   allocator; glibc's mallinfo2) or nil where the allocator cannot tell.
+   heap_free is memory freed but kept by malloc (part of the RSS). */
+static int core_memory(lua_State *L) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  struct mallinfo2 mi = mallinfo2();
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)mi.uordblks);
+  lua_setfield(L, -2, "heap_in_use");
+  lua_pushinteger(L, (lua_Integer)mi.fordblks);
+  lua_setfield(L, -2, "heap_free");
+  lua_pushinteger(L, (lua_Integer)mi.hblkhd);
+  lua_setfield(L, -2, "mmapped");
+#else
+  lua_pushnil(L);
+#endif
+  return 1;
+}
+
+/* core.trim() -> bool: hand the C allocator's free memory back to the
+   system (glibc malloc_trim); false where there is nothing to do it with. */
+static int core_trim(lua_State *L) {
+#ifdef __GLIBC__
+  lua_pushboolean(L, malloc_trim(0));
+#else
+  lua_pushboolean(L, 0);
+#endif
   return 1;
 }
 
@@ -401,7 +434,7 @@ int luaopen_ari_core(lua_State *L) {
     {"close", core_signal_closef}, {"__gc", core_signal_closef}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
     {"run", core_run}, {"stop", core_stop}, {"now", core_now}, {"hrtime", core_hrtime},
-    {"alive", core_alive}, {"timer", core_timer_new}, {"signal", core_signal_new},
+    {"alive", core_alive}, {"memory", core_memory}, {"trim", core_trim}, {"timer", core_timer_new}, {"signal", core_signal_new},
     {"set_logger", core_set_logger}, {"set_log_level", core_set_log_level},
     {"set_error_handler", core_set_error_handler}, {NULL, NULL}};
 
