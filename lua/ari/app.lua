@@ -178,7 +178,33 @@ function App:_remove(call, outcome)
   call:_release()
 end
 
--- The runner: the call's coroutine from StasisStart to the end.
+-- The runner: the call's coroutine from StasisStart to the end.  [perf]
+-- The coroutine's body is run_call itself (sched.start: no wrapper frame,
+-- no closures): a parked call keeps every frame below its wait.
+local last_tb -- set by msgh, read right after the xpcall that called it
+local function msgh(e)
+  last_tb = not callmod.is_hangup(e) and debug.traceback(tostring(e), 2) or nil
+  return e
+end
+
+local function run_call(self, call, handler, args)
+  call.co = coroutine.running()
+  local ok, err
+  last_tb = nil
+  -- [watchdog] opt-in: a script running watchdog_ms without yielding gets an error (ari.watchdog)
+  if self.watchdog_ms then
+    ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, args)
+  else
+  -- [/watchdog]
+    ok, err = xpcall(handler, msgh, call, args)
+  end -- [watchdog]
+  local tb = not ok and last_tb or nil
+  last_tb = nil
+  local fok, ferr = pcall(self._finish, self, call, ok, err, tb)
+  sched.finished()
+  if not fok then error(ferr, 0) end
+end
+
 function App:_start_call(ev)
   local ch = ev.channel
   if not self.accepting or self.handler == nil then
@@ -208,23 +234,7 @@ function App:_start_call(ev)
     end)
     call:on_hangup(function() t:stop() end)
   end
-  sched.spawn(function()
-    call.co = coroutine.running()
-    local tb
-    local function msgh(e)
-      if not callmod.is_hangup(e) then tb = debug.traceback(tostring(e), 2) end
-      return e
-    end
-    local ok, err
-    -- [watchdog] opt-in: a script running watchdog_ms without yielding gets an error (ari.watchdog)
-    if self.watchdog_ms then
-      ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, args)
-    else
-    -- [/watchdog]
-      ok, err = xpcall(handler, msgh, call, args)
-    end -- [watchdog]
-    self:_finish(call, ok, err, tb)
-  end)
+  sched.start(run_call, self, call, handler, args)
 end
 
 function App:_finish(call, ok, err, tb)

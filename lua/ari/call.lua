@@ -190,22 +190,28 @@ local function wait_start(wake, self, waiter)
   end
 end
 
-function Call:_wait(match, timeout)
-  check_up(self)
-  local q = self.queue
-  for i = 1, #q do
-    if match(q[i]) then return table.remove(q, i) end
-  end
-  -- [perf] one table per wait (no closures): start function is static
-  local waiter = { match = match, co = coroutine.running(), timeout = timeout }
-  local ok, ev, err = pcall(sched.suspend, wait_start, self, waiter)
+-- The wait is over (woken, cancelled or failed to start): its timer and
+-- its entry in the call's waiters go.
+local function wait_end(self, waiter)
   local timer = waiter.timer
   if timer then timer:stop() end
   local ws = self.waiters
   for i = 1, #ws do
     if ws[i] == waiter then table.remove(ws, i); break end
   end
-  if not ok then error(ev, 0) end
+end
+
+function Call:_wait(match, timeout)
+  check_up(self)
+  local q = self.queue
+  for i = 1, #q do
+    if match(q[i]) then return table.remove(q, i) end
+  end
+  -- [perf] one table per wait (no closures): start and cleanup functions
+  -- are static, and no pcall frame stays on the parked coroutine's stack
+  local waiter = { match = match, co = coroutine.running(), timeout = timeout }
+  local ev, err = sched.suspend(wait_start, self, waiter, wait_end)
+  wait_end(self, waiter)
   if ev == HANGUP_MARK then error(err, 0) end
   return ev
 end

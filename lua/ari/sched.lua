@@ -114,10 +114,28 @@ end
 
 function M.live() return live end
 
+--- Start fn(...) as a new coroutine whose body is fn itself (no wrapper
+-- frame): fn must catch its own errors (an error that escapes is still
+-- reported through on_error) and call sched.finished() when it ends, for
+-- the live count.  Used by the app's call runner, whose coroutine is
+-- parked for the length of a call: every frame it keeps costs memory.
+function M.start(fn, ...)
+  local co = co_create(fn)
+  live = live + 1
+  resume(co, ...)
+  return co
+end
+
+--- A coroutine begun by sched.start has ended.
+function M.finished() live = live - 1 end
+
 local function unpack_early(t) return table.unpack(t, 1, t.n) end
 
-local function check(first, ...)
-  if first == CANCEL then error((...), 0) end
+local function check(cleanup, a, b, h, first, ...)
+  if first == CANCEL then
+    if cleanup then cleanup(a, b, h) end
+    error((...), 0)
+  end
   return first, ...
 end
 
@@ -126,7 +144,12 @@ end
 -- operation; wake may be called at once, later, or never (then only a
 -- cancel ends the wait).  Extra arguments are passed on: start(wake, a, b)
 -- (lets callers use one static start function instead of a closure).
-function M.suspend(start, a, b)
+-- cleanup(a, b, h), when given, runs if the wait ends by a cancel (or
+-- start fails) just before the error is raised, with h what start returned
+-- (nil if it failed): callers undo what start did without a pcall around
+-- the wait (a pcall is one more C frame, and its stack slots, kept by every
+-- coroutine parked in the wait) and without a closure to remember h.
+function M.suspend(start, a, b, cleanup)
   local co, main = co_running()
   if main then error("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2) end
   next_token = next_token + 1
@@ -142,17 +165,18 @@ function M.suspend(start, a, b)
     end
     return true
   end
-  local ok, err = pcall(start, wake, a, b)
+  local ok, h = pcall(start, wake, a, b)
   if not ok then
     waits[co], early[co] = nil, nil
-    error(err, 0)
+    if cleanup then cleanup(a, b, nil) end
+    error(h, 0)
   end
   local e = early[co]
   if e then
     early[co] = nil
-    return check(unpack_early(e))
+    return check(cleanup, a, b, h, unpack_early(e))
   end
-  return check(co_yield())
+  return check(cleanup, a, b, h, co_yield())
 end
 
 --- Is co blocked in a wait?
