@@ -94,6 +94,23 @@ describe("http requests", function()
     end)
   end)
 
+  it("raw_headers returns the header block as one string; parse_headers makes the same table", function()
+    with_server(function(_, res)
+      res:send(200, { ["X-Thing"] = "Some Value", ["Content-Type"] = "text/plain" }, "hi")
+    end, function(base)
+      local _, _, table_h = http.request{ url = base .. "/a" }
+      local status, body, raw = http.request{ url = base .. "/a", raw_headers = true }
+      assert.equals(200, status)
+      assert.equals("hi", body)
+      assert.is_string(raw)
+      assert.matches("^HTTP/1%.1 200", raw)
+      local parsed = http.parse_headers(raw)
+      table_h.date, parsed.date = nil, nil
+      assert.same(table_h, parsed)
+      assert.equals("Some Value", parsed["x-thing"])
+    end)
+  end)
+
   it("POST sends the body and the headers", function()
     with_server(nil, function(base, _, seen)
       local status = http.request{ method = "POST", url = base .. "/p", body = '{"a":[1,2]}',
@@ -269,10 +286,44 @@ describe("http requests", function()
       if not ok then error(err, 0) end
       for i = 1, 1000 do assert.equals("ok:/q/" .. i, bodies[i]) end
       assert.equals(4, max_active)
+
       assert.equals(996, max_queued)
       assert.is_true(srv:stats().accepted <= 4, "accepted " .. srv:stats().accepted)
       local st = core.http_stats()
       assert.same({ 0, 0, 0 }, { st.in_flight, st.active, st.queued })
+    end)
+  end)
+
+  it("a queued request keeps its own copy of every option until it starts", function()
+    local held = {}
+    with_server(function(req, res)
+      held[#held + 1] = { req = req, res = res }
+      if req.path ~= "/hold" then res:send(200, {}, "ok") end
+    end, function(base)
+      core.http_config{ max_host_connections = 1 }
+      local ok, err = pcall(function()
+        core.http_request({ url = base .. "/hold" }, function() end)
+        local got
+        do -- every string made here is garbage once the request is queued
+          local opts = { method = "PUT", url = base .. "/q/" .. string.rep("p", 3), body = string.rep("b", 5000),
+            user = "us" .. "er", password = "pa" .. "ss", headers = { ["X-Q"] = "v" .. 1 }, timeout = 5000 }
+          core.http_request(opts, function(status, body) got = { status, body } end)
+        end
+        assert.equals(1, core.http_stats().queued)
+        collectgarbage("collect"); collectgarbage("collect")
+        while #held < 1 do ari.sleep(2) end
+        held[1].res:send(200, {}, "released")
+        while got == nil do ari.sleep(2) end
+        assert.same({ 200, "ok" }, got)
+        local r = held[2].req
+        assert.equals("PUT", r.method)
+        assert.equals("/q/ppp", r.path)
+        assert.equals(string.rep("b", 5000), r.body)
+        assert.equals("v1", r.headers["x-q"])
+        assert.equals("Basic dXNlcjpwYXNz", r.headers["authorization"]) -- base64("user:pass")
+      end)
+      core.http_config{ max_host_connections = 32, max_total_connections = 256 }
+      if not ok then error(err, 0) end
     end)
   end)
 

@@ -19,6 +19,9 @@
  * left of it, and one "queue" timer fails the requests whose deadline passes
  * while they wait.
  *
+ * A queued request holds a copy of its options (http_spec) and gets its
+ * easy handle when it leaves the queue.
+ *
  * Easy handles are kept on a free list (curl_easy_reset on reuse); the
  * connections themselves live in the multi handle's connection cache, so
  * sequential requests to one host reuse a kept-alive connection.
@@ -69,6 +72,7 @@ typedef struct http_req {
   long long max_body;
   int too_large;
   int head_done; /* the blank line ending the header block was seen */
+  int raw_headers; /* opts.raw_headers: the header block as one string */
   http_buf body, head;
   char errbuf[CURL_ERROR_SIZE];
   struct http_req *prev, *next; /* in-flight list */
@@ -78,7 +82,21 @@ typedef struct http_req {
   long long timeout;              /* ms, 0 = none */
   uint64_t deadline;              /* uv_now() + timeout, when timeout > 0 */
   struct http_req *qprev, *qnext; /* host queue */
+  struct http_spec *spec;         /* while queued: what the easy handle is made from */
 } http_req;
+
+/* A request's options, enough to make its easy handle.  Filled with
+ * pointers into the Lua strings during core.http_request; a request that
+ * has to wait in the queue gets a copy (one allocation, strings inline)
+ * and its easy handle only when it leaves the queue: ten thousand queued
+ * requests then hold ten thousand small blobs, not ten thousand curl
+ * handles (several KB each, and the heap they fragment). */
+typedef struct http_spec {
+  const char *url, *method, *body, *user, *password, *cainfo;
+  size_t body_len;
+  long long ctimeout;
+  int insecure;
+} http_spec;
 
 /* One per scheme://authority seen; kept until teardown (a client talks to
  * a handful of hosts). */
@@ -261,9 +279,20 @@ static void http_dequeue(http_req *r) {
 /* Hand the request to curl with what is left of its total timeout.
  * Returns CURLE_OK, CURLE_OPERATION_TIMEDOUT (nothing left) or
  * CURLE_OUT_OF_MEMORY (curl refused it; r->errbuf says why). */
+static int http_setup(http_req *r, const http_spec *sp);
+
 static CURLcode http_start(http_req *r) {
   http_ctx *h = r->h;
   CURLMcode mrc;
+  if (r->easy == NULL) {
+    int bad = r->spec == NULL || http_setup(r, r->spec) != 0;
+    free(r->spec);
+    r->spec = NULL;
+    if (bad) {
+      snprintf(r->errbuf, sizeof r->errbuf, "out of memory");
+      return CURLE_OUT_OF_MEMORY;
+    }
+  }
   if (r->timeout > 0) {
     uint64_t now = uv_now(&h->c->uv);
     if (now >= r->deadline) return CURLE_OPERATION_TIMEDOUT;
@@ -304,6 +333,7 @@ static int http_finish(http_req *r) {
     r->easy = NULL;
   }
   curl_slist_free_all(r->hdrs);
+  free(r->spec);
   http_buf_free(&r->body);
   http_buf_free(&r->head);
   if (r->slot) *r->slot = NULL;
@@ -432,7 +462,8 @@ static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
     core_push_ref(c, r->cb_ref);
     lua_pushinteger(L, status);
     lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
-    http_push_headers(L, &r->head);
+    if (r->raw_headers) lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.len);
+    else http_push_headers(L, &r->head);
     cb = http_finish(r);
     core_call(c, 3, 0);
   } else {
@@ -768,36 +799,122 @@ static struct curl_slist *http_headers(lua_State *L, int t, int *has_ctype, cons
   return list;
 }
 
+/* A copy of sp in one allocation (strings inline), or NULL. */
+static http_spec *http_spec_copy(const http_spec *sp) {
+  const char *strs[5] = {sp->url, sp->method, sp->user, sp->password, sp->cainfo};
+  size_t lens[5], total = sizeof(http_spec) + sp->body_len + 1;
+  http_spec *cp;
+  char *w;
+  int i;
+  for (i = 0; i < 5; i++) {
+    lens[i] = strs[i] ? strlen(strs[i]) + 1 : 0;
+    total += lens[i];
+  }
+  cp = malloc(total);
+  if (cp == NULL) return NULL;
+  *cp = *sp;
+  w = (char *)(cp + 1);
+  if (sp->body) {
+    memcpy(w, sp->body, sp->body_len);
+    w[sp->body_len] = '\0';
+    cp->body = w;
+    w += sp->body_len + 1;
+  }
+  for (i = 0; i < 5; i++) {
+    const char *v = NULL;
+    if (strs[i]) {
+      memcpy(w, strs[i], lens[i]);
+      v = w;
+      w += lens[i];
+    }
+    switch (i) {
+    case 0: cp->url = v; break;
+    case 1: cp->method = v; break;
+    case 2: cp->user = v; break;
+    case 3: cp->password = v; break;
+    default: cp->cainfo = v; break;
+    }
+  }
+  return cp;
+}
+
+/* Make r's easy handle from sp (curl copies every string).  0 or -1. */
+static int http_setup(http_req *r, const http_spec *sp) {
+  CURL *easy = http_easy_get(r->h);
+  if (easy == NULL) return -1;
+  r->easy = easy;
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
+  curl_easy_setopt(easy, CURLOPT_URL, sp->url);
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* the caller's path, byte for byte */
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, http_closesocket_cb);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, r->h);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->hdrs);
+  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)r->timeout);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)sp->ctimeout);
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  if (sp->user) curl_easy_setopt(easy, CURLOPT_USERNAME, sp->user);
+  if (sp->password) curl_easy_setopt(easy, CURLOPT_PASSWORD, sp->password);
+  if (sp->user || sp->password) curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+  if (sp->insecure) {
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (sp->cainfo) curl_easy_setopt(easy, CURLOPT_CAINFO, sp->cainfo);
+
+  if (strcmp(sp->method, "GET") == 0 && sp->body == NULL) {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(sp->method, "HEAD") == 0 && sp->body == NULL) {
+    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+  } else {
+    /* every other verb (and GET/HEAD with a body) sends a body, possibly
+     * empty, so that Content-Length: 0 goes out for a bodiless POST */
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sp->body_len);
+    if (curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, sp->body ? sp->body : "") != CURLE_OK) return -1;
+    if (strcmp(sp->method, "POST") != 0) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, sp->method);
+  }
+  return 0;
+}
+
 static int http_request(lua_State *L) {
   http_ctx *h = http_ctx_get(L);
-  const char *url, *method, *body, *user, *password, *cainfo;
-  size_t body_len = 0, url_len;
-  long long timeout, ctimeout, max_body;
-  int insecure, has_ctype;
+  http_spec sp;
+  size_t url_len;
+  long long timeout, max_body;
+  int has_ctype, raw_headers;
   const char *err;
   struct curl_slist *hdrs, *nl;
   http_req *r, **slot;
-  CURL *easy;
   CURLMcode mrc;
 
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  url = http_opt_str(L, 1, "url", &url_len);
-  if (url == NULL) return luaL_error(L, "http_request: opts.url is required");
-  if (http_has_crlf(url, url_len)) return luaL_error(L, "http_request: opts.url contains CR, LF or NUL");
-  method = http_opt_str(L, 1, "method", NULL);
-  if (method == NULL) method = "GET";
-  if (!http_is_token(method)) return luaL_error(L, "http_request: invalid method '%s'", method);
-  body = http_opt_str(L, 1, "body", &body_len);
-  user = http_opt_str(L, 1, "user", NULL);
-  password = http_opt_str(L, 1, "password", NULL);
-  cainfo = http_opt_str(L, 1, "cainfo", NULL);
+  memset(&sp, 0, sizeof sp);
+  sp.url = http_opt_str(L, 1, "url", &url_len);
+  if (sp.url == NULL) return luaL_error(L, "http_request: opts.url is required");
+  if (http_has_crlf(sp.url, url_len)) return luaL_error(L, "http_request: opts.url contains CR, LF or NUL");
+  sp.method = http_opt_str(L, 1, "method", NULL);
+  if (sp.method == NULL) sp.method = "GET";
+  if (!http_is_token(sp.method)) return luaL_error(L, "http_request: invalid method '%s'", sp.method);
+  sp.body = http_opt_str(L, 1, "body", &sp.body_len);
+  sp.user = http_opt_str(L, 1, "user", NULL);
+  sp.password = http_opt_str(L, 1, "password", NULL);
+  sp.cainfo = http_opt_str(L, 1, "cainfo", NULL);
   http_opt_int(L, 1, "timeout", HTTP_DEFAULT_TIMEOUT, &timeout);
-  http_opt_int(L, 1, "connect_timeout", HTTP_DEFAULT_CONNECT_TIMEOUT, &ctimeout);
+  http_opt_int(L, 1, "connect_timeout", HTTP_DEFAULT_CONNECT_TIMEOUT, &sp.ctimeout);
   http_opt_int(L, 1, "max_body", HTTP_DEFAULT_MAX_BODY, &max_body);
   lua_getfield(L, 1, "insecure");
-  insecure = lua_toboolean(L, -1);
-  lua_pop(L, 1);
+  sp.insecure = lua_toboolean(L, -1);
+  lua_getfield(L, 1, "raw_headers");
+  raw_headers = lua_toboolean(L, -1);
+  lua_pop(L, 2);
 
   /* the userdata first: nothing is allocated yet if this raises */
   slot = (http_req **)lua_newuserdatauv(L, sizeof *slot, 0);
@@ -809,77 +926,41 @@ static int http_request(lua_State *L) {
   /* no "Expect: 100-continue" round trip for request bodies */
   nl = curl_slist_append(hdrs, "Expect:");
   if (nl) hdrs = nl;
-  if (!has_ctype && (body == NULL || body_len == 0)) {
+  if (!has_ctype && (sp.body == NULL || sp.body_len == 0)) {
     nl = curl_slist_append(hdrs, "Content-Type:");
     if (nl) hdrs = nl;
   }
 
   r = calloc(1, sizeof *r);
-  easy = r ? http_easy_get(h) : NULL;
-  if (easy == NULL) {
-    free(r);
+  if (r == NULL) {
     curl_slist_free_all(hdrs);
     return luaL_error(L, "http_request: out of memory");
   }
   r->h = h;
-  r->easy = easy;
   r->hdrs = hdrs;
+  r->raw_headers = raw_headers;
   r->max_body = max_body;
   r->cb_ref = LUA_NOREF;
   r->self_ref = LUA_NOREF;
-
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)r);
-  curl_easy_setopt(easy, CURLOPT_URL, url);
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_PATH_AS_IS, 1L); /* the caller's path, byte for byte */
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, http_closesocket_cb);
-  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, h);
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->errbuf);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, http_write_cb);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, http_header_cb);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdrs);
   r->timeout = timeout;
   if (timeout > 0) r->deadline = uv_now(&h->c->uv) + (uint64_t)timeout;
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout);
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
-  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_body);
-  if (user) curl_easy_setopt(easy, CURLOPT_USERNAME, user);
-  if (password) curl_easy_setopt(easy, CURLOPT_PASSWORD, password);
-  if (user || password) curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-  if (insecure) {
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (cainfo) curl_easy_setopt(easy, CURLOPT_CAINFO, cainfo);
-
-  if (strcmp(method, "GET") == 0 && body == NULL) {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(method, "HEAD") == 0 && body == NULL) {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
-  } else {
-    /* every other verb (and GET/HEAD with a body) sends a body, possibly
-     * empty, so that Content-Length: 0 goes out for a bodiless POST */
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? body : "");
-    if (strcmp(method, "POST") != 0) curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
-  }
-
-  r->host = http_host_get(h, url);
+  r->host = http_host_get(h, sp.url);
   if (r->host == NULL) {
     curl_slist_free_all(hdrs);
-    http_easy_put(h, easy);
     free(r);
     return luaL_error(L, "http_request: out of memory");
   }
   if (r->host->qhead == NULL && http_can_start(h, r->host)) {
-    mrc = curl_multi_add_handle(h->multi, easy);
+    if (http_setup(r, &sp) != 0) {
+      curl_slist_free_all(hdrs);
+      if (r->easy) http_easy_put(h, r->easy);
+      free(r);
+      return luaL_error(L, "http_request: out of memory");
+    }
+    mrc = curl_multi_add_handle(h->multi, r->easy);
     if (mrc != CURLM_OK) {
       curl_slist_free_all(hdrs);
-      http_easy_put(h, easy);
+      http_easy_put(h, r->easy);
       free(r);
       return luaL_error(L, "http_request: %s", curl_multi_strerror(mrc));
     }
@@ -887,6 +968,12 @@ static int http_request(lua_State *L) {
     r->host->active++;
     h->active++;
   } else {
+    r->spec = http_spec_copy(&sp);
+    if (r->spec == NULL) {
+      curl_slist_free_all(hdrs);
+      free(r);
+      return luaL_error(L, "http_request: out of memory");
+    }
     http_enqueue(r);
   }
   *slot = r;
@@ -894,6 +981,17 @@ static int http_request(lua_State *L) {
   r->cb_ref = core_ref(L, 2);
   r->self_ref = core_ref(L, -1);
   http_link(r);
+  return 1;
+}
+
+/* core.http_parse_headers(block) -> { lower-case name = value }: a header
+   block returned with opts.raw_headers, as a table. */
+static int http_parse_headers(lua_State *L) {
+  http_buf b;
+  size_t len;
+  b.p = (char *)luaL_checklstring(L, 1, &len);
+  b.len = b.cap = len;
+  http_push_headers(L, &b);
   return 1;
 }
 
@@ -975,6 +1073,7 @@ void http_open(lua_State *L) {
     {"cancel", http_req_cancel}, {"active", http_req_active}, {"__gc", http_req_gc}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
     {"http_request", http_request}, {"http_config", http_config}, {"http_stats", http_stats},
+    {"http_parse_headers", http_parse_headers},
     {NULL, NULL}};
   core_loop *c = core_get(L);
 

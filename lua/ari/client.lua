@@ -218,9 +218,12 @@ local function call(self, op, params)
   if query ~= "" then url = url .. "?" .. query end
   local headers = { ["Accept"] = "application/json" }
   if body then headers["Content-Type"] = "application/json" end
+  -- raw_headers: ari.http returns the response's header block as one string
+  -- (turned into a table only for an error): no table per reply
   local req = { method = op.method, url = url, path = path, query_string = query, headers = headers,
     body = body, user = self._user, password = self._password, timeout = self._timeout,
-    insecure = self._insecure, cainfo = self._cainfo } -- [hardening] TLS options
+    insecure = self._insecure, cainfo = self._cainfo, -- [hardening] TLS options
+    raw_headers = true }
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
   local ok, status, rbody, rheaders = pcall(self._transport, req)
@@ -251,6 +254,7 @@ local function call(self, op, params)
   end
   local decoded
   if type(rbody) == "string" and rbody:find("^%s*{") then decoded = json_decode(rbody) end
+  if type(rheaders) == "string" then rheaders = core.http_parse_headers(rheaders) end
   error(errors.new { kind = "http", status = status, message = errors.message_for(status, decoded, op),
     operation = op.fullname, method = op.method, path = path, body = rbody, headers = rheaders }, 0)
 end

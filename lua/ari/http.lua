@@ -91,34 +91,41 @@ function M.strip_credentials(url)
 end
 
 local passthrough = { "method", "headers", "body", "timeout", "connect_timeout", "user",
-  "password", "insecure", "cainfo", "max_body" }
+  "password", "insecure", "cainfo", "max_body", "raw_headers" }
+
+--- The header block of a response (what request returns with
+-- opts.raw_headers) as a table { lower-case name = value }.
+M.parse_headers = core.http_parse_headers
+
+-- [perf] static start/cleanup for sched.suspend: no closure per request
+local function start_request(wake, copts)
+  local ok, req = pcall(core.http_request, copts, wake)
+  if not ok then
+    raise("invalid", tostring(req):gsub("^[^:]*:%d+: ", ""), { url = M.strip_credentials(copts.url) })
+  end
+  return req
+end
+local function cancel_request(_, _, req) if req then req:cancel() end end
 
 --- Perform one request from inside a coroutine; returns status, body,
--- headers (lower-case names).  Raises an Error on transport failure.
+-- headers (lower-case names; with opts.raw_headers the header block as
+-- one string, for M.parse_headers when needed).  Raises an Error on
+-- transport failure.
 function M.request(opts)
   if type(opts) ~= "table" then raise("invalid", "http.request: expected an options table") end
   local url = opts.url
   if type(url) ~= "string" or url == "" then raise("invalid", "http.request: url is required") end
+  local copts = opts -- the C side reads only the fields it knows
   if opts.query ~= nil then
     local q = M.encode_query(opts.query)
     if q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
+    copts = { url = url }
+    for _, k in pairs(passthrough) do copts[k] = opts[k] end
   end
-  local copts = { url = url }
-  for _, k in pairs(passthrough) do copts[k] = opts[k] end
 
-  local req
-  local ok, status, body, headers = pcall(sched.suspend, function(wake)
-    req = core.http_request(copts, wake)
-  end)
-  if not ok then
-    -- cancelled while waiting (or the request could not start)
-    if req then
-      req:cancel()
-      error(status, 0)
-    end
-    if type(status) == "table" then error(status, 0) end
-    raise("invalid", tostring(status):gsub("^[^:]*:%d+: ", ""), { url = M.strip_credentials(url) }, 2)
-  end
+  -- a cancel while waiting cancels the transfer (cancel_request) and raises
+  -- here; a request that cannot start raises an "invalid" Error
+  local status, body, headers = sched.suspend(start_request, copts, nil, cancel_request)
   if status == nil then
     local err = body or {}
     raise(err.kind or "other", err.message or "request failed",
