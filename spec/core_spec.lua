@@ -130,19 +130,33 @@ describe("sched", function()
     end)
   end)
 
-  it("start runs a coroutine on fn itself and counts it live until finished()", function()
+  it("start runs a coroutine on fn itself; finished() ends it, an error goes to its guard", function()
     local live0 = sched.live()
-    local seen
+    local seen, died = nil, {}
+    local guard = { _died = function(g, co, err)
+      died[#died + 1] = { g = g, co = co, err = err, tb = debug.traceback(co, "tb") }
+    end }
     ari.run(function()
       local co = sched.start(function(a, b)
         seen = { a, b, coroutine.running() }
         ari.sleep(5)
-        sched.finished()
-      end, 1, 2)
+        sched.finished(coroutine.running())
+      end, guard, 1, 2)
       assert.equals(co, seen[3])
       assert.same({ 1, 2 }, { seen[1], seen[2] })
       assert.equals(live0 + 2, sched.live()) -- this coroutine (ari.run's) and co
       ari.sleep(20)
+      assert.equals(live0 + 1, sched.live())
+      assert.equals(0, #died)
+      -- an error after a wait: the guard gets it, with the dead coroutine's stack
+      local function failing_step() ari.sleep(2); error({ code = 7 }) end
+      local co2 = sched.start(function() failing_step() end, guard)
+      ari.sleep(20)
+      assert.equals(1, #died)
+      assert.equals(guard, died[1].g)
+      assert.equals(co2, died[1].co)
+      assert.same({ code = 7 }, died[1].err)
+      assert.matches("failing_step", died[1].tb)
       assert.equals(live0 + 1, sched.live())
     end)
   end)

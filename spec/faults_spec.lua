@@ -258,6 +258,45 @@ describe("a duplicate StasisStart over the events socket", function()
   end)
 end)
 
+describe("a script that raises", function()
+  it("ends its call with outcome error (logged with the traceback, channel hung up); a hang-up mid-wait is outcome hangup", function()
+    local calls = { { from = "2001", script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } },
+                    { from = "2002", at = 50, script = { { "wait_answer" }, { "sleep", ms = 100 }, { "hangup" } } } }
+    local ended, lines, hooks = {}, {}, {}
+    local log = require "ari.log"
+    log.set_output({ write = function(_, ...) lines[#lines + 1] = table.concat({ ... }) end, flush = function() end })
+    local ok, r = pcall(run, { app = "test", calls = calls }, function(app)
+      app.on_end = function(call, outcome, err) ended[call.channel.caller.number] = { outcome, err } end
+      app:on_call(function(call)
+        local who = call.channel.caller.number
+        call:on_hangup(function() hooks[#hooks + 1] = who end)
+        call:answer()
+        if who == "2001" then
+          call:sleep(20)
+          local function check_the_pin() error("pin service unreachable") end
+          check_the_pin()
+        end
+        call:get_digits { max = 4, timeout = 100000 } -- 2002 hangs up while we wait here
+      end)
+    end)
+    log.set_output()
+    assert(ok, r)
+    assert.is_true(r.done)
+    assert.equals("error", ended["2001"][1])
+    assert.matches("pin service unreachable", tostring(ended["2001"][2]))
+    assert.equals("hangup", ended["2002"][1])
+    assert.is_true(require("ari.call").is_hangup(ended["2002"][2]))
+    local text = table.concat(lines)
+    assert.matches("script error: [^\n]*pin service unreachable", text)
+    assert.matches("check_the_pin", text) -- the traceback of the script's coroutine
+    assert.equals(1, callsim.count(callsim.entries(r.sim, "2001"), "^DELETE /ari/channels/"))
+    assert.equals(0, callsim.count(callsim.entries(r.sim, "2002"), "^DELETE /ari/channels/"))
+    table.sort(hooks)
+    assert.same({ "2001", "2002" }, hooks)
+    assert.same({ 1, 1, 0 }, { r.stats.error, r.stats.hangup, r.stats.active })
+  end)
+end)
+
 describe("a script that never yields", function()
   local calls3 = { { from = "1001", script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } },
                    { from = "1002", at = 100, script = { { "wait_answer" }, { "wait_hangup", timeout = 200000 } } },

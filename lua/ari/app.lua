@@ -180,7 +180,10 @@ end
 
 -- The runner: the call's coroutine from StasisStart to the end.  [perf]
 -- The coroutine's body is run_call itself (sched.start: no wrapper frame,
--- no closures): a parked call keeps every frame below its wait.
+-- no pcall, no closures): a parked call keeps every frame below its wait.
+-- A script that raises (a Hangup from a wait, or a bug) kills the
+-- coroutine; the call is its guard, and Call:_died finishes it in a fresh
+-- coroutine.
 local last_tb -- set by msgh, read right after the xpcall that called it
 local function msgh(e)
   last_tb = not callmod.is_hangup(e) and debug.traceback(tostring(e), 2) or nil
@@ -188,21 +191,31 @@ local function msgh(e)
 end
 
 local function run_call(self, call, handler, args)
-  call.co = coroutine.running()
-  local ok, err
-  last_tb = nil
+  local co = coroutine.running()
+  call.co = co
   -- [watchdog] opt-in: a script running watchdog_ms without yielding gets an error (ari.watchdog)
   if self.watchdog_ms then
-    ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, args)
-  else
+    last_tb = nil
+    local ok, err = require("ari.watchdog").xpcall(self, call, self.watchdog_ms, handler, msgh, call, args)
+    local tb = not ok and last_tb or nil
+    last_tb = nil
+    sched.finished(co)
+    self:_finish(call, ok, err, tb)
+    return
+  end
   -- [/watchdog]
-    ok, err = xpcall(handler, msgh, call, args)
-  end -- [watchdog]
-  local tb = not ok and last_tb or nil
-  last_tb = nil
-  local fok, ferr = pcall(self._finish, self, call, ok, err, tb)
-  sched.finished()
-  if not fok then error(ferr, 0) end
+  handler(call, args)
+  sched.finished(co) -- from here on an error is a bug of ours, reported as such
+  self:_finish(call, true)
+end
+
+local function finish_died(self, call, err, tb) self:_finish(call, false, err, tb) end
+
+--- The call's script raised err (its coroutine co is dead): finish the call
+-- (hang-up, hooks, on_end) in a new coroutine.
+function callmod.Call:_died(co, err)
+  local tb = not callmod.is_hangup(err) and debug.traceback(co, tostring(err)) or nil
+  sched.spawn(finish_died, nil, self.app, self, err, tb)
 end
 
 function App:_start_call(ev)
@@ -234,7 +247,7 @@ function App:_start_call(ev)
     end)
     call:on_hangup(function() t:stop() end)
   end
-  sched.start(run_call, self, call, handler, args)
+  sched.start(run_call, call, self, call, handler, args)
 end
 
 function App:_finish(call, ok, err, tb)

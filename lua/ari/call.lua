@@ -73,8 +73,8 @@ function M.new(app, channel)
     digits = "",        -- type-ahead buffer
     queue = {},         -- mailbox: events nobody has consumed yet
     waiters = {},       -- pending waits: { match, wake, co }
-    hooks = {},
-    hungup = false,
+    -- hooks (on_hangup functions) and hungup (true once gone) are set when
+    -- needed: every field here is kept by every parked call
   }, Call)
   if type(channel) == "table" then self:_set_channel(channel) else self.log = log.new(id) end
   return self
@@ -558,11 +558,16 @@ end
 
 --- Register fn(call) to run once when the call ends (after its script, or
 -- when an originated call hangs up).
-function Call:on_hangup(fn) self.hooks[#self.hooks + 1] = fn end
+function Call:on_hangup(fn)
+  local hooks = self.hooks
+  if hooks == nil then hooks = {}; self.hooks = hooks end
+  hooks[#hooks + 1] = fn
+end
 
 function Call:_run_hooks()
   local hooks = self.hooks
-  self.hooks = {}
+  if hooks == nil then return end
+  self.hooks = nil
   for i = 1, #hooks do
     local ok, err = xpcall(hooks[i], debug.traceback, self)
     if not ok then self.log:error("on_hangup hook failed: %s", tostring(err)) end

@@ -30,10 +30,21 @@ local function default_on_error(msg)
 end
 M.on_error = default_on_error
 
+-- co -> guard of a coroutine begun by sched.start: guard:_died(co, err)
+-- runs if co dies by an error (instead of on_error)
+local guards = setmetatable({}, { __mode = "k" })
+
 local function resume(co, ...)
   local ok, err = co_resume(co, ...)
   if not ok then
-    M.on_error(traceback(co, tostring(err)))
+    local g = guards[co]
+    if g ~= nil then
+      guards[co] = nil
+      live = live - 1
+      g:_died(co, err)
+    else
+      M.on_error(traceback(co, tostring(err)))
+    end
   end
 end
 M.resume = resume
@@ -114,20 +125,28 @@ end
 
 function M.live() return live end
 
---- Start fn(...) as a new coroutine whose body is fn itself (no wrapper
--- frame): fn must catch its own errors (an error that escapes is still
--- reported through on_error) and call sched.finished() when it ends, for
--- the live count.  Used by the app's call runner, whose coroutine is
--- parked for the length of a call: every frame it keeps costs memory.
-function M.start(fn, ...)
+--- Start fn(...) as a new coroutine whose body is fn itself: no wrapper
+-- frame and no pcall (used by the app's call runner, whose coroutine is
+-- parked for the length of a call: every frame it keeps costs memory).
+-- If fn raises, the coroutine dies and guard:_died(co, err) is called
+-- (from the code that resumed it; the dead coroutine's stack is still there
+-- for debug.traceback(co)); without a guard the error goes to on_error.
+-- fn calls sched.finished(co) when it returns normally.
+function M.start(fn, guard, ...)
   local co = co_create(fn)
   live = live + 1
+  if guard ~= nil then guards[co] = guard end
   resume(co, ...)
   return co
 end
 
---- A coroutine begun by sched.start has ended.
-function M.finished() live = live - 1 end
+--- A coroutine begun by sched.start is ending normally: its guard is
+-- dropped (an error from here on goes to on_error) and the live count
+-- goes down.
+function M.finished(co)
+  guards[co] = nil
+  live = live - 1
+end
 
 local function unpack_early(t) return table.unpack(t, 1, t.n) end
 
