@@ -12,6 +12,10 @@
 -- process, user + system, as getrusage) and VmRSS from /proc/self/status.
 local ari = require "ari"
 local core = ari.core
+-- ARI_BENCH_GC=gen|PAUSE: a different Lua GC setting, for comparisons
+local gcmode = os.getenv("ARI_BENCH_GC")
+if gcmode == "gen" then collectgarbage("generational")
+elseif tonumber(gcmode) then collectgarbage("incremental", tonumber(gcmode), 200) end
 
 local total = tonumber(arg[1]) or 100
 local mode = arg[2] or "flow"
@@ -53,34 +57,37 @@ local function finish()
   os.exit(0)
 end
 
+-- The call script, as a user writes it: no pcall of its own (the app's
+-- runner catches errors; on_end below counts the outcome).
+local started = setmetatable({}, { __mode = "k" }) -- call -> hrtime at the start of its script
 app:on_call(function(call)
   if not cpu0 then cpu0, t0 = os.clock(), core.hrtime() end
-  local start = core.hrtime()
-  local ok, err = pcall(function()
-    call:answer()
-    if mode == "park" then
-      parked = parked + 1
-      if parked == total then
-        collectgarbage("collect")
-        rss_parked = rss_kb()
-        lua_parked = collectgarbage("count")
-        cpu_park = os.clock() - cpu0
-      end
-      local d = call:get_digits { max = 1, timeout = 600000 }
-      if d ~= "1" then error("no digit") end
-      call:hangup()
-      return
+  started[call] = core.hrtime()
+  call:answer()
+  if mode == "park" then
+    parked = parked + 1
+    if parked == total then
+      collectgarbage("collect")
+      rss_parked = rss_kb()
+      lua_parked = collectgarbage("count")
+      cpu_park = os.clock() - cpu0
     end
+  else
     call:play("sound:beep")
-    local d = call:get_digits { max = 1, timeout = 600000 }
-    if d ~= "1" then error("expected digit 1, got '" .. tostring(d) .. "'") end
-    call:hangup()
-  end)
-  if not ok and not (type(err) == "table" and err.hangup) then
+  end
+  local d = call:get_digits { max = 1, timeout = 600000 }
+  if d ~= "1" then error("expected digit 1, got '" .. tostring(d) .. "'") end
+  call:hangup()
+end)
+
+app.on_end = function(call, outcome, err)
+  local start = started[call]
+  started[call] = nil
+  if outcome == "error" then
     failed = failed + 1
     if failed <= 3 then io.stderr:write("call failed: ", tostring(err), "\n") end
   end
-  if sample_every == 0 then lat[#lat + 1] = core.hrtime() - start end
+  if sample_every == 0 and start then lat[#lat + 1] = core.hrtime() - start end
   done = done + 1
   if sample_every > 0 and done % sample_every == 0 then
     rss_samples[#rss_samples + 1] = done .. ":" .. rss_kb()
@@ -89,7 +96,7 @@ app:on_call(function(call)
     total = -1 -- once
     core.timer(0, finish)
   end
-end)
+end
 rss0 = rss_kb()
 collectgarbage("collect")
 lua0 = collectgarbage("count")
