@@ -69,6 +69,29 @@ function M.new(opts)
   }, T)
 end
 
+-- Send the request and wait for its RESTResponse (T:handle wakes us with
+-- it); the timer wakes us with nothing when the time is up.
+local function start_request(wake, self, entry)
+  entry.wake = wake
+  self.pending[entry.rid] = entry
+  local sok, serr, tag = self.send(entry.text, entry.req)
+  entry.tag = tag
+  if not sok then
+    wake(nil, terr("reset", "cannot send the request: " .. tostring(serr)))
+    return
+  end
+  self.stats.requests = self.stats.requests + 1
+  local left = entry.deadline - core.now()
+  entry.timer = core.timer(left > 0 and left or 0, wake)
+end
+
+-- The wait is over (answered, timed out, or cancelled by a hang-up).
+local function end_request(self, entry)
+  self.pending[entry.rid] = nil
+  local timer = entry.timer
+  if timer then timer:stop() end
+end
+
 --- The client calls this (from a coroutine) for every operation.
 function T:request(req)
   if self.fallback and is_binary(req) then
@@ -93,35 +116,24 @@ function T:request(req)
     msg.content_type = "application/json"
     msg.message_body = req.body
   end
-  local text = core.json_encode(msg)
-  local entry = {}
-  local timer
-  local ok, resp, err = pcall(sched.suspend, function(wake)
-    entry.wake = wake
-    self.pending[rid] = entry
-    local sok, serr, tag = self.send(text, req)
-    entry.tag = tag
-    if not sok then
-      wake(nil, terr("reset", "cannot send the request: " .. tostring(serr)))
-      return
-    end
-    self.stats.requests = self.stats.requests + 1
-    local left = deadline - core.now()
-    timer = core.timer(left > 0 and left or 0, function()
-      wake(nil, terr("timeout", "no RESTResponse within " .. timeout .. " ms"))
-    end)
-  end)
-  self.pending[rid] = nil
-  if timer then timer:stop() end
-  if not ok then error(resp, 0) end -- cancelled (hang-up): unchanged
-  if resp == nil then error(err, 0) end
+  -- [perf] one table per request (the pending entry), static start and
+  -- cleanup functions: no closure, no pcall frame on the waiting coroutine
+  local entry = { text = core.json_encode(msg), req = req, rid = rid, deadline = deadline }
+  local resp, err = sched.suspend(start_request, self, entry, end_request)
+  end_request(self, entry)
+  if resp == nil then
+    error(err or terr("timeout", "no RESTResponse within " .. timeout .. " ms"), 0)
+  end
   local status = resp.status_code
   if status == 406 and self.fallback then
     self.stats.fallbacks = self.stats.fallbacks + 1
     return self.fallback(req)
   end
-  local headers = {}
-  if resp.content_type then headers["content-type"] = resp.content_type end
+  local headers -- only an error keeps the headers: no table per reply
+  if status ~= nil and (status < 200 or status > 299) then
+    headers = {}
+    if resp.content_type then headers["content-type"] = resp.content_type end
+  end
   local body = resp.message_body
   if type(body) ~= "string" then body = nil end
   return status, body, headers
