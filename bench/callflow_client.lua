@@ -35,6 +35,7 @@ local lat = {}
 local done, failed, parked = 0, 0, 0
 local cpu0, t0, rss0
 local rss_parked, cpu_park, lua_parked, lua0
+local mem0, mem_parked -- the C allocator's view (core.memory), where it can tell
 local rss_samples = {}
 local app = ari.app { app = "bench", transport = transport == "websocket" and "websocket" or nil }
 
@@ -50,6 +51,10 @@ local function finish()
   }
   if rss_parked then
     out[#out + 1] = string.format("parked=%d rss_parked_kb=%d lua0_kb=%.0f lua_parked_kb=%.0f", parked, rss_parked, lua0, lua_parked)
+    if mem0 and mem_parked then
+      out[#out + 1] = string.format("heap_in_use0_kb=%.0f heap_in_use_parked_kb=%.0f heap_free0_kb=%.0f heap_free_parked_kb=%.0f",
+        mem0.heap_in_use / 1024, mem_parked.heap_in_use / 1024, mem0.heap_free / 1024, mem_parked.heap_free / 1024)
+    end
   end
   if #rss_samples > 0 then out[#out + 1] = "rss_samples=" .. table.concat(rss_samples, ",") end
   io.stdout:write(table.concat(out, " "), "\n")
@@ -70,6 +75,7 @@ app:on_call(function(call)
       collectgarbage("collect")
       rss_parked = rss_kb()
       lua_parked = collectgarbage("count")
+      mem_parked = core.memory()
       cpu_park = os.clock() - cpu0
     end
   else
@@ -100,3 +106,4 @@ end
 rss0 = rss_kb()
 collectgarbage("collect")
 lua0 = collectgarbage("count")
+mem0 = core.memory()

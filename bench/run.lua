@@ -304,16 +304,28 @@ local per = p.rss_parked_kb and p.rss0_kb and (p.rss_parked_kb - p.rss0_kb) / (p
 w("**Parked calls.** %s calls answered and parked in `get_digits` at once (the simulator holds every", num(p.parked))
 w("digit until all have answered). Client RSS before the first call: %s KB; with all parked (after a full GC): %s KB;", num(p.rss0_kb), num(p.rss_parked_kb))
 w("**%s KB per parked call**. Load: %s.", num(per, "%.2f"), p.load)
-if p.lua_parked_kb and p.lua0_kb then
-  w("Of which the Lua heap (collectgarbage(\"count\")): %s KB per call; the rest is C memory (libcurl handles and",
-    num((p.lua_parked_kb - p.lua0_kb) / (p.parked or 1), "%.2f"))
-  w("buffers of the %s concurrent answer requests, kept by malloc after they are freed) and allocator slack.", num(p.parked))
+-- where the RSS per call goes: Lua heap, the C heap in use (Lua's objects
+-- with malloc's per-chunk overhead, and C state), and memory freed during
+-- the ramp that malloc keeps (free chunks between live ones)
+local function split(t)
+  local n = t.parked or 1
+  local parts = {}
+  if t.lua_parked_kb and t.lua0_kb then
+    parts[#parts + 1] = string.format("Lua heap (collectgarbage(\"count\")) %s KB", num((t.lua_parked_kb - t.lua0_kb) / n, "%.2f"))
+  end
+  if t.heap_in_use_parked_kb and t.heap_in_use0_kb then
+    parts[#parts + 1] = string.format("C heap in use (core.memory(): Lua's objects plus malloc's per-chunk overhead, and C state) %s KB",
+      num((t.heap_in_use_parked_kb - t.heap_in_use0_kb) / n, "%.2f"))
+    parts[#parts + 1] = string.format("freed during the ramp but kept by malloc (free chunks between live ones) %s KB",
+      num((t.heap_free_parked_kb - t.heap_free0_kb) / n, "%.2f"))
+  end
+  return table.concat(parts, "; ")
 end
+if p.lua_parked_kb then w("Per call: %s.", split(p)) end
 local pw = results.park_ws or {}
 if pw.rss_parked_kb and pw.rss0_kb then
-  w("With REST over the WebSocket (no libcurl): RSS %s KB -> %s KB, **%s KB per parked call** (Lua heap %s KB per call).",
-    num(pw.rss0_kb), num(pw.rss_parked_kb), num((pw.rss_parked_kb - pw.rss0_kb) / (pw.parked or 1), "%.2f"),
-    pw.lua_parked_kb and num((pw.lua_parked_kb - pw.lua0_kb) / (pw.parked or 1), "%.2f") or "-")
+  w("With REST over the WebSocket (no libcurl): RSS %s KB -> %s KB, **%s KB per parked call**; per call: %s.",
+    num(pw.rss0_kb), num(pw.rss_parked_kb), num((pw.rss_parked_kb - pw.rss0_kb) / (pw.parked or 1), "%.2f"), split(pw))
 end
 w("")
 local q = results.seq or {}
