@@ -62,25 +62,40 @@ M.Call = Call
 local HANGUP_EVENTS = { ChannelHangupRequest = true, StasisEnd = true, ChannelDestroyed = true }
 local attach = models.attach
 
+function Call.__tostring(self) return "Call(" .. tostring(self.id) .. ")" end
+
+-- [perf] Defaults every call reads through its class until it sets its
+-- own: a parked call keeps only the fields it changed.
+Call.digits = ""        -- the type-ahead buffer
+
+-- Each app's calls share a class (a metatable whose __index is itself,
+-- falling back to Call) holding app and client: two fields fewer in every
+-- call (the table's hash part is sized in powers of two).
+local function class_of(app)
+  local cls = rawget(app, "_call_class")
+  if cls == nil or cls.client ~= app.client then
+    cls = setmetatable({ app = app, client = app.client, __tostring = Call.__tostring }, { __index = Call })
+    cls.__index = cls
+    rawset(app, "_call_class", cls)
+  end
+  return cls
+end
+
 --- New Call for channel (a Channel object or an id) owned by app.
 function M.new(app, channel)
   local id = type(channel) == "table" and channel.id or channel
   local self = setmetatable({
     id = id,
-    app = app,
-    client = app.client,
     co = nil,           -- the coroutine running this call's script (cancelled on hang-up)
-    digits = "",        -- type-ahead buffer
     queue = {},         -- mailbox: events nobody has consumed yet
     waiters = {},       -- pending waits: { match, wake, co }
-    -- hooks (on_hangup functions) and hungup (true once gone) are set when
-    -- needed: every field here is kept by every parked call
-  }, Call)
+    -- digits (type-ahead), hooks (on_hangup functions) and hungup (true
+    -- once gone) are set when needed: every field here is kept by every
+    -- parked call
+  }, class_of(app))
   if type(channel) == "table" then self:_set_channel(channel) else self.log = log.new(id) end
   return self
 end
-
-function Call:__tostring() return "Call(" .. tostring(self.id) .. ")" end
 
 -- A fresh channel snapshot: keep it, with working methods (call.channel:ring()).
 function Call:_set_channel(ch)
