@@ -18,7 +18,10 @@
 -- transport: nil (REST via ari.http), or a function(req) -> status, body,
 -- headers where req = { method, url, path, query_string, headers, body, user,
 -- password, timeout } (path without the "/ari" base, query string without
--- "?").  It must raise on transport failure.
+-- "?"; user, password, timeout and the TLS options are read through req's
+-- metatable, so pairs(req) does not list them; req.headers is shared between
+-- requests: read it, do not change it).
+-- It must raise on transport failure.
 -- websocket: nil (ari.ws.connect), or a function(opts) -> connection with
 -- :close(), called with { url, user, password, json = true, on_message,
 -- on_open } for the events socket.
@@ -208,6 +211,9 @@ local function default_transport(req)
   return require("ari.http").request(req)
 end
 
+local HEADERS = { ["Accept"] = "application/json" }
+local HEADERS_BODY = { ["Accept"] = "application/json", ["Content-Type"] = "application/json" }
+
 local function call(self, op, params)
   if self._closed then
     error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = op.path,
@@ -216,14 +222,13 @@ local function call(self, op, params)
   local path, query, body = build(op, params)
   local url = self._base .. path
   if query ~= "" then url = url .. "?" .. query end
-  local headers = { ["Accept"] = "application/json" }
-  if body then headers["Content-Type"] = "application/json" end
-  -- raw_headers: ari.http returns the response's header block as one string
-  -- (turned into a table only for an error): no table per reply
-  local req = { method = op.method, url = url, path = path, query_string = query, headers = headers,
-    body = body, user = self._user, password = self._password, timeout = self._timeout,
-    insecure = self._insecure, cainfo = self._cainfo, -- [hardening] TLS options
-    raw_headers = true }
+  -- [perf] shared, read-only request headers (transports must not change them)
+  local headers = body and HEADERS_BODY or HEADERS
+  -- [perf] what is the same for every request of this client (user,
+  -- password, timeout, TLS options, raw_headers) is read through the
+  -- request's metatable: a smaller table per request
+  local req = setmetatable({ method = op.method, url = url, path = path, query_string = query,
+    headers = headers, body = body }, self._req_mt)
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
   local ok, status, rbody, rheaders = pcall(self._transport, req)
@@ -685,6 +690,12 @@ function M.connect(opts)
     _objs = {}, stats = { events = 0, connects = 0 },
     _websocket = opts.websocket or default_websocket,
   }, Client)
+  -- every REST request's constant options (see call); raw_headers: ari.http
+  -- returns the response's header block as one string (turned into a table
+  -- only for an error): no table per reply
+  self._req_mt = { __index = { user = self._user, password = self._password, timeout = self._timeout,
+    insecure = self._insecure, cainfo = self._cainfo, -- [hardening] TLS options
+    raw_headers = true } }
   for kind in pairs(models.route_key) do self._objs[kind] = {} end
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
   models.add_client(self)
