@@ -203,6 +203,10 @@ describe("metrics", function()
     assert.is_true(final["ari_lua_ws_connected_seconds" .. W] > 0)
     assert.is_true(final["ari_lua_coroutines"] >= 0)
     assert.is_true(final["ari_lua_lua_memory_bytes"] > 0)
+    if require("ari.core").memory() then
+      assert.is_true(final['ari_lua_c_heap_bytes{state="in_use"}'] >= final["ari_lua_lua_memory_bytes"])
+      assert.is_true(final['ari_lua_c_heap_bytes{state="free"}'] >= 0)
+    end
     assert.equals(0, final['ari_lua_event_queue_depth{queue="handlers"}'])
     -- Prometheus conventions: prefix, HELP and TYPE for every family, _total counters
     for name, t in pairs(final_types) do

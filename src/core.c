@@ -181,6 +181,10 @@ static int core_hrtime(lua_State *L) {
 static int core_memory(lua_State *L) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
   struct mallinfo2 mi = mallinfo2();
+  if (mi.uordblks == 0 && mi.hblkhd == 0) { /* another allocator (e.g. a sanitizer's) */
+    lua_pushnil(L);
+    return 1;
+  }
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)mi.uordblks);
   lua_setfield(L, -2, "heap_in_use");

@@ -282,6 +282,13 @@ function M.render()
   sample(out, "ari_lua_coroutines", nil, sched.live())
   header(out, "ari_lua_lua_memory_bytes", "gauge", "Memory in use by the Lua state.")
   sample(out, "ari_lua_lua_memory_bytes", nil, math.floor(collectgarbage("count") * 1024))
+  local mem = core.memory()
+  if mem then -- the C allocator's view, where it can tell (glibc)
+    header(out, "ari_lua_c_heap_bytes", "gauge",
+      "C heap (malloc): in use, and freed but kept by the allocator (part of the RSS).")
+    sample(out, "ari_lua_c_heap_bytes", '{state="in_use"}', mem.heap_in_use)
+    sample(out, "ari_lua_c_heap_bytes", '{state="free"}', mem.heap_free)
+  end
   local rl = package.loaded["ari.reload"]
   if rl and rl.script then
     header(out, "ari_lua_reloads_total", "counter", "Reloads of the app script, by result.")
