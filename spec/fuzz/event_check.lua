@@ -31,7 +31,8 @@ client:on("*", function(ev)
   local _ = tostring(ev.type) .. tostring(ev.channel and ev.channel.id)
 end)
 client:on("StasisStart", function(ev)
-  if type(ev.channel) == "table" and type(rawget(ev.channel, "id")) == "string" and ev.channel.on then
+  -- a field of the message may shadow a method (a channel with a field "on")
+  if type(ev.channel) == "table" and type(rawget(ev.channel, "id")) == "string" and type(ev.channel.on) == "function" then
     ev.channel:on("ChannelDtmfReceived", function(e) local _ = e.digit end)
   end
 end)
