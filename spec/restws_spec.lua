@@ -102,6 +102,27 @@ describe("REST over WebSocket against the simulator", function()
 end)
 
 describe("ari.wstransport", function()
+  it("takes a reply (or a closed socket) that comes while the request is being sent", function()
+    ari.run(function()
+      local t
+      t = wst.new {
+        send = function(text)
+          local req = core.json_decode(text)
+          if req.uri == "channels/closing" then t:fail_all("reset", "socket closed") -- before the wait
+          else reply(t, req, 200, '{"id":"sync"}') end
+          return true
+        end,
+      }
+      local s, body = t:request { method = "GET", path = "/channels/sync", query_string = "" }
+      assert.equals(200, s)
+      assert.equals('{"id":"sync"}', body)
+      local ok, err = pcall(t.request, t, { method = "GET", path = "/channels/closing", query_string = "" })
+      assert.is_false(ok)
+      assert.equals("reset", err.kind)
+      assert.equals(0, t:in_flight())
+    end)
+  end)
+
   it("correlates responses that arrive out of order by request_id", function()
     ari.run(function()
       local t, sent = fake()
