@@ -114,6 +114,17 @@ describe("transport errors", function()
     assert.equals(mine, err)
   end)
 
+  it("transport by name: \"http\" is the default, an unknown name is refused at once", function()
+    local c = ari.connect { url = "http://127.0.0.1:9", user = "u", password = "p", events = false, transport = "http",
+      timeout = 2000 }
+    local err = fail(c, function() return c.asterisk.ping() end)
+    assert.equals("transport", err.kind) -- went through libcurl (nothing listens there)
+    local ok, e = pcall(ari.connect, { url = "http://127.0.0.1:9", user = "u", password = "p", events = false,
+      transport = "htpt" })
+    assert.is_false(ok)
+    assert.matches('transport must be "http", "websocket", a function or an object with :request, got "htpt"', e, 1, true)
+  end)
+
   it("really failing to connect gives a transport error", function()
     -- a port nobody listens on: bind one, close it, use its number
     local c = ari.connect { url = "http://127.0.0.1:9", user = "u", password = "p", events = false, timeout = 2000 }

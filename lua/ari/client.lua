@@ -15,7 +15,8 @@
 -- Results: the typed response (model object or list of them), the raw bytes
 -- for binary responses, `true` for no content.
 --
--- transport: nil (REST via ari.http), or a function(req) -> status, body,
+-- transport: nil or "http" (REST via ari.http), "websocket" (RESTRequest
+-- messages on the events socket, ari.wstransport), or a function(req) -> status, body,
 -- headers where req = { method, url, path, query_string, headers, body, user,
 -- password, timeout } (path without the "/ari" base, query string without
 -- "?"; user, password, timeout and the TLS options are read through req's
@@ -214,21 +215,26 @@ end
 local HEADERS = { ["Accept"] = "application/json" }
 local HEADERS_BODY = { ["Accept"] = "application/json", ["Content-Type"] = "application/json" }
 
+-- The request table for op(params).  [perf] A function of its own, so that
+-- its locals are not on the stack while the transport waits.
+local function make_request(self, op, params)
+  local path, query, body = build(op, params)
+  local url = self._base .. path
+  if query ~= "" then url = url .. "?" .. query end
+  -- [perf] shared, read-only request headers (transports must not change them);
+  -- what is the same for every request of this client (user, password,
+  -- timeout, TLS options, raw_headers) is read through the request's
+  -- metatable: a smaller table per request
+  return setmetatable({ method = op.method, url = url, path = path, query_string = query,
+    headers = body and HEADERS_BODY or HEADERS, body = body }, self._req_mt)
+end
+
 local function call(self, op, params)
   if self._closed then
     error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = op.path,
       message = "client is closed" }, 0)
   end
-  local path, query, body = build(op, params)
-  local url = self._base .. path
-  if query ~= "" then url = url .. "?" .. query end
-  -- [perf] shared, read-only request headers (transports must not change them)
-  local headers = body and HEADERS_BODY or HEADERS
-  -- [perf] what is the same for every request of this client (user,
-  -- password, timeout, TLS options, raw_headers) is read through the
-  -- request's metatable: a smaller table per request
-  local req = setmetatable({ method = op.method, url = url, path = path, query_string = query,
-    headers = headers, body = body }, self._req_mt)
+  local req = make_request(self, op, params)
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
   local ok, status, rbody, rheaders = pcall(self._transport, req)
@@ -237,12 +243,12 @@ local function call(self, op, params)
     local e = status
     if type(e) == "table" and TRANSPORT_KINDS[e.kind] then
       error(errors.new { kind = "transport", transport = e.kind, code = e.code, message = e.message,
-        operation = op.fullname, method = op.method, path = path }, 0)
+        operation = op.fullname, method = op.method, path = req.path }, 0)
     end
     error(e, 0) -- a cancel (hang-up) or a bug: unchanged
   end
   if type(status) ~= "number" then
-    error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = path,
+    error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = req.path,
       message = "transport returned no status" }, 0)
   end
   if status >= 200 and status < 300 then
@@ -251,7 +257,7 @@ local function call(self, op, params)
     local v, err = json_decode(rbody, op.response) -- typed by the C decoder when it can
     if v == nil then
       error(errors.new { kind = "decode", status = status, operation = op.fullname, method = op.method,
-        path = path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)
+        path = req.path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)
     end
     models.cast(v, op.response)
     models.attach(v, self)
@@ -261,7 +267,7 @@ local function call(self, op, params)
   if type(rbody) == "string" and rbody:find("^%s*{") then decoded = json_decode(rbody) end
   if type(rheaders) == "string" then rheaders = core.http_parse_headers(rheaders) end
   error(errors.new { kind = "http", status = status, message = errors.message_for(status, decoded, op),
-    operation = op.fullname, method = op.method, path = path, body = rbody, headers = rheaders }, 0)
+    operation = op.fullname, method = op.method, path = req.path, body = rbody, headers = rheaders }, 0)
 end
 
 local function resource_table(self, rname)
@@ -677,10 +683,15 @@ function M.connect(opts)
   url = url:gsub("/+$", "")
   if not url:find("/ari$") then url = url .. "/ari" end
   local transport = opts.transport or default_transport
-  if transport == "websocket" then transport = default_transport end -- replaced below
+  -- "http" (the default, libcurl) and "websocket" (replaced below) by name
+  if transport == "websocket" or transport == "http" then transport = default_transport end
   if type(transport) == "table" then
     local t = transport
     transport = function(req) return t:request(req) end
+  end
+  if type(transport) ~= "function" then
+    error(string.format("ari.connect: transport must be \"http\", \"websocket\", a function or an object with :request, got %s",
+      type(opts.transport) == "string" and string.format("%q", opts.transport) or type(opts.transport)), 2)
   end
   local self = setmetatable({
     _base = url, _user = opts.user or config.user, _password = opts.password or config.password,
