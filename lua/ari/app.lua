@@ -209,15 +209,6 @@ local function run_call(self, call, handler, args)
   self:_finish(call, true)
 end
 
-local function finish_died(self, call, err, tb) self:_finish(call, false, err, tb) end
-
---- The call's script raised err (its coroutine co is dead): finish the call
--- (hang-up, hooks, on_end) in a new coroutine.
-function callmod.Call:_died(co, err)
-  local tb = not callmod.is_hangup(err) and debug.traceback(co, tostring(err)) or nil
-  sched.spawn(finish_died, nil, self.app, self, err, tb)
-end
-
 function App:_start_call(ev)
   local ch = ev.channel
   if not self.accepting or self.handler == nil then

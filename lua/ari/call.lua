@@ -571,6 +571,16 @@ function Call:snoop(opts)
   return snoop
 end
 
+local function finish_died(app, call, err, tb) app:_finish(call, false, err, tb) end
+
+-- The call's script raised err and its coroutine co is dead (the call is
+-- the coroutine's guard, ari.app's runner): finish the call (hang-up,
+-- hooks, on_end) in a new coroutine.
+function Call:_died(co, err)
+  local tb = not M.is_hangup(err) and debug.traceback(co, tostring(err)) or nil
+  sched.spawn(finish_died, nil, self.app, self, err, tb)
+end
+
 --- Register fn(call) to run once when the call ends (after its script, or
 -- when an originated call hangs up).
 function Call:on_hangup(fn)
