@@ -120,8 +120,8 @@ local function send_request(self, req, timeout)
     msg.content_type = "application/json"
     msg.message_body = req.body
   end
-  -- [perf] one table per request (the pending entry), static start and
-  -- cleanup functions: no closure, no pcall frame on the waiting coroutine
+  -- [perf] one table per request, the pending entry (T:request waits with
+  -- the static start_request/end_request: no closure, no pcall frame)
   local entry = { rid = rid, deadline = core.now() + timeout }
   self.pending[rid] = entry
   local sok, serr, tag = self.send(core.json_encode(msg), req)
