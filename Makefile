@@ -26,7 +26,7 @@ HDRS       := $(wildcard src/*.h)
 BUSTED     ?= lua5.4 /usr/bin/busted
 JOBS       ?= 2
 
-.PHONY: install-rock all test check valgrind install uninstall deps demo clean bench fuzz fuzz-build soak
+.PHONY: install-rock all test test-asterisk check valgrind install uninstall deps demo clean bench fuzz fuzz-build soak
 
 all: ari-lua $(BUILD)/ari/core.so
 
@@ -41,8 +41,18 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The whole suite: the simulator-backed specs, then the real-server specs
+# (spec/asterisk/) against a real Asterisk 22 started for them (reported
+# skipped where ../shared/asterisk is absent).
 test: all
-	lua5.4 tools/run-tests.lua -j $(JOBS)
+	lua5.4 tools/run-tests.lua -j $(JOBS) --asterisk 22
+
+# Only the real-server specs, against Asterisk $(ASTERISK) (18, 20, 22 or 23);
+# ASTERISK_TAGS=core runs the core subset (tests tagged #core).
+ASTERISK      ?= 22
+ASTERISK_TAGS ?=
+test-asterisk: all
+	lua5.4 tools/run-tests.lua -j $(JOBS) --asterisk $(ASTERISK) --only-asterisk $(if $(ASTERISK_TAGS),--tags $(ASTERISK_TAGS),)
 
 # The suite again with AddressSanitizer and UndefinedBehaviorSanitizer:
 # busted runs inside the instrumented host (ari-lua --plain), whose built-in
