@@ -15,7 +15,7 @@
 --   ast.start{ version = 20, conf = dir }   -- a private instance (restart, config)
 local M = {}
 
-local ROOT = os.getenv("PWD") or "."
+local ROOT = "." -- specs run from the repository root
 M.user, M.password = "asterisk", "asterisk"
 M.url = os.getenv("ARI_TEST_URL")
 M.version = tonumber(os.getenv("ARI_TEST_ASTERISK_VERSION") or "22")
