@@ -1,6 +1,7 @@
 /* server.c - HTTP/1.1 + RFC 6455 WebSocket server on raw libuv TCP: the
- * sockets, the connections and the Lua classes (server, res, ws).  Requests
- * are parsed by httpreq.c, WebSocket frames by rfc6455.c, buffers are buf.c.
+ * sockets, the connections, request dispatch and the Lua classes server and
+ * res.  Requests are parsed by httpreq.c; an upgraded connection's frames
+ * and its Lua class ws are server_ws.c's (frames coded by rfc6455.c).
  *
  * core.server_listen(opts, handlers) -> server
  *   opts = { host = "127.0.0.1", port = 0, max_body = 8 MiB, max_message =
@@ -30,96 +31,15 @@
  * memory there is reported through the error handler and drops only that
  * request's connection, instead of unwinding through uv_run.
  */
-#include "core.h"
-#include "buf.h"
+#include "server.h"
 #include "httpreq.h"
-#include "rfc6455.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define SRV_SERVER_MT "ari.core.server"
-#define SRV_RES_MT "ari.core.server.res"
-#define SRV_WS_MT "ari.core.server.ws"
-#define SRV_MOD_KEY "ari.core.server.mod"
-
-#define SRV_READ_CHUNK 65536
-#define SRV_BUSY_LIMIT (1u << 20)   /* stop reading a busy connection beyond this */
-#define SRV_CLOSE_TIMEOUT_MS 2000   /* wait for the peer's close frame */
-
-/* ---------------------------------------------------------------- types */
-
-typedef struct srv_mod srv_mod;
-typedef struct srv_server srv_server;
-typedef struct srv_conn srv_conn;
-
-/* res userdata: one per request */
-typedef struct srv_res {
-  srv_conn *conn;   /* NULL once answered or the connection is gone */
-  int done;
-  int websocket;    /* a valid upgrade request */
-  int keepalive;
-  int head;
-  char key[64];     /* Sec-WebSocket-Key */
-} srv_res;
-
-/* ws userdata: anchored by the connection while it is open */
-typedef struct srv_ws {
-  srv_conn *conn;
-  char remote[64];
-} srv_ws;
-
-struct srv_mod {
-  core_loop *c;
-  srv_server *servers;
-  int hook_ran;
-};
-
-struct srv_server {
-  uv_tcp_t tcp;
-  uv_idle_t idle;
-  core_loop *c;
-  srv_mod *mod;
-  srv_server *next;
-  srv_server **box;
-  int refs;          /* open handles + live conns + box */
-  int listening, quiet, idle_on;
-  int on_request_ref, self_ref;
-  int port;
-  char host[64];
-  size_t max_body, max_message, max_header;
-  srv_conn *conns;
-  lua_Integer accepted, requests, nconn, nws;
-};
-
-struct srv_conn {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_write_t wreq;
-  srv_server *s;
-  srv_conn *prev, *next;
-  int handles;       /* open uv handles */
-  int closed;        /* teardown started */
-  int reading, writing, shut, busy, kick, eof, ws, expect_sent;
-  buf rbuf;
-  size_t rpos;       /* consumed bytes of rbuf */
-  size_t scan;       /* bytes after rpos already searched for the end of the head */
-  buf obuf, wbuf;
-  srv_res *res;
-  srv_ws *wsud;
-  int ws_ref, on_msg_ref, on_close_ref;
-  int close_sent, close_recv, close_code;
-  char close_reason[128];
-  size_t reason_len;
-  rfc6455_parser wsp;
-  buf msg;
-  char remote[64];
-};
-
 static void srv_process(srv_conn *k);
-static void srv_conn_close(srv_conn *k);
 static void srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void srv_on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf);
 static void srv_on_idle(uv_idle_t *h);
@@ -146,7 +66,7 @@ static void srv_server_handle_closed(uv_handle_t *h) { srv_server_unref((srv_ser
 
 static void srv_on_write(uv_write_t *req, int status);
 
-static void srv_flush(srv_conn *k) {
+void srv_flush(srv_conn *k) {
   uv_buf_t b;
   buf t;
   int r;
@@ -181,7 +101,7 @@ static void srv_on_write(uv_write_t *req, int status) {
 }
 
 /* Close once everything queued is written; read nothing more. */
-static void srv_shut(srv_conn *k) {
+void srv_shut(srv_conn *k) {
   if (k->closed) return;
   k->shut = 1;
   if (k->reading) {
@@ -201,54 +121,12 @@ static void srv_kick(srv_conn *k) {
   }
 }
 
-/* ---------------------------------------------------------------- calls into Lua */
-
-/* A call of on_message(ws, data, binary) or on_close(ws, code, reason),
- * made through core_call by srv_ws_event_cf, so that running out of memory
- * while pushing the arguments is reported like an error of the call. */
-typedef struct srv_ws_event {
-  int fn_ref, ws_ref;
-  const char *p;      /* message or close reason */
-  size_t n;
-  int binary;         /* on_message */
-  int code;           /* on_close, when is_close */
-  int is_close;
-} srv_ws_event;
-
-static int srv_ws_event_cf(lua_State *L) {
-  srv_ws_event *e = (srv_ws_event *)lua_touserdata(L, 1);
-  lua_settop(L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->fn_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, e->ws_ref);
-  if (e->is_close) lua_pushinteger(L, e->code);
-  lua_pushlstring(L, e->p, e->n);
-  if (!e->is_close) lua_pushboolean(L, e->binary);
-  lua_call(L, 3, 0);
-  return 0;
-}
-
-static void srv_ws_event_call(core_loop *c, srv_ws_event *e) {
-  lua_pushcfunction(c->L, srv_ws_event_cf);
-  lua_pushlightuserdata(c->L, e);
-  core_call(c, 1, 0);
-}
-
 /* ---------------------------------------------------------------- connection teardown */
 
 static void srv_conn_free(srv_conn *k) {
   srv_server *s = k->s;
   core_loop *c = s->c;
-  if (k->ws && k->on_close_ref != LUA_NOREF && !s->quiet && !c->closing) {
-    srv_ws_event e;
-    memset(&e, 0, sizeof e);
-    e.fn_ref = k->on_close_ref;
-    e.ws_ref = k->ws_ref;
-    e.p = k->close_reason;
-    e.n = k->reason_len;
-    e.code = k->close_code;
-    e.is_close = 1;
-    srv_ws_event_call(c, &e);
-  }
+  if (k->ws && !s->quiet && !c->closing) srv_ws_closed(k);
   if (k->wsud) k->wsud->conn = NULL;
   core_unref(c, k->on_msg_ref);
   core_unref(c, k->on_close_ref);
@@ -269,7 +147,7 @@ static void srv_conn_handle_closed(uv_handle_t *h) {
   if (--k->handles == 0) srv_conn_free(k);
 }
 
-static void srv_conn_close(srv_conn *k) {
+void srv_conn_close(srv_conn *k) {
   if (k->closed) return;
   k->closed = 1;
   k->s->nconn--;
@@ -458,84 +336,6 @@ static int srv_http_one(srv_conn *k) {
   return 1;
 }
 
-/* ---------------------------------------------------------------- WebSocket messages */
-
-/* Fail the connection with a close code. */
-static int srv_ws_fail(srv_conn *k, int code, const char *reason) {
-  core_log(k->s->c, CORE_LOG_DEBUG, "server: websocket %s: close %d %s", k->remote, code, reason);
-  if (!k->close_sent) {
-    k->close_sent = 1;
-    rfc6455_close_add(&k->obuf, code, reason, strlen(reason), NULL);
-  }
-  k->close_code = code;
-  k->reason_len = strlen(reason);
-  memcpy(k->close_reason, reason, k->reason_len);
-  srv_shut(k);
-  return -1;
-}
-
-static int srv_ws_deliver(srv_conn *k, const char *p, size_t n, int binary) {
-  srv_ws_event e;
-  if (k->on_msg_ref == LUA_NOREF) return 1;
-  memset(&e, 0, sizeof e);
-  e.fn_ref = k->on_msg_ref;
-  e.ws_ref = k->ws_ref;
-  e.p = p;
-  e.n = n;
-  e.binary = binary;
-  srv_ws_event_call(k->s->c, &e);
-  return 1;
-}
-
-/* Parse one frame.  1 handled, 0 need more, -1 closing. */
-static int srv_ws_one(srv_conn *k) {
-  rfc6455_frame f;
-  int rc;
-  if (k->close_recv) {
-    k->rpos = k->rbuf.len;
-    return 0;
-  }
-  rc = rfc6455_parse(&k->wsp, (unsigned char *)k->rbuf.p + k->rpos, k->rbuf.len - k->rpos, &f);
-  if (rc == 0) return 0;
-  if (rc < 0) return srv_ws_fail(k, k->wsp.code, k->wsp.reason);
-  k->rpos += f.size;
-  switch (f.op) {
-  case RFC6455_PING:
-    if (!k->close_sent) {
-      rfc6455_frame_add(&k->obuf, RFC6455_PONG, f.data, f.len, NULL);
-      srv_flush(k);
-    }
-    return 1;
-  case RFC6455_PONG:
-    return 1;
-  case RFC6455_CLOSE:
-    k->close_recv = 1;
-    k->close_code = f.close_code;
-    k->reason_len = f.reason_len;
-    memcpy(k->close_reason, f.reason, f.reason_len);
-    if (!k->close_sent) {
-      k->close_sent = 1;
-      rfc6455_close_add(&k->obuf, f.close_code, f.reason, f.reason_len, NULL);
-    }
-    srv_shut(k);
-    return -1;
-  default:
-    break;
-  }
-  if (f.last && f.op != RFC6455_CONT) /* a whole message in one frame */
-    return srv_ws_deliver(k, (const char *)f.data, f.len, f.msg_op == RFC6455_BINARY);
-  if (buf_add(&k->msg, f.data, f.len) != 0) return srv_ws_fail(k, RFC6455_INTERNAL_ERROR, "out of memory");
-  if (f.last) {
-    rc = srv_ws_deliver(k, k->msg.p, k->msg.len, f.msg_op == RFC6455_BINARY);
-    if (!k->closed) {
-      k->msg.len = 0;
-      buf_shrink(&k->msg, 1u << 20);
-    }
-    return rc;
-  }
-  return 1;
-}
-
 /* ---------------------------------------------------------------- reading / processing */
 
 static void srv_process(srv_conn *k) {
@@ -568,11 +368,8 @@ static void srv_process(srv_conn *k) {
 static void srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   srv_conn *k = (srv_conn *)h->data;
   (void)suggested;
-  if (k->rpos > 0) {
-    memmove(k->rbuf.p, k->rbuf.p + k->rpos, k->rbuf.len - k->rpos);
-    k->rbuf.len -= k->rpos;
-    k->rpos = 0;
-  }
+  buf_consume(&k->rbuf, k->rpos);
+  k->rpos = 0;
   if (k->rbuf.cap - k->rbuf.len < SRV_READ_CHUNK && buf_reserve(&k->rbuf, SRV_READ_CHUNK) != 0) {
     *buf = uv_buf_init(NULL, 0);
     return;
@@ -685,19 +482,7 @@ static void srv_server_close(srv_server *s) {
   }
   for (k = s->conns; k != NULL; k = k->next) {
     if (k->closed) continue;
-    if (k->ws && !k->close_sent && !k->writing) {
-      static const char reason[] = "server closing";
-      uv_buf_t b;
-      k->close_sent = 1;
-      k->obuf.len = 0;
-      if (rfc6455_close_add(&k->obuf, RFC6455_GOING_AWAY, reason, sizeof reason - 1, NULL) == 0) {
-        b = uv_buf_init(k->obuf.p, (unsigned int)k->obuf.len);
-        uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
-      }
-      k->close_code = 1001;
-      k->reason_len = sizeof reason - 1;
-      memcpy(k->close_reason, reason, k->reason_len);
-    }
+    if (k->ws) srv_ws_going_away(k);
     srv_conn_close(k);
   }
 }
@@ -980,7 +765,6 @@ static int srv_res_upgrade(lua_State *L) {
   size_t pl = 0;
   const char *proto = luaL_optlstring(L, 2, NULL, &pl);
   char acc[RFC6455_ACCEPT_LEN + 1];
-  srv_ws *w;
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   if (k == NULL) {
     lua_pushnil(L);
@@ -1002,23 +786,7 @@ static int srv_res_upgrade(lua_State *L) {
                  buf_add(&k->obuf, proto, pl) != 0 || buf_adds(&k->obuf, "\r\n") != 0)) ||
       buf_adds(&k->obuf, "\r\n") != 0)
     return luaL_error(L, "out of memory");
-  w = (srv_ws *)lua_newuserdatauv(L, sizeof *w, 0);
-  w->conn = k;
-  strcpy(w->remote, k->remote);
-  luaL_setmetatable(L, SRV_WS_MT);
-  k->wsud = w;
-  k->ws = 1;
-  rfc6455_init(&k->wsp, RFC6455_SERVER, k->s->max_message);
-  k->s->nws++;
-  k->ws_ref = core_ref(L, -1);
-  if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "on_message");
-    if (lua_isfunction(L, -1)) k->on_msg_ref = core_ref(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 3, "on_close");
-    if (lua_isfunction(L, -1)) k->on_close_ref = core_ref(L, -1);
-    lua_pop(L, 1);
-  }
+  srv_ws_attach(L, k, lua_istable(L, 3) ? 3 : 0);
   srv_res_finish(r, k, 0);
   return 1;
 }
@@ -1066,107 +834,9 @@ static int srv_res_gc(lua_State *L) {
   return 0;
 }
 
-/* ---------------------------------------------------------------- Lua: ws */
-
-static srv_ws *srv_check_ws(lua_State *L) { return (srv_ws *)luaL_checkudata(L, 1, SRV_WS_MT); }
-
-static srv_conn *srv_ws_open_conn(srv_ws *w) {
-  srv_conn *k = w->conn;
-  if (k == NULL || k->closed || k->shut || k->close_sent) return NULL;
-  return k;
-}
-
-static int srv_ws_closed(lua_State *L) {
-  lua_pushnil(L);
-  lua_pushliteral(L, "closed");
-  return 2;
-}
-
-static int srv_ws_send(lua_State *L) {
-  srv_ws *w = srv_check_ws(L);
-  size_t n;
-  const char *d = luaL_checklstring(L, 2, &n);
-  int binary = lua_toboolean(L, 3);
-  srv_conn *k = srv_ws_open_conn(w);
-  if (k == NULL) return srv_ws_closed(L);
-  if (rfc6455_frame_add(&k->obuf, binary ? RFC6455_BINARY : RFC6455_TEXT, d, n, NULL) != 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "out of memory");
-    return 2;
-  }
-  srv_flush(k);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int srv_ws_ping(lua_State *L) {
-  srv_ws *w = srv_check_ws(L);
-  size_t n = 0;
-  const char *d = luaL_optlstring(L, 2, "", &n);
-  srv_conn *k = srv_ws_open_conn(w);
-  if (n > 125) return luaL_argerror(L, 2, "ping data is at most 125 bytes");
-  if (k == NULL) return srv_ws_closed(L);
-  if (rfc6455_frame_add(&k->obuf, RFC6455_PING, d, n, NULL) != 0) return luaL_error(L, "out of memory");
-  srv_flush(k);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static void srv_on_close_timeout(uv_timer_t *t) { srv_conn_close((srv_conn *)t->data); }
-
-static int srv_ws_closef(lua_State *L) {
-  srv_ws *w = srv_check_ws(L);
-  lua_Integer code = luaL_optinteger(L, 2, 1000);
-  size_t rl = 0;
-  const char *reason = luaL_optlstring(L, 3, "", &rl);
-  srv_conn *k = srv_ws_open_conn(w);
-  if (!(code == 1000 || (code >= 3000 && code <= 4999) || rfc6455_close_code_ok((int)code)))
-    return luaL_argerror(L, 2, "invalid close code");
-  if (rl > 123) return luaL_argerror(L, 3, "close reason is at most 123 bytes");
-  if (k == NULL) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  k->close_sent = 1;
-  k->close_code = (int)code;
-  k->reason_len = rl;
-  memcpy(k->close_reason, reason, rl);
-  if (rfc6455_close_add(&k->obuf, (int)code, reason, rl, NULL) != 0) return luaL_error(L, "out of memory");
-  srv_flush(k);
-  uv_timer_start(&k->timer, srv_on_close_timeout, SRV_CLOSE_TIMEOUT_MS, 0);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int srv_ws_buffered(lua_State *L) {
-  srv_ws *w = srv_check_ws(L);
-  srv_conn *k = w->conn;
-  lua_pushinteger(L, k && !k->closed ? (lua_Integer)(k->obuf.len + (k->writing ? k->wbuf.len : 0)) : 0);
-  return 1;
-}
-
-static int srv_ws_remote(lua_State *L) {
-  lua_pushstring(L, srv_check_ws(L)->remote);
-  return 1;
-}
-
-static int srv_ws_isopen(lua_State *L) {
-  lua_pushboolean(L, srv_ws_open_conn(srv_check_ws(L)) != NULL);
-  return 1;
-}
-
-static int srv_ws_gc(lua_State *L) {
-  srv_ws *w = srv_check_ws(L);
-  if (w->conn) {
-    w->conn->wsud = NULL;
-    w->conn = NULL;
-  }
-  return 0;
-}
-
 /* ---------------------------------------------------------------- open */
 
-static void srv_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
+void srv_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, m, 0);
   lua_pushvalue(L, -1);
@@ -1181,13 +851,9 @@ void server_open(lua_State *L) {
   static const luaL_Reg res_m[] = {
     {"send", srv_res_send}, {"upgrade", srv_res_upgrade}, {"raw", srv_res_raw},
     {"drop", srv_res_drop}, {"__gc", srv_res_gc}, {NULL, NULL}};
-  static const luaL_Reg ws_m[] = {
-    {"send", srv_ws_send}, {"close", srv_ws_closef}, {"ping", srv_ws_ping},
-    {"buffered", srv_ws_buffered}, {"remote", srv_ws_remote}, {"is_open", srv_ws_isopen},
-    {"__gc", srv_ws_gc}, {NULL, NULL}};
   srv_newmeta(L, SRV_SERVER_MT, server_m);
   srv_newmeta(L, SRV_RES_MT, res_m);
-  srv_newmeta(L, SRV_WS_MT, ws_m);
+  srv_ws_open(L);
   lua_pushcfunction(L, srv_listen);
   lua_setfield(L, -2, "server_listen");
 }
