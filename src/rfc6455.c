@@ -154,9 +154,9 @@ int rfc6455_parse(rfc6455_parser *ps, unsigned char *p, size_t n, rfc6455_frame 
 
 /* ---------------------------------------------------------------- frames: building */
 
-size_t rfc6455_header(unsigned char *out, int op, uint64_t len, const unsigned char *mask) {
+size_t rfc6455_header(unsigned char *out, int op, int fin, uint64_t len, const unsigned char *mask) {
   size_t hl;
-  out[0] = (unsigned char)(0x80 | (op & 0x0f));
+  out[0] = (unsigned char)((fin ? 0x80 : 0) | (op & 0x0f));
   if (len < 126) {
     out[1] = (unsigned char)len;
     hl = 2;
@@ -186,7 +186,7 @@ void rfc6455_mask(unsigned char *p, size_t n, const unsigned char mask[4], size_
 
 int rfc6455_frame_add(buf *b, int op, const void *data, size_t n, const unsigned char *mask) {
   unsigned char h[RFC6455_MAX_HEADER];
-  size_t hl = rfc6455_header(h, op, n, mask);
+  size_t hl = rfc6455_header(h, op, 1, n, mask);
   if (buf_reserve(b, hl + n) != 0) return -1;
   memcpy(b->p + b->len, h, hl);
   if (n > 0) memcpy(b->p + b->len + hl, data, n);

@@ -84,11 +84,11 @@ void rfc6455_init(rfc6455_parser *ps, int role, size_t max_message);
  * close, and the stream cannot go on. */
 int rfc6455_parse(rfc6455_parser *ps, unsigned char *p, size_t n, rfc6455_frame *f);
 
-/* Write the header of a frame (FIN set) with a payload of len bytes into
- * out (RFC6455_MAX_HEADER bytes); mask: NULL for an unmasked frame (a
+/* Write the header of a frame (the last of its message when fin) with a
+ * payload of len bytes into out (RFC6455_MAX_HEADER bytes); mask: NULL for an unmasked frame (a
  * server's), else the 4 masking bytes (the caller masks the payload).
  * Returns the header's length. */
-size_t rfc6455_header(unsigned char *out, int op, uint64_t len, const unsigned char *mask);
+size_t rfc6455_header(unsigned char *out, int op, int fin, uint64_t len, const unsigned char *mask);
 
 /* XOR p[0..n) with the mask, as bytes offset.. of a payload. */
 void rfc6455_mask(unsigned char *p, size_t n, const unsigned char mask[4], size_t offset);
