@@ -418,48 +418,76 @@ static const char *http_kind(CURLcode rc, int too_large) {
   }
 }
 
+/* A transfer ended (http_complete_cf's argument). */
+typedef struct http_done {
+  http_req *r;
+  CURLcode rc;
+  int cb;        /* the callback's reference, once the request is finished */
+  int finished;
+} http_done;
+
+/* Run through core_call, so that running out of memory while building the
+ * results is reported like an error of the callback rather than unwinding
+ * through libuv: pushes cb(status, body, headers) or cb(nil, err), finishes
+ * the request, calls cb. */
+static int http_complete_cf(lua_State *L) {
+  http_done *d = (http_done *)lua_touserdata(L, 1);
+  http_req *r = d->r;
+  core_loop *c = r->h->c;
+  int nargs;
+  lua_settop(L, 0);
+  core_push_ref(c, r->cb_ref);
+  if (d->rc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushinteger(L, status);
+    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
+    if (r->raw_headers) lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.len);
+    else http_push_headers(L, r->head.p, r->head.len);
+    nargs = 3;
+  } else {
+    const char *kind = http_kind(d->rc, r->too_large);
+    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(d->rc);
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    if (strcmp(kind, "too_large") == 0 && d->rc == CURLE_WRITE_ERROR)
+      lua_pushfstring(L, "response body larger than max_body (%I bytes)", (lua_Integer)r->max_body);
+    else
+      lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_pushinteger(L, (lua_Integer)d->rc);
+    lua_setfield(L, -2, "code");
+    nargs = 2;
+  }
+  d->cb = http_finish(r);
+  d->finished = 1;
+  lua_call(L, nargs, 0);
+  return 0;
+}
+
 /* A transfer ended: call its callback with the response or the error. */
 static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
   core_loop *c = h->c;
-  lua_State *L = c->L;
-  int cb;
+  http_done d;
   if (c->closing) return;
-  if (!lua_checkstack(L, 8)) return;
+  if (!lua_checkstack(c->L, 8)) return;
   if (rc == CURLE_OK && !r->head_done) {
     /* curl accepts a connection closed in the middle of the header block
      * as a complete response: it is not one */
     rc = CURLE_RECV_ERROR;
     snprintf(r->errbuf, sizeof r->errbuf, "connection closed before the response headers were complete");
   }
-  if (rc == CURLE_OK) {
-    long status = 0;
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    core_push_ref(c, r->cb_ref);
-    lua_pushinteger(L, status);
-    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
-    if (r->raw_headers) lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.len);
-    else http_push_headers(L, r->head.p, r->head.len);
-    cb = http_finish(r);
-    core_call(c, 3, 0);
-  } else {
-    const char *kind = http_kind(rc, r->too_large);
-    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
-    core_push_ref(c, r->cb_ref);
-    lua_pushnil(L);
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    if (strcmp(kind, "too_large") == 0 && rc == CURLE_WRITE_ERROR)
-      lua_pushfstring(L, "response body larger than max_body (%I bytes)", (lua_Integer)r->max_body);
-    else
-      lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "code");
-    cb = http_finish(r);
-    core_call(c, 2, 0);
-  }
-  core_unref(c, cb);
+  d.r = r;
+  d.rc = rc;
+  d.cb = LUA_NOREF;
+  d.finished = 0;
+  lua_pushcfunction(c->L, http_complete_cf);
+  lua_pushlightuserdata(c->L, &d);
+  core_call(c, 1, 0);
+  if (!d.finished) d.cb = http_finish(r); /* the results could not be built (reported) */
+  core_unref(c, d.cb);
 }
 
 /* Hand queued requests to curl while the limits allow; a request whose
