@@ -378,7 +378,7 @@ static unsigned char *dec_scratch(json_dec *d, size_t need) {
   return d->sbuf;
 }
 
-int json_utf8_len(const unsigned char *p, const unsigned char *end) {
+static inline int dec_utf8(const unsigned char *p, const unsigned char *end) {
   unsigned c = p[0];
   size_t left = (size_t)(end - p);
   if (c < 0xC2) return 0;
@@ -394,6 +394,8 @@ int json_utf8_len(const unsigned char *p, const unsigned char *end) {
   }
   return 0;
 }
+
+int json_utf8_len(const unsigned char *p, const unsigned char *end) { return dec_utf8(p, end); }
 
 /* Four hex digits at p (bounded by end) or -1. */
 static long dec_hex4(const unsigned char *p, const unsigned char *end) {
@@ -431,7 +433,7 @@ static int dec_string(json_dec *d, const char **ks, size_t *kl) {
     if (c < 0x20) return dec_fail(d, "control character in string", p);
     if (c < 0x80) p++;
     else {
-      int n = json_utf8_len(p, end);
+      int n = dec_utf8(p, end);
       if (n == 0) return dec_fail(d, "invalid UTF-8 in string", p);
       p += n;
     }
@@ -495,7 +497,7 @@ static int dec_string(json_dec *d, const char **ks, size_t *kl) {
       *w++ = (unsigned char)c;
       p++;
     } else {
-      int n = json_utf8_len(p, end);
+      int n = dec_utf8(p, end);
       if (n == 0 || p + n > q) return dec_fail(d, "invalid UTF-8 in string", p);
       memcpy(w, p, (size_t)n);
       w += n;
@@ -632,12 +634,29 @@ static void dec_items_to_table(lua_State *L, int base, int n, int narr) {
   for (i = n; i >= 1; i--) lua_rawseti(L, base, i);
 }
 
+/* After a member or an element: 1 another follows (the ',' and the space
+ * after it consumed), 0 the container ends (close consumed), -1 error. */
+static inline int dec_next(json_dec *d, char close, const char *expected) {
+  DEC_WS(d);
+  if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
+  if (*d->p == ',') {
+    d->p++;
+    DEC_WS(d);
+    return 1;
+  }
+  if (*d->p == (unsigned char)close) {
+    d->p++;
+    return 0;
+  }
+  return dec_fail(d, expected, d->p);
+}
+
 static int dec_object(json_dec *d, json_type t) {
   lua_State *L = d->L;
   const json_schema *sc = d->sc;
   int model = t.kind == JK_MODEL ? t.model : -1;
   int discr = sc != NULL && (t.kind == JK_TOP || t.kind == JK_MODEL);
-  int base, n = 0, direct = 0;
+  int base, n = 0, direct = 0, nx;
   if (++d->depth > JSON_MAX_DEPTH) return dec_fail(d, "nesting too deep", d->p);
   if (!lua_checkstack(L, 48)) return dec_fail(d, "out of Lua stack", d->p);
   d->p++;
@@ -682,18 +701,9 @@ static int dec_object(json_dec *d, json_type t) {
       } else if ((n & 15) == 0 && !lua_checkstack(L, 48)) {
         return dec_fail(d, "out of Lua stack", d->p);
       }
-      DEC_WS(d);
-      if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
-      if (*d->p == ',') {
-        d->p++;
-        DEC_WS(d);
-        continue;
-      }
-      if (*d->p == '}') {
-        d->p++;
-        break;
-      }
-      return dec_fail(d, "',' or '}' expected", d->p);
+      nx = dec_next(d, '}', "',' or '}' expected");
+      if (nx < 0) return -1;
+      if (nx == 0) break;
     }
   }
   if (!direct) dec_pairs_to_table(L, base, n, n);
@@ -707,7 +717,7 @@ static int dec_object(json_dec *d, json_type t) {
 
 static int dec_array(json_dec *d, json_type t) {
   lua_State *L = d->L;
-  int base, n = 0, direct = 0;
+  int base, n = 0, direct = 0, nx;
   json_type et;
   if (t.kind == JK_TOP) et = json_top;
   else if (t.kind == JK_LIST) {
@@ -742,18 +752,9 @@ static int dec_array(json_dec *d, json_type t) {
     } else if ((n & 31) == 0 && !lua_checkstack(L, 48)) {
       return dec_fail(d, "out of Lua stack", d->p);
     }
-    DEC_WS(d);
-    if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
-    if (*d->p == ',') {
-      d->p++;
-      DEC_WS(d);
-      continue;
-    }
-    if (*d->p == ']') {
-      d->p++;
-      break;
-    }
-    return dec_fail(d, "',' or ']' expected", d->p);
+    nx = dec_next(d, ']', "',' or ']' expected");
+    if (nx < 0) return -1;
+    if (nx == 0) break;
   }
   if (!direct) dec_items_to_table(L, base, n, n);
   d->depth--;
