@@ -138,7 +138,7 @@ fuzz-build: test-deps $(FUZZ_BINS)
 build/fuzz/obj/%.o: src/%.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
-build/fuzz/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz_common.h $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRCS))
+build/fuzz/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz_common.h spec/fuzz/fuzz_check.h $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRCS))
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_LUADIR='"$(CURDIR)/lua"' -o $@ $< \
 	  $(patsubst src/%.c,build/fuzz/obj/%.o,$(SRCS)) $(DEP_LIBS) $(LUA_LIBS) -lm
 

@@ -14,18 +14,13 @@
  */
 #include "../../src/httpreq.h"
 
+#include "fuzz_check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FH_CHECK(cond)                                                              \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "fuzz_httpreq: %s:%d: %s\n", __FILE__, __LINE__, #cond);      \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
 
 static int fh_inside(const char *p, size_t n, const char *q, size_t len) {
   return q >= p && len <= n && (size_t)(q - p) <= n - len;
@@ -34,29 +29,29 @@ static int fh_inside(const char *p, size_t n, const char *q, size_t len) {
 static void fh_check(const httpreq *r, int rc, const char *p, size_t n, const httpreq_limits *lim) {
   int i;
   if (rc == HTTPREQ_ERROR) {
-    FH_CHECK(r->error != NULL);
-    FH_CHECK(r->status == 400 || r->status == 413 || r->status == 431 || r->status == 501 || r->status == 505);
+    FUZZ_CHECK(r->error != NULL);
+    FUZZ_CHECK(r->status == 400 || r->status == 413 || r->status == 431 || r->status == 501 || r->status == 505);
     return;
   }
   if (rc == HTTPREQ_MORE) return;
-  FH_CHECK(rc == HTTPREQ_DONE);
-  FH_CHECK(r->head_len > 0 && r->head_len <= lim->max_header && r->head_len <= n);
-  FH_CHECK(r->body_used <= n - r->head_len);
-  FH_CHECK(r->body_len <= lim->max_body);
-  FH_CHECK(r->chunked || r->body_len == r->body_used);
-  FH_CHECK(r->mlen > 0 && fh_inside(p, r->head_len, r->method, r->mlen));
-  FH_CHECK(r->tlen > 0 && fh_inside(p, r->head_len, r->target, r->tlen));
-  FH_CHECK(r->nh >= 0 && r->nh <= HTTPREQ_MAX_HEADERS);
+  FUZZ_CHECK(rc == HTTPREQ_DONE);
+  FUZZ_CHECK(r->head_len > 0 && r->head_len <= lim->max_header && r->head_len <= n);
+  FUZZ_CHECK(r->body_used <= n - r->head_len);
+  FUZZ_CHECK(r->body_len <= lim->max_body);
+  FUZZ_CHECK(r->chunked || r->body_len == r->body_used);
+  FUZZ_CHECK(r->mlen > 0 && fh_inside(p, r->head_len, r->method, r->mlen));
+  FUZZ_CHECK(r->tlen > 0 && fh_inside(p, r->head_len, r->target, r->tlen));
+  FUZZ_CHECK(r->nh >= 0 && r->nh <= HTTPREQ_MAX_HEADERS);
   for (i = 0; i < r->nh; i++) {
-    FH_CHECK(r->hdr[i].nlen > 0 && fh_inside(p, r->head_len, r->hdr[i].name, r->hdr[i].nlen));
-    FH_CHECK(fh_inside(p, r->head_len, r->hdr[i].value, r->hdr[i].vlen));
+    FUZZ_CHECK(r->hdr[i].nlen > 0 && fh_inside(p, r->head_len, r->hdr[i].name, r->hdr[i].nlen));
+    FUZZ_CHECK(fh_inside(p, r->head_len, r->hdr[i].value, r->hdr[i].vlen));
   }
-  if (r->websocket) FH_CHECK(r->ws_key != NULL && r->ws_keylen >= 16 && r->ws_keylen < 64);
+  if (r->websocket) FUZZ_CHECK(r->ws_key != NULL && r->ws_keylen >= 16 && r->ws_keylen < 64);
   {
     char *body = malloc(r->body_len + 1);
-    FH_CHECK(body != NULL);
+    FUZZ_CHECK(body != NULL);
     httpreq_body(r, p, body);
-    if (!r->chunked && r->body_len > 0) FH_CHECK(memcmp(body, p + r->head_len, r->body_len) == 0);
+    if (!r->chunked && r->body_len > 0) FUZZ_CHECK(memcmp(body, p + r->head_len, r->body_len) == 0);
     free(body);
   }
 }
@@ -73,7 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   p = (const char *)data + 2;
   n = size - 2;
   skip = httpreq_skip(p, n);
-  FH_CHECK(skip <= n);
+  FUZZ_CHECK(skip <= n);
   p += skip;
   n -= skip;
 
@@ -85,20 +80,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (k = 1; k <= n; k++) {
     char *copy = malloc(k); /* exactly k bytes: ASan sees any read past the end */
     int rk;
-    FH_CHECK(copy != NULL);
+    FUZZ_CHECK(copy != NULL);
     memcpy(copy, p, k);
     rk = httpreq_parse(&part, copy, k, &scan, &lim);
     fh_check(&part, rk, copy, k, &lim);
     if (rk != HTTPREQ_MORE) {
-      FH_CHECK(rk == rc);
-      if (rk == HTTPREQ_ERROR) FH_CHECK(part.status == whole.status);
-      else FH_CHECK(part.head_len == whole.head_len && part.body_used == whole.body_used &&
+      FUZZ_CHECK(rk == rc);
+      if (rk == HTTPREQ_ERROR) FUZZ_CHECK(part.status == whole.status);
+      else FUZZ_CHECK(part.head_len == whole.head_len && part.body_used == whole.body_used &&
                     part.body_len == whole.body_len && k == whole.head_len + whole.body_used);
       free(copy);
       return 0;
     }
     free(copy);
   }
-  FH_CHECK(rc == HTTPREQ_MORE);
+  FUZZ_CHECK(rc == HTTPREQ_MORE);
   return 0;
 }

@@ -16,18 +16,13 @@
  */
 #include "../../src/rfc6455.h"
 
+#include "fuzz_check.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define FW_CHECK(cond)                                                              \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "fuzz_ws: %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
 
 typedef struct fw_frame {
   int op, fin, msg_op, last, close_code;
@@ -47,7 +42,7 @@ static void fw_push(fw_run *r, const rfc6455_frame *f) {
   if (r->n == r->cap) {
     r->cap = r->cap ? r->cap * 2 : 16;
     r->f = realloc(r->f, r->cap * sizeof *r->f);
-    FW_CHECK(r->f != NULL);
+    FUZZ_CHECK(r->f != NULL);
   }
   x = &r->f[r->n++];
   x->op = f->op;
@@ -58,7 +53,7 @@ static void fw_push(fw_run *r, const rfc6455_frame *f) {
   x->len = f->len;
   x->size = f->size;
   x->data = malloc(f->len + 1);
-  FW_CHECK(x->data != NULL);
+  FUZZ_CHECK(x->data != NULL);
   if (f->len) memcpy(x->data, f->data, f->len);
 }
 
@@ -84,31 +79,31 @@ static void fw_parse_all(fw_run *r, int role, size_t max, unsigned char *p, size
       r->error = 1;
       r->code = ps.code;
       r->reason = ps.reason;
-      FW_CHECK(ps.reason != NULL && ps.code >= 1000);
+      FUZZ_CHECK(ps.reason != NULL && ps.code >= 1000);
       break;
     }
-    FW_CHECK(rc == 1);
-    FW_CHECK(f.size > 0 && f.size <= n - off);
-    FW_CHECK(f.data >= p + off && f.data + f.len <= p + off + f.size);
+    FUZZ_CHECK(rc == 1);
+    FUZZ_CHECK(f.size > 0 && f.size <= n - off);
+    FUZZ_CHECK(f.data >= p + off && f.data + f.len <= p + off + f.size);
     if (f.op >= 8) {
-      FW_CHECK(f.fin && f.len <= RFC6455_MAX_CONTROL);
+      FUZZ_CHECK(f.fin && f.len <= RFC6455_MAX_CONTROL);
       if (f.op == RFC6455_CLOSE) {
-        FW_CHECK(f.close_code == RFC6455_NO_STATUS ? f.len == 0 : rfc6455_close_code_ok(f.close_code));
-        FW_CHECK(rfc6455_utf8_valid((const unsigned char *)f.reason, f.reason_len));
+        FUZZ_CHECK(f.close_code == RFC6455_NO_STATUS ? f.len == 0 : rfc6455_close_code_ok(f.close_code));
+        FUZZ_CHECK(rfc6455_utf8_valid((const unsigned char *)f.reason, f.reason_len));
       }
     } else {
-      FW_CHECK(f.msg_op == RFC6455_TEXT || f.msg_op == RFC6455_BINARY);
-      FW_CHECK(f.last == f.fin);
+      FUZZ_CHECK(f.msg_op == RFC6455_TEXT || f.msg_op == RFC6455_BINARY);
+      FUZZ_CHECK(f.last == f.fin);
       msg += f.len;
-      FW_CHECK(msg <= max);
+      FUZZ_CHECK(msg <= max);
       if (f.msg_op == RFC6455_TEXT) {
         text = realloc(text, text_len + f.len + 1);
-        FW_CHECK(text != NULL);
+        FUZZ_CHECK(text != NULL);
         if (f.len) memcpy(text + text_len, f.data, f.len);
         text_len += f.len;
       }
       if (f.last) {
-        if (f.msg_op == RFC6455_TEXT) FW_CHECK(rfc6455_utf8_valid(text, text_len));
+        if (f.msg_op == RFC6455_TEXT) FUZZ_CHECK(rfc6455_utf8_valid(text, text_len));
         msg = 0;
         text_len = 0;
       }
@@ -124,7 +119,7 @@ static void fw_parse_trickle(fw_run *r, int role, size_t max, const unsigned cha
   rfc6455_parser ps;
   unsigned char *p = malloc(n + 1);
   size_t start = 0, have = 0;
-  FW_CHECK(p != NULL);
+  FUZZ_CHECK(p != NULL);
   rfc6455_init(&ps, role, max);
   memset(r, 0, sizeof *r);
   while (have < n) {
@@ -144,21 +139,21 @@ static void fw_parse_trickle(fw_run *r, int role, size_t max, const unsigned cha
       r->reason = ps.reason;
       break;
     }
-    FW_CHECK(memcmp(p + start, in + start, have - start) == 0); /* "need more" left it alone */
+    FUZZ_CHECK(memcmp(p + start, in + start, have - start) == 0); /* "need more" left it alone */
   }
   free(p);
 }
 
 static void fw_same(const fw_run *a, const fw_run *b) {
   size_t i;
-  FW_CHECK(a->n == b->n);
-  FW_CHECK(a->error == b->error);
-  if (a->error) FW_CHECK(a->code == b->code && strcmp(a->reason, b->reason) == 0);
+  FUZZ_CHECK(a->n == b->n);
+  FUZZ_CHECK(a->error == b->error);
+  if (a->error) FUZZ_CHECK(a->code == b->code && strcmp(a->reason, b->reason) == 0);
   for (i = 0; i < a->n; i++) {
     const fw_frame *x = &a->f[i], *y = &b->f[i];
-    FW_CHECK(x->op == y->op && x->fin == y->fin && x->msg_op == y->msg_op && x->last == y->last);
-    FW_CHECK(x->len == y->len && x->close_code == y->close_code);
-    FW_CHECK(x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
+    FUZZ_CHECK(x->op == y->op && x->fin == y->fin && x->msg_op == y->msg_op && x->last == y->last);
+    FUZZ_CHECK(x->len == y->len && x->close_code == y->close_code);
+    FUZZ_CHECK(x->len == 0 || memcmp(x->data, y->data, x->len) == 0);
   }
 }
 
@@ -169,9 +164,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argv;
   /* RFC 6455 1.3's example */
   rfc6455_key(nonce, key);
-  FW_CHECK(strcmp(key, "dGhlIHNhbXBsZSBub25jZQ==") == 0);
+  FUZZ_CHECK(strcmp(key, "dGhlIHNhbXBsZSBub25jZQ==") == 0);
   rfc6455_accept(key, strlen(key), acc);
-  FW_CHECK(strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
+  FUZZ_CHECK(strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
   return 0;
 }
 
@@ -196,11 +191,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&u, 0, sizeof u);
     ok = rfc6455_utf8_step(&u, data, split) == 0 && rfc6455_utf8_step(&u, data + split, n - split) == 0 &&
          rfc6455_utf8_done(&u);
-    FW_CHECK(ok == rfc6455_utf8_valid(data, n));
+    FUZZ_CHECK(ok == rfc6455_utf8_valid(data, n));
   }
 
   p = malloc(n + 1);
-  FW_CHECK(p != NULL);
+  FUZZ_CHECK(p != NULL);
   if (n) memcpy(p, data, n);
   fw_parse_all(&whole, role, max, p, n);
   free(p);
@@ -213,14 +208,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned char h[RFC6455_MAX_HEADER];
     const unsigned char *m = role == RFC6455_SERVER ? mask : NULL;
     size_t hl = rfc6455_header(h, x->op, x->fin, x->len, m);
-    FW_CHECK(buf_add(&b, h, hl) == 0 && buf_add(&b, x->data, x->len) == 0);
+    FUZZ_CHECK(buf_add(&b, h, hl) == 0 && buf_add(&b, x->data, x->len) == 0);
     if (m) rfc6455_mask((unsigned char *)b.p + b.len - x->len, x->len, m, 0);
   }
   {
     static unsigned char none[1];
     fw_parse_all(&again, role, max, b.p ? (unsigned char *)b.p : none, b.len);
   }
-  FW_CHECK(!again.error && again.n == whole.n);
+  FUZZ_CHECK(!again.error && again.n == whole.n);
   whole.error = 0;
   fw_same(&whole, &again);
   buf_free(&b);
