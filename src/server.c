@@ -836,14 +836,6 @@ static int srv_res_gc(lua_State *L) {
 
 /* ---------------------------------------------------------------- open */
 
-void srv_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, m, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
 void server_open(lua_State *L) {
   static const luaL_Reg server_m[] = {
     {"port", srv_server_port}, {"close", srv_server_closef}, {"stats", srv_server_stats},
@@ -851,8 +843,8 @@ void server_open(lua_State *L) {
   static const luaL_Reg res_m[] = {
     {"send", srv_res_send}, {"upgrade", srv_res_upgrade}, {"raw", srv_res_raw},
     {"drop", srv_res_drop}, {"__gc", srv_res_gc}, {NULL, NULL}};
-  srv_newmeta(L, SRV_SERVER_MT, server_m);
-  srv_newmeta(L, SRV_RES_MT, res_m);
+  core_newmeta(L, SRV_SERVER_MT, server_m);
+  core_newmeta(L, SRV_RES_MT, res_m);
   srv_ws_open(L);
   lua_pushcfunction(L, srv_listen);
   lua_setfield(L, -2, "server_listen");

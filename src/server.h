@@ -89,7 +89,6 @@ struct srv_conn {
 void srv_flush(srv_conn *k);          /* write what is queued in obuf */
 void srv_shut(srv_conn *k);           /* close once everything queued is written */
 void srv_conn_close(srv_conn *k);     /* close now */
-void srv_newmeta(lua_State *L, const char *name, const luaL_Reg *m);
 
 /* server_ws.c */
 /* The connection k was upgraded: push its ws object (handlers: the index

@@ -270,5 +270,5 @@ void srv_ws_open(lua_State *L) {
     {"send", srv_ws_send}, {"close", srv_ws_closef}, {"ping", srv_ws_ping},
     {"buffered", srv_ws_buffered}, {"remote", srv_ws_remote}, {"is_open", srv_ws_isopen},
     {"__gc", srv_ws_gc}, {NULL, NULL}};
-  srv_newmeta(L, SRV_WS_MT, ws_m);
+  core_newmeta(L, SRV_WS_MT, ws_m);
 }
