@@ -16,18 +16,29 @@ description = {
   labels = { "asterisk", "ari", "telephony", "voip" },
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.4, < 5.5",
 }
 external_dependencies = {
   CURL = { library = "curl" },
-  LIBWEBSOCKETS = { header = "libwebsockets.h" },
-  LIBUV = { header = "uv.h" },
+  LIBWEBSOCKETS = { header = "libwebsockets.h", library = "websockets" },
+  LIBUV = { header = "uv.h", library = "uv" },
 }
 build = {
   type = "make",
   build_target = "all",
+  -- LuaRocks' own flags and directories (see the Makefile): its CFLAGS
+  -- (no -Werror), where it found Lua and each external dependency.
   build_variables = {
-    LUA_BUILD_CFLAGS = "$(CFLAGS)",
+    CFLAGS = "$(CFLAGS)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LUA_LIBDIR = "$(LUA_LIBDIR)",
+    LUALIB = "$(LUALIB)",
+    CURL_INCDIR = "$(CURL_INCDIR)",
+    CURL_LIBDIR = "$(CURL_LIBDIR)",
+    LIBWEBSOCKETS_INCDIR = "$(LIBWEBSOCKETS_INCDIR)",
+    LIBWEBSOCKETS_LIBDIR = "$(LIBWEBSOCKETS_LIBDIR)",
+    LIBUV_INCDIR = "$(LIBUV_INCDIR)",
+    LIBUV_LIBDIR = "$(LIBUV_LIBDIR)",
     LUADIR = "$(LUADIR)",
   },
   install_target = "install-rock",

@@ -3,6 +3,7 @@
 local ari = require "ari"
 local models = require "ari.models"
 local json_encode = require("ari.core").json_encode
+local util = require "spec.support.util"
 
 local function chan(id, state) return { id = id, name = "PJSIP/" .. id, state = state or "Up",
   caller = { name = "", number = "100" }, connected = { name = "", number = "" }, accountcode = "",
@@ -40,9 +41,7 @@ describe("app routing", function()
         result = call:play("sound:x", { timeout = 1000 })
       end)
       client:dispatch(ev { type = "StasisStart", application = "t", args = {}, channel = chan("c1") })
-      ari.sleep(20)
-      result = result or "no result"
-      assert.equals(0, app:active())
+      util.poll(function() return result ~= nil and app:active() == 0 end, "the call's play to return", 5000)
     end)
     assert.equals("done", result)
   end)
@@ -57,6 +56,7 @@ describe("app routing", function()
         seen.a = call:wait("ChannelUserevent", { timeout = 10 }).eventname
         seen.b = call:wait("ChannelUserevent", { timeout = 10 }).eventname
         seen.c = call:wait("ChannelUserevent", { timeout = 10 })
+        seen.done = true
       end)
       client:dispatch(ev { type = "StasisStart", application = "t", args = {}, channel = chan("c2") })
       for _, d in ipairs { "4", "5", "6" } do
@@ -64,7 +64,7 @@ describe("app routing", function()
       end
       client:dispatch(ev { type = "ChannelUserevent", application = "t", eventname = "first", userevent = {}, channel = chan("c2") })
       client:dispatch(ev { type = "ChannelUserevent", application = "t", eventname = "second", userevent = {}, channel = chan("c2") })
-      ari.sleep(100)
+      util.poll(function() return seen.done end, "the call to finish", 5000)
     end)
     assert.equals("456", seen.digits)
     assert.equals("first", seen.a)
@@ -86,7 +86,7 @@ describe("app routing", function()
       client:dispatch(ev { type = "ChannelStateChange", application = "t", channel = chan("unrelated") })
       client:dispatch(ev { type = "StasisStart", application = "t", args = {}, channel = chan("new"), replace_channel = chan("old") })
       client:dispatch(ev { type = "ChannelUserevent", application = "t", eventname = "x", userevent = {}, channel = chan("new") })
-      ari.sleep(10)
+      util.poll(function() return app:active() == 0 end, "the call to finish", 5000)
       assert.equals(0, app:stats().routes)
     end)
     assert.equals(1, calls)
@@ -110,8 +110,7 @@ describe("app routing", function()
         (t1 - t0) / N * 1e9, (t2 - t1) / N * 1e9))
       assert.equals(64, #app.calls.live7.queue) -- the mailbox is bounded
       for _, call in pairs(app.calls) do call:_mark_hungup("test") end
-      ari.sleep(10)
-      assert.equals(0, app:active())
+      util.poll(function() return app:active() == 0 end, "the hung-up calls to end", 5000)
     end)
   end)
 end)

@@ -7,6 +7,7 @@ local ari = require "ari"
 local app = ari.app "shut"
 app:on_call(function(call)
   call:answer()
+  call.log:info("answered")  -- the spec's ready line
   if call.channel.caller.number == "7001" then
     call:sleep(800)         -- finishes within the grace period
     call:play("sound:beep")
@@ -38,8 +39,12 @@ describe("graceful shutdown", function()
     assert(os.execute("mkdir -p " .. dir))
     write(dir .. "/app.lua", APP)
     write(dir .. "/scn.lua", SCENARIO)
+    -- SIGTERM once both first calls are answered (their ready lines are in
+    -- the output); the third call comes later and finds the app shutting down
     local cmd = string.format("%s --sim=%s/scn.lua --shutdown-grace 1500 %s/app.lua > %s/out 2>&1 & pid=$!; "
-      .. "sleep 0.5; kill -TERM $pid; wait $pid; echo \"rc=$?\"", bin, dir, dir, dir)
+      .. "n=0; until [ \"$(grep -c '] answered$' %s/out)\" -ge 2 ]; do "
+      .. "n=$((n+1)); if [ $n -gt 3000 ]; then echo 'no ready lines'; break; fi; sleep 0.01; done; "
+      .. "kill -TERM $pid; wait $pid; echo \"rc=$?\"", bin, dir, dir, dir, dir)
     local p = io.popen(cmd)
     local res = p:read("a")
     p:close()
@@ -47,6 +52,7 @@ describe("graceful shutdown", function()
     local out = f:read("a")
     f:close()
     os.execute("rm -rf " .. dir)
+    assert.not_matches("no ready lines", res, nil, true, out)
     assert.equals("0", res:match("rc=(%d+)"), out)
     assert.matches("shutting down %(SIGTERM%)", out)
     assert.matches("7001 finished", out)

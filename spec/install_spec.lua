@@ -64,10 +64,16 @@ describe("install", function()
       assert.is_truthy(h, "missing " .. f)
       if h then h:close() end
     end
+    -- Lua files that happen to lie beside the installed binary are not its modules
+    assert(os.execute("mkdir -p " .. dest .. "/usr/bin/lua/ari"))
+    local stray = assert(io.open(dest .. "/usr/bin/lua/ari/cli.lua", "w"))
+    stray:write("error('stray ari/cli.lua beside the binary was loaded')\n")
+    stray:close()
     local hout, hrc = hello_from(dest .. "/usr/bin/ari-lua", tmp)
     assert.equals(0, hrc, hout)
     assert.matches("PlaybackFinished", hout)
     assert.matches("DELETE /ari/channels/[^ ]+ %-> 204", hout)
+    assert.not_matches("stray", hout)
     -- the installed C module loads in a plain lua5.4 with the installed modules
     local lout, lrc = sh("cd " .. tmp .. " && " .. CLEAN_ENV .. "lua5.4 -e \"package.path='" .. dest
       .. "/usr/share/lua/5.4/?.lua;" .. dest .. "/usr/share/lua/5.4/?/init.lua' package.cpath='" .. dest
@@ -85,6 +91,10 @@ describe("install", function()
       .. "luarocks --lua-version=5.4 make --deps-mode=none --tree " .. tree .. " rockspec/ari-lua-scm-1.rockspec")
     assert.equals(0, rc, out)
     assert.matches("is now installed", out)
+    -- built with LuaRocks' own variables: its Lua headers, its CFLAGS, no -Werror
+    local incdir = sh(CLEAN_ENV .. "luarocks --lua-version=5.4 config variables.LUA_INCDIR"):match("^(%S+)")
+    assert.is_truthy(out:find("-I" .. incdir, 1, true), out)
+    assert.not_matches("%-Werror", out)
     local hout, hrc = hello_from(tree .. "/bin/ari-lua", tmp)
     assert.equals(0, hrc, hout)
     assert.matches("PlaybackFinished", hout)

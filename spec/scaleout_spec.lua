@@ -108,7 +108,7 @@ describe("scaling out", function()
 
   it("per-call outbound WebSockets behind nginx: a killed worker loses only its own calls", function()
     if not have("nginx") and not os.execute("test -x /usr/sbin/nginx") then
-      pending("nginx is not installed (tools/deps.sh installs nginx-light)")
+      pending("nginx is not installed (tools/deps.sh --test installs nginx-light)")
       return
     end
     local nginx = have("nginx") and "nginx" or "/usr/sbin/nginx"

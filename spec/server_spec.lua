@@ -469,6 +469,30 @@ describe("server (WebSocket)", function()
     assert.equals(4, #closes)
   end)
 
+  it("checks UTF-8 as fragments arrive: a character split between frames passes, bad bytes fail at once", function()
+    local split, early, closes
+    ari.run(function()
+      local s, log = echo_server()
+      local p = s:port()
+      split = raw(p, handshake() .. frame(1, "caf\xc3", false) .. frame(0, "\xa9 \xe2\x82", false) ..
+        frame(0, "\xac", true) .. frame(8, string.pack(">I2", 1000)))()
+      -- no final fragment and no close: only failing on the first fragment ends this connection
+      early = raw(p, handshake() .. frame(1, "bad \xc3\x28", false))()
+      util.poll(function() return #log.closes == 2 end, "both connections to close", 5000)
+      closes = log.closes
+      s:close()
+    end)
+    local _, _, rest = parse_response(split)
+    local f = parse_frames(rest)
+    assert.same({ 1, "caf\xc3\xa9 \xe2\x82\xac" }, { f[1].op, f[1].payload })
+    assert.same({ 8, 1000 }, { f[2].op, (close_payload(f[2])) })
+    _, _, rest = parse_response(early)
+    f = parse_frames(rest)
+    assert.equals(1, #f)
+    assert.same({ 8, 1007 }, { f[1].op, (close_payload(f[1])) })
+    assert.equals(2, #closes)
+  end)
+
   it("refuses upgrade on a plain request and rejects sends after close", function()
     local up_err, send_after, out
     ari.run(function()

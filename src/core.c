@@ -422,7 +422,7 @@ static int core_signal_closef(lua_State *L) {
 
 /* ---------------------------------------------------------------- open */
 
-static void core_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
+void core_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, m, 0);
   lua_pushvalue(L, -1);

@@ -55,6 +55,9 @@ void core_log(core_loop *c, int level, const char *fmt, ...)
  * loop is drained and closed.  Each module closes its handles here. */
 void core_on_shutdown(core_loop *c, core_shutdown_fn fn, void *ud);
 
+/* Create metatable name with the methods m, its own __index. */
+void core_newmeta(lua_State *L, const char *name, const luaL_Reg *m);
+
 /* Millisecond clock of the loop (uv_now) and a monotonic ns clock. */
 uint64_t core_now_ms(core_loop *c);
 

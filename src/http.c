@@ -38,6 +38,7 @@
  * shutdown hook.
  */
 #include "core.h"
+#include "buf.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -58,11 +59,6 @@
 typedef struct http_ctx http_ctx;
 typedef struct http_host http_host;
 
-typedef struct http_buf {
-  char *p;
-  size_t len, cap;
-} http_buf;
-
 typedef struct http_req {
   http_ctx *h;
   CURL *easy;
@@ -73,7 +69,7 @@ typedef struct http_req {
   int too_large;
   int head_done; /* the blank line ending the header block was seen */
   int raw_headers; /* opts.raw_headers: the header block as one string */
-  http_buf body, head;
+  buf body, head;
   char errbuf[CURL_ERROR_SIZE];
   struct http_req *prev, *next; /* in-flight list */
   http_host *host;
@@ -140,30 +136,6 @@ struct http_ctx {
 };
 
 static int http_global_done = 0;
-
-/* ---------------------------------------------------------------- buffers */
-
-static int http_buf_add(http_buf *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    char *np;
-    while (cap < b->len + n + 1) cap *= 2;
-    np = realloc(b->p, cap);
-    if (np == NULL) return -1;
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, p, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-static void http_buf_free(http_buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 
 /* ---------------------------------------------------------------- easy pool */
 
@@ -276,16 +248,18 @@ static void http_dequeue(http_req *r) {
   r->h->queued--;
 }
 
-/* Hand the request to curl with what is left of its total timeout.
- * Returns CURLE_OK, CURLE_OPERATION_TIMEDOUT (nothing left) or
+/* Hand the request to curl with what is left of its total timeout; its
+ * easy handle is made from sp (a request that never waited) or from the
+ * copy kept while it was queued.  Returns CURLE_OK, CURLE_OPERATION_TIMEDOUT (nothing left) or
  * CURLE_OUT_OF_MEMORY (curl refused it; r->errbuf says why). */
 static int http_setup(http_req *r, const http_spec *sp);
 
-static CURLcode http_start(http_req *r) {
+static CURLcode http_start(http_req *r, const http_spec *sp) {
   http_ctx *h = r->h;
   CURLMcode mrc;
   if (r->easy == NULL) {
-    int bad = r->spec == NULL || http_setup(r, r->spec) != 0;
+    const http_spec *use = sp != NULL ? sp : r->spec;
+    int bad = use == NULL || http_setup(r, use) != 0;
     free(r->spec);
     r->spec = NULL;
     if (bad) {
@@ -334,8 +308,8 @@ static int http_finish(http_req *r) {
   }
   curl_slist_free_all(r->hdrs);
   free(r->spec);
-  http_buf_free(&r->body);
-  http_buf_free(&r->head);
+  buf_free(&r->body);
+  buf_free(&r->head);
   if (r->slot) *r->slot = NULL;
   if (!c->closing) core_unref(c, r->self_ref);
   free(r);
@@ -349,7 +323,7 @@ static size_t http_write_cb(char *ptr, size_t size, size_t n, void *ud) {
     r->too_large = 1;
     return 0; /* makes curl fail with CURLE_WRITE_ERROR */
   }
-  if (http_buf_add(&r->body, ptr, len) != 0) return 0;
+  if (buf_add(&r->body, ptr, len) != 0) return 0;
   return len;
 }
 
@@ -363,16 +337,17 @@ static size_t http_header_cb(char *ptr, size_t size, size_t n, void *ud) {
   }
   if ((len == 2 && ptr[0] == '\r' && ptr[1] == '\n') || (len == 1 && ptr[0] == '\n')) r->head_done = 1;
   if (r->head.len + len > 1024 * 1024) return 0; /* absurd header block */
-  if (http_buf_add(&r->head, ptr, len) != 0) return 0;
+  if (buf_add(&r->head, ptr, len) != 0) return 0;
   return len;
 }
 
 /* Push the header block as a table { lower-case name = value }; repeated
  * headers are joined with ", ". */
-static void http_push_headers(lua_State *L, const http_buf *b) {
-  const char *p = b->p, *end = b->p + b->len;
+static void http_push_headers(lua_State *L, const char *p, size_t len) {
+  const char *end;
   lua_newtable(L);
   if (p == NULL) return;
+  end = p + len;
   /* skip the status line */
   while (p < end && *p != '\n') p++;
   while (p < end) {
@@ -443,48 +418,76 @@ static const char *http_kind(CURLcode rc, int too_large) {
   }
 }
 
+/* A transfer ended (http_complete_cf's argument). */
+typedef struct http_done {
+  http_req *r;
+  CURLcode rc;
+  int cb;        /* the callback's reference, once the request is finished */
+  int finished;
+} http_done;
+
+/* Run through core_call, so that running out of memory while building the
+ * results is reported like an error of the callback rather than unwinding
+ * through libuv: pushes cb(status, body, headers) or cb(nil, err), finishes
+ * the request, calls cb. */
+static int http_complete_cf(lua_State *L) {
+  http_done *d = (http_done *)lua_touserdata(L, 1);
+  http_req *r = d->r;
+  core_loop *c = r->h->c;
+  int nargs;
+  lua_settop(L, 0);
+  core_push_ref(c, r->cb_ref);
+  if (d->rc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushinteger(L, status);
+    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
+    if (r->raw_headers) lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.len);
+    else http_push_headers(L, r->head.p, r->head.len);
+    nargs = 3;
+  } else {
+    const char *kind = http_kind(d->rc, r->too_large);
+    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(d->rc);
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    if (strcmp(kind, "too_large") == 0 && d->rc == CURLE_WRITE_ERROR)
+      lua_pushfstring(L, "response body larger than max_body (%I bytes)", (lua_Integer)r->max_body);
+    else
+      lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_pushinteger(L, (lua_Integer)d->rc);
+    lua_setfield(L, -2, "code");
+    nargs = 2;
+  }
+  d->cb = http_finish(r);
+  d->finished = 1;
+  lua_call(L, nargs, 0);
+  return 0;
+}
+
 /* A transfer ended: call its callback with the response or the error. */
 static void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
   core_loop *c = h->c;
-  lua_State *L = c->L;
-  int cb;
+  http_done d;
   if (c->closing) return;
-  if (!lua_checkstack(L, 8)) return;
+  if (!lua_checkstack(c->L, 8)) return;
   if (rc == CURLE_OK && !r->head_done) {
     /* curl accepts a connection closed in the middle of the header block
      * as a complete response: it is not one */
     rc = CURLE_RECV_ERROR;
     snprintf(r->errbuf, sizeof r->errbuf, "connection closed before the response headers were complete");
   }
-  if (rc == CURLE_OK) {
-    long status = 0;
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    core_push_ref(c, r->cb_ref);
-    lua_pushinteger(L, status);
-    lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.len);
-    if (r->raw_headers) lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.len);
-    else http_push_headers(L, &r->head);
-    cb = http_finish(r);
-    core_call(c, 3, 0);
-  } else {
-    const char *kind = http_kind(rc, r->too_large);
-    const char *msg = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
-    core_push_ref(c, r->cb_ref);
-    lua_pushnil(L);
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    if (strcmp(kind, "too_large") == 0 && rc == CURLE_WRITE_ERROR)
-      lua_pushfstring(L, "response body larger than max_body (%I bytes)", (lua_Integer)r->max_body);
-    else
-      lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "code");
-    cb = http_finish(r);
-    core_call(c, 2, 0);
-  }
-  core_unref(c, cb);
+  d.r = r;
+  d.rc = rc;
+  d.cb = LUA_NOREF;
+  d.finished = 0;
+  lua_pushcfunction(c->L, http_complete_cf);
+  lua_pushlightuserdata(c->L, &d);
+  core_call(c, 1, 0);
+  if (!d.finished) d.cb = http_finish(r); /* the results could not be built (reported) */
+  core_unref(c, d.cb);
 }
 
 /* Hand queued requests to curl while the limits allow; a request whose
@@ -499,7 +502,7 @@ static void http_pump(http_ctx *h) {
       http_req *r = x->qhead;
       CURLcode rc;
       http_dequeue(r);
-      rc = http_start(r);
+      rc = http_start(r, NULL);
       if (rc == CURLE_OPERATION_TIMEDOUT)
         snprintf(r->errbuf, sizeof r->errbuf, "Operation timed out after %lld milliseconds waiting for a connection",
                  r->timeout);
@@ -892,7 +895,6 @@ static int http_request(lua_State *L) {
   const char *err;
   struct curl_slist *hdrs, *nl;
   http_req *r, **slot;
-  CURLMcode mrc;
 
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -951,22 +953,14 @@ static int http_request(lua_State *L) {
     return luaL_error(L, "http_request: out of memory");
   }
   if (r->host->qhead == NULL && http_can_start(h, r->host)) {
-    if (http_setup(r, &sp) != 0) {
+    if (http_start(r, &sp) != CURLE_OK) {
+      char why[CURL_ERROR_SIZE];
+      snprintf(why, sizeof why, "%s", r->errbuf);
       curl_slist_free_all(hdrs);
       if (r->easy) http_easy_put(h, r->easy);
       free(r);
-      return luaL_error(L, "http_request: out of memory");
+      return luaL_error(L, "http_request: %s", why);
     }
-    mrc = curl_multi_add_handle(h->multi, r->easy);
-    if (mrc != CURLM_OK) {
-      curl_slist_free_all(hdrs);
-      http_easy_put(h, r->easy);
-      free(r);
-      return luaL_error(L, "http_request: %s", curl_multi_strerror(mrc));
-    }
-    r->in_curl = 1;
-    r->host->active++;
-    h->active++;
   } else {
     r->spec = http_spec_copy(&sp);
     if (r->spec == NULL) {
@@ -987,11 +981,9 @@ static int http_request(lua_State *L) {
 /* core.http_parse_headers(block) -> { lower-case name = value }: a header
    block returned with opts.raw_headers, as a table. */
 static int http_parse_headers(lua_State *L) {
-  http_buf b;
   size_t len;
-  b.p = (char *)luaL_checklstring(L, 1, &len);
-  b.len = b.cap = len;
-  http_push_headers(L, &b);
+  const char *p = luaL_checklstring(L, 1, &len);
+  http_push_headers(L, p, len);
   return 1;
 }
 

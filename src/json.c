@@ -30,8 +30,7 @@
  *
  * The schema lives in a userdata (JSON_SCHEMA_MT, __gc frees its malloc'd
  * tables) anchored in the registry; its user value is the list of metatables
- * indexed by model number.  The encoder writes into a GC-owned growable
- * buffer, so raising mid-way leaks nothing.
+ * indexed by model number.  The encoder is json_encode.c.
  */
 #include "core.h"
 #include "json.h"
@@ -42,13 +41,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define JSON_MAX_DEPTH 256
 #define JSON_CHUNK 4096        /* members collected on the stack at most */
 #define JSON_SCHEMA_MT "ari.core.json_schema"
-#define JSON_BUF_MT "ari.core.json_buf"
 
 static const char json_key_schema = 's';   /* registry keys (addresses) */
-static const char json_key_array_mt = 'a';
+const char json_array_mt_key = 'a';
 
 /* ---------------------------------------------------------------- schema */
 
@@ -381,8 +378,7 @@ static unsigned char *dec_scratch(json_dec *d, size_t need) {
   return d->sbuf;
 }
 
-/* Length of the valid UTF-8 sequence at p (non-ASCII lead), or 0. */
-static int dec_utf8(const unsigned char *p, const unsigned char *end) {
+static inline int dec_utf8(const unsigned char *p, const unsigned char *end) {
   unsigned c = p[0];
   size_t left = (size_t)(end - p);
   if (c < 0xC2) return 0;
@@ -398,6 +394,8 @@ static int dec_utf8(const unsigned char *p, const unsigned char *end) {
   }
   return 0;
 }
+
+int json_utf8_len(const unsigned char *p, const unsigned char *end) { return dec_utf8(p, end); }
 
 /* Four hex digits at p (bounded by end) or -1. */
 static long dec_hex4(const unsigned char *p, const unsigned char *end) {
@@ -636,12 +634,29 @@ static void dec_items_to_table(lua_State *L, int base, int n, int narr) {
   for (i = n; i >= 1; i--) lua_rawseti(L, base, i);
 }
 
+/* After a member or an element: 1 another follows (the ',' and the space
+ * after it consumed), 0 the container ends (close consumed), -1 error. */
+static inline int dec_next(json_dec *d, char close, const char *expected) {
+  DEC_WS(d);
+  if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
+  if (*d->p == ',') {
+    d->p++;
+    DEC_WS(d);
+    return 1;
+  }
+  if (*d->p == (unsigned char)close) {
+    d->p++;
+    return 0;
+  }
+  return dec_fail(d, expected, d->p);
+}
+
 static int dec_object(json_dec *d, json_type t) {
   lua_State *L = d->L;
   const json_schema *sc = d->sc;
   int model = t.kind == JK_MODEL ? t.model : -1;
   int discr = sc != NULL && (t.kind == JK_TOP || t.kind == JK_MODEL);
-  int base, n = 0, direct = 0;
+  int base, n = 0, direct = 0, nx;
   if (++d->depth > JSON_MAX_DEPTH) return dec_fail(d, "nesting too deep", d->p);
   if (!lua_checkstack(L, 48)) return dec_fail(d, "out of Lua stack", d->p);
   d->p++;
@@ -686,18 +701,9 @@ static int dec_object(json_dec *d, json_type t) {
       } else if ((n & 15) == 0 && !lua_checkstack(L, 48)) {
         return dec_fail(d, "out of Lua stack", d->p);
       }
-      DEC_WS(d);
-      if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
-      if (*d->p == ',') {
-        d->p++;
-        DEC_WS(d);
-        continue;
-      }
-      if (*d->p == '}') {
-        d->p++;
-        break;
-      }
-      return dec_fail(d, "',' or '}' expected", d->p);
+      nx = dec_next(d, '}', "',' or '}' expected");
+      if (nx < 0) return -1;
+      if (nx == 0) break;
     }
   }
   if (!direct) dec_pairs_to_table(L, base, n, n);
@@ -711,7 +717,7 @@ static int dec_object(json_dec *d, json_type t) {
 
 static int dec_array(json_dec *d, json_type t) {
   lua_State *L = d->L;
-  int base, n = 0, direct = 0;
+  int base, n = 0, direct = 0, nx;
   json_type et;
   if (t.kind == JK_TOP) et = json_top;
   else if (t.kind == JK_LIST) {
@@ -728,7 +734,7 @@ static int dec_array(json_dec *d, json_type t) {
   if (d->p < d->end && *d->p == ']') {
     d->p++;
     lua_createtable(L, 0, 0);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key_array_mt);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &json_array_mt_key);
     lua_setmetatable(L, -2);
     lua_replace(L, base);
     d->depth--;
@@ -746,18 +752,9 @@ static int dec_array(json_dec *d, json_type t) {
     } else if ((n & 31) == 0 && !lua_checkstack(L, 48)) {
       return dec_fail(d, "out of Lua stack", d->p);
     }
-    DEC_WS(d);
-    if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
-    if (*d->p == ',') {
-      d->p++;
-      DEC_WS(d);
-      continue;
-    }
-    if (*d->p == ']') {
-      d->p++;
-      break;
-    }
-    return dec_fail(d, "',' or ']' expected", d->p);
+    nx = dec_next(d, ']', "',' or ']' expected");
+    if (nx < 0) return -1;
+    if (nx == 0) break;
   }
   if (!direct) dec_items_to_table(L, base, n, n);
   d->depth--;
@@ -924,284 +921,11 @@ static int json_decode_l(lua_State *L) {
   return 3;
 }
 
-/* ---------------------------------------------------------------- encoder */
-
-typedef struct json_buf {
-  char *p;
-  size_t len, cap;
-} json_buf;
-
-static int json_buf_gc(lua_State *L) {
-  json_buf *b = (json_buf *)luaL_checkudata(L, 1, JSON_BUF_MT);
-  free(b->p);
-  b->p = NULL;
-  return 0;
-}
-
-static char *enc_reserve(lua_State *L, json_buf *b, size_t more) {
-  if (b->cap - b->len < more) {
-    size_t cap = b->cap < 256 ? 256 : b->cap;
-    char *np;
-    while (cap - b->len < more) {
-      if (cap > ((size_t)-1) / 2) luaL_error(L, "json_encode: out of memory");
-      cap *= 2;
-    }
-    np = realloc(b->p, cap);
-    if (np == NULL) luaL_error(L, "json_encode: out of memory");
-    b->p = np;
-    b->cap = cap;
-  }
-  return b->p + b->len;
-}
-
-static void enc_add(lua_State *L, json_buf *b, const char *s, size_t n) {
-  memcpy(enc_reserve(L, b, n), s, n);
-  b->len += n;
-}
-
-#define ENC_LIT(L, b, s) enc_add(L, b, s, sizeof(s) - 1)
-
-static void enc_string(lua_State *L, json_buf *b, int idx) {
-  static const char hex[] = "0123456789abcdef";
-  size_t n, i = 0;
-  const unsigned char *s = (const unsigned char *)lua_tolstring(L, idx, &n);
-  char *w = enc_reserve(L, b, 1), *lim = w;
-  *w++ = '"';
-  while (i < n) {
-    unsigned c = s[i];
-    if (w >= lim) { /* room for up to 4096 more source bytes, each as \u00XX */
-      size_t chunk = n - i < 4096 ? n - i : 4096;
-      b->len = (size_t)(w - b->p);
-      w = enc_reserve(L, b, chunk * 6 + 8);
-      lim = w + chunk * 6 + 2; /* while w < lim, 6 bytes always fit */
-    }
-    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-      *w++ = (char)c;
-      i++;
-      continue;
-    }
-    if (c >= 0x80) {
-      int k = dec_utf8(s + i, s + n);
-      if (k == 0) luaL_error(L, "json_encode: invalid UTF-8 in string (byte %d)", (int)i + 1);
-      memcpy(w, s + i, (size_t)k);
-      w += k;
-      i += (size_t)k;
-      continue;
-    }
-    *w++ = '\\';
-    switch (c) {
-    case '"': *w++ = '"'; break;
-    case '\\': *w++ = '\\'; break;
-    case '\b': *w++ = 'b'; break;
-    case '\f': *w++ = 'f'; break;
-    case '\n': *w++ = 'n'; break;
-    case '\r': *w++ = 'r'; break;
-    case '\t': *w++ = 't'; break;
-    default:
-      *w++ = 'u'; *w++ = '0'; *w++ = '0';
-      *w++ = hex[c >> 4]; *w++ = hex[c & 15];
-    }
-    i++;
-  }
-  b->len = (size_t)(w - b->p);
-  enc_reserve(L, b, 1);
-  b->p[b->len++] = '"';
-}
-
-static void enc_number(lua_State *L, json_buf *b, int idx) {
-  char tmp[64];
-  int len;
-  if (lua_isinteger(L, idx)) {
-    lua_Integer v = lua_tointeger(L, idx);
-    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
-    char *e = tmp + sizeof tmp, *q = e;
-    do {
-      *--q = (char)('0' + u % 10);
-      u /= 10;
-    } while (u != 0);
-    if (v < 0) *--q = '-';
-    enc_add(L, b, q, (size_t)(e - q));
-    return;
-  } else {
-    double x = (double)lua_tonumber(L, idx);
-    int i, plain = 1;
-    if (isnan(x) || isinf(x)) luaL_error(L, "json_encode: cannot encode %s", isnan(x) ? "NaN" : "infinity");
-    len = snprintf(tmp, sizeof tmp, "%.14g", x);
-    if (strtod(tmp, NULL) != x) len = snprintf(tmp, sizeof tmp, "%.17g", x);
-    for (i = 0; i < len; i++) {
-      char c = tmp[i];
-      if (c == 'e' || c == 'E') plain = 0;
-      else if (c != '-' && c != '+' && (c < '0' || c > '9')) {
-        tmp[i] = '.'; /* the decimal point, whatever the locale */
-        plain = 0;
-      }
-    }
-    if (plain) { /* keep it a float when decoded again */
-      tmp[len++] = '.';
-      tmp[len++] = '0';
-    }
-  }
-  enc_add(L, b, tmp, (size_t)len);
-}
-
-static void enc_value(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt);
-
-/* >>> key order (used by ari.sim to keep Asterisk's field order).
- * The table at idx has its metatable on top of the stack.  When that
- * metatable has a __jsonorder field (a list of key strings), the object is
- * written with exactly those keys, in that order, skipping nil values (keys
- * missing from the list are left out), the metatable is popped and 1 is
- * returned; else the stack is unchanged and 0 is returned. */
-static int enc_ordered(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt) {
-  lua_Integer k, n;
-  int first = 1, keys;
-  if (lua_getfield(L, -1, "__jsonorder") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    return 0;
-  }
-  keys = lua_gettop(L);
-  n = (lua_Integer)lua_rawlen(L, keys);
-  ENC_LIT(L, b, "{");
-  for (k = 1; k <= n; k++) {
-    if (lua_rawgeti(L, keys, k) != LUA_TSTRING)
-      luaL_error(L, "json_encode: __jsonorder item %d is not a string", (int)k);
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, idx) != LUA_TNIL) {
-      if (!first) ENC_LIT(L, b, ",");
-      first = 0;
-      enc_string(L, b, lua_gettop(L) - 1);
-      ENC_LIT(L, b, ":");
-      enc_value(L, b, lua_gettop(L), depth + 1, anc, amt);
-    }
-    lua_pop(L, 2);
-  }
-  ENC_LIT(L, b, "}");
-  lua_pop(L, 2); /* list, metatable */
-  return 1;
-}
-/* <<< key order */
-
-static void enc_table(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt) {
-  const void *self = lua_topointer(L, idx);
-  int i, is_array = 0;
-  lua_Integer n = 0;
-  if (depth >= JSON_MAX_DEPTH) luaL_error(L, "json_encode: nesting deeper than %d", JSON_MAX_DEPTH);
-  for (i = 0; i < depth; i++)
-    if (anc[i] == self) luaL_error(L, "json_encode: cycle (a table contains itself)");
-  anc[depth] = self;
-  luaL_checkstack(L, 8, "json_encode: nesting");
-  if (lua_getmetatable(L, idx)) {
-    is_array = lua_rawequal(L, -1, amt);
-    /* >>> key order (used by ari.sim): a metatable with __jsonorder */
-    if (!is_array && enc_ordered(L, b, idx, depth, anc, amt)) return;
-    /* <<< key order */
-    lua_pop(L, 1);
-  }
-  if (is_array) {
-    n = (lua_Integer)lua_rawlen(L, idx);
-  } else {
-    lua_pushnil(L);
-    if (!lua_next(L, idx)) {
-      ENC_LIT(L, b, "{}");
-      return;
-    }
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      lua_Integer count = 0;
-      lua_pop(L, 2);
-      n = (lua_Integer)lua_rawlen(L, idx);
-      lua_pushnil(L);
-      while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n) {
-          if (lua_type(L, -1) == LUA_TSTRING)
-            luaL_error(L, "json_encode: mixed table (array items and string key '%s')", lua_tostring(L, -1));
-          else if (lua_type(L, -1) == LUA_TNUMBER)
-            luaL_error(L, "json_encode: non-string key %s (sparse array or mixed table)",
-                       lua_tostring(L, -1));
-          else
-            luaL_error(L, "json_encode: table has a %s key (only string keys or a sequence)",
-                       luaL_typename(L, -1));
-        }
-        count++;
-      }
-      if (count != n) luaL_error(L, "json_encode: sparse array (%d items, length %d)", (int)count, (int)n);
-      is_array = 1;
-    } else {
-      lua_pop(L, 2);
-    }
-  }
-  if (is_array) {
-    lua_Integer k;
-    ENC_LIT(L, b, "[");
-    for (k = 1; k <= n; k++) {
-      if (k > 1) ENC_LIT(L, b, ",");
-      lua_rawgeti(L, idx, k);
-      enc_value(L, b, lua_gettop(L), depth + 1, anc, amt);
-      lua_pop(L, 1);
-    }
-    ENC_LIT(L, b, "]");
-    return;
-  }
-  ENC_LIT(L, b, "{");
-  i = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      if (lua_type(L, -2) == LUA_TNUMBER)
-        luaL_error(L, "json_encode: non-string key %s in an object (mixed table)", lua_tostring(L, -2));
-      luaL_error(L, "json_encode: object has a %s key (keys must be strings)", luaL_typename(L, -2));
-    }
-    if (i++ > 0) ENC_LIT(L, b, ",");
-    enc_string(L, b, lua_gettop(L) - 1);
-    ENC_LIT(L, b, ":");
-    enc_value(L, b, lua_gettop(L), depth + 1, anc, amt);
-    lua_pop(L, 1);
-  }
-  ENC_LIT(L, b, "}");
-}
-
-static void enc_value(lua_State *L, json_buf *b, int idx, int depth, const void **anc, int amt) {
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL: ENC_LIT(L, b, "null"); break;
-  case LUA_TBOOLEAN:
-    if (lua_toboolean(L, idx)) ENC_LIT(L, b, "true");
-    else ENC_LIT(L, b, "false");
-    break;
-  case LUA_TNUMBER: enc_number(L, b, idx); break;
-  case LUA_TSTRING: enc_string(L, b, idx); break;
-  case LUA_TTABLE: enc_table(L, b, idx, depth, anc, amt); break;
-  case LUA_TLIGHTUSERDATA:
-    if (lua_touserdata(L, idx) == NULL) {
-      ENC_LIT(L, b, "null");
-      break;
-    }
-    /* fall through */
-  default:
-    luaL_error(L, "json_encode: cannot encode a %s", luaL_typename(L, idx));
-  }
-}
-
-/* core.json_encode(value) */
-static int json_encode_l(lua_State *L) {
-  const void *anc[JSON_MAX_DEPTH + 1];
-  json_buf *b;
-  lua_settop(L, 1);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key_array_mt); /* 2 */
-  b = (json_buf *)lua_newuserdatauv(L, sizeof *b, 0);  /* 3 */
-  memset(b, 0, sizeof *b);
-  luaL_setmetatable(L, JSON_BUF_MT);
-  enc_value(L, b, 1, 0, anc, 2);
-  lua_pushlstring(L, b->p != NULL ? b->p : "", b->len);
-  free(b->p);
-  b->p = NULL;
-  return 1;
-}
-
 /* ---------------------------------------------------------------- open */
 
 void json_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"json_decode", json_decode_l}, {"json_encode", json_encode_l},
+    {"json_decode", json_decode_l},
     {"json_schema", json_schema_set}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   if (luaL_newmetatable(L, JSON_SCHEMA_MT)) {
@@ -1209,20 +933,16 @@ void json_open(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, JSON_BUF_MT)) {
-    lua_pushcfunction(L, json_buf_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &json_key_array_mt) != LUA_TTABLE) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &json_array_mt_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushliteral(L, "json.array");
     lua_setfield(L, -2, "__name");
     lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_key_array_mt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &json_array_mt_key);
   }
   lua_setfield(L, -2, "json_array_mt");
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "json_null");
+  json_encode_open(L);
 }

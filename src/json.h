@@ -21,4 +21,12 @@ int json_decode_buf(lua_State *L, const char *s, size_t n, char *err, size_t err
 int json_decode_as(lua_State *L, const char *s, size_t n, const char *type, char *err,
                    size_t errlen);
 
+/* Shared by json.c and json_encode.c. */
+#define JSON_MAX_DEPTH 256
+extern const char json_array_mt_key; /* registry key (its address): core.json_array_mt */
+/* Length of the valid UTF-8 sequence at p (a non-ASCII lead byte), or 0. */
+int json_utf8_len(const unsigned char *p, const unsigned char *end);
+/* Adds json_encode to the module table on top of the stack (json_open calls it). */
+void json_encode_open(lua_State *L);
+
 #endif

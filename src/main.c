@@ -2,8 +2,13 @@
  *
  * It only sets up paths and hands argv to the Lua module ari.cli, which
  * parses options, runs the script as a coroutine and drives the loop.
- * Lua modules are looked up next to the executable first (source tree:
- * ./lua), then in the installed location ARI_LUADIR.
+ * Where the ari Lua modules come from, before the usual package.path:
+ *   - the installed host (build/bin/ari-lua, what `make install` and
+ *     LuaRocks install): the share/lua/5.4 beside its bin directory (the
+ *     tree it was installed into, whatever DESTDIR or --tree), then
+ *     ARI_LUADIR; never Lua files that happen to lie beside the binary;
+ *   - the source tree's host (./ari-lua, built with ARI_SOURCE_TREE=1):
+ *     ./lua beside the binary first, so the working tree's files win.
  */
 #include "core.h"
 
@@ -14,6 +19,9 @@
 
 #ifndef ARI_LUADIR
 #define ARI_LUADIR "/usr/local/share/lua/5.4"
+#endif
+#ifndef ARI_SOURCE_TREE
+#define ARI_SOURCE_TREE 0
 #endif
 
 static void main_set_paths(lua_State *L) {
@@ -26,10 +34,12 @@ static void main_set_paths(lua_State *L) {
     char *slash = strrchr(exe, '/');
     if (slash != NULL) {
       *slash = '\0';
+#if ARI_SOURCE_TREE
       luaL_addstring(&b, exe);
       luaL_addstring(&b, "/lua/?.lua;");
       luaL_addstring(&b, exe);
       luaL_addstring(&b, "/lua/?/init.lua;");
+#endif
       luaL_addstring(&b, exe);
       luaL_addstring(&b, "/../share/lua/5.4/?.lua;");
       luaL_addstring(&b, exe);

@@ -16,6 +16,7 @@
  * its timers have closed.
  */
 #include "core.h"
+#include "buf.h"
 
 #include <libwebsockets.h>
 #include <stdio.h>
@@ -113,8 +114,7 @@ struct ws_conn {
   uint64_t ping_sent_at, last_rx_at;
 
   /* rx */
-  char *rx;
-  size_t rx_len, rx_cap;
+  buf rx;
   int rx_binary, rx_dropping, rx_in_message;
 
   /* tx */
@@ -184,14 +184,10 @@ static void ws_txq_clear(ws_conn *k) {
 }
 
 static void ws_rx_reset(ws_conn *k) {
-  k->rx_len = 0;
+  k->rx.len = 0;
   k->rx_dropping = 0;
   k->rx_in_message = 0;
-  if (k->rx_cap > 1024 * 1024) {
-    free(k->rx);
-    k->rx = NULL;
-    k->rx_cap = 0;
-  }
+  buf_shrink(&k->rx, 1024 * 1024);
 }
 
 static void ws_unanchor(ws_conn *k) {
@@ -227,7 +223,7 @@ static void ws_conn_free(ws_conn *k) {
   }
   free(k->hdr_names);
   free(k->hdr_values);
-  free(k->rx);
+  buf_free(&k->rx);
   ws_txq_clear(k);
   free(k);
 }
@@ -627,7 +623,7 @@ static void ws_deliver(ws_conn *k) {
     char err[256];
     int top = lua_gettop(L);
     err[0] = '\0';
-    if (json_decode_buf(L, k->rx ? k->rx : "", k->rx_len, err, sizeof err) == 0) {
+    if (json_decode_buf(L, k->rx.p ? k->rx.p : "", k->rx.len, err, sizeof err) == 0) {
       ws_call(k, k->on_message, 1);
       return;
     }
@@ -638,11 +634,11 @@ static void ws_deliver(ws_conn *k) {
     lua_pushnil(L);
     lua_pushstring(L, "JSON decoding is not available in this build");
 #endif
-    lua_pushlstring(L, k->rx ? k->rx : "", k->rx_len);
+    lua_pushlstring(L, k->rx.p ? k->rx.p : "", k->rx.len);
     ws_call(k, k->on_message, 3);
     return;
   }
-  lua_pushlstring(L, k->rx ? k->rx : "", k->rx_len);
+  lua_pushlstring(L, k->rx.p ? k->rx.p : "", k->rx.len);
   lua_pushboolean(L, k->rx_binary);
   ws_call(k, k->on_message, 2);
 }
@@ -652,38 +648,22 @@ static void ws_receive(ws_conn *k, struct lws *wsi, const char *in, size_t len) 
   k->last_rx_at = uv_now(&k->c->uv);
   if (!k->rx_in_message) {
     k->rx_in_message = 1;
-    k->rx_len = 0;
+    k->rx.len = 0;
     k->rx_dropping = 0;
     k->rx_binary = lws_frame_is_binary(wsi);
   }
   final = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
   if (!k->rx_dropping) {
-    if (k->rx_len + len > k->max_message) {
+    if (k->rx.len + len > k->max_message) {
       k->rx_dropping = 1;
       k->dropped++;
       core_log(k->c, CORE_LOG_ERROR, "ws %s: message larger than max_message (%zu bytes) dropped", k->host,
                k->max_message);
-      k->rx_len = 0;
-    } else {
-      if (k->rx_len + len > k->rx_cap) {
-        size_t cap = k->rx_cap ? k->rx_cap : 4096;
-        char *nb;
-        while (cap < k->rx_len + len) cap *= 2;
-        if (cap > k->max_message) cap = k->max_message;
-        nb = realloc(k->rx, cap);
-        if (nb == NULL) {
-          k->rx_dropping = 1;
-          k->dropped++;
-          core_log(k->c, CORE_LOG_ERROR, "ws %s: out of memory, message dropped", k->host);
-        } else {
-          k->rx = nb;
-          k->rx_cap = cap;
-        }
-      }
-      if (!k->rx_dropping && len > 0) {
-        memcpy(k->rx + k->rx_len, in, len);
-        k->rx_len += len;
-      }
+      k->rx.len = 0;
+    } else if (buf_add(&k->rx, in, len) != 0) {
+      k->rx_dropping = 1;
+      k->dropped++;
+      core_log(k->c, CORE_LOG_ERROR, "ws %s: out of memory, message dropped", k->host);
     }
   }
   if (final) {

@@ -1,8 +1,9 @@
 /* fuzz_http.c - libFuzzer target: HTTP handling.
  *
  * Request mode (any input not starting with 'R'): the bytes are written,
- * over a loopback TCP connection, to an ari.core server (src/server.c
- * request and WebSocket frame parsing) whose handler is in
+ * over a loopback TCP connection, to an ari.core server (src/server.c and
+ * server_ws.c, with httpreq.c parsing requests and rfc6455.c frames; both
+ * are also fuzzed directly by fuzz_httpreq and fuzz_ws) whose handler is in
  * spec/fuzz/http_check.lua; the target reads whatever comes back until the
  * server closes or nothing moves, then closes its end.
  * Response mode ('R' + bytes): the bytes are the raw response the server
