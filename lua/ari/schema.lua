@@ -7,6 +7,15 @@ M.resources = { "applications", "asterisk", "bridges", "channels", "deviceStates
 -- swagger documents: the index's and each resource's versions, paths, modules
 M.api_version = "10.0.0"
 M.swagger_version = "1.1"
+-- releases whose api-docs gave the version facts (`since`: the lowest
+-- Asterisk major having an operation, parameter, value, model or property;
+-- absent when the oldest listed has it)
+M.versions = {
+  { ari = "6.0.1", asterisk = 18, release = "18.26.4" },
+  { ari = "8.0.0", asterisk = 20, release = "20.20.1" },
+  { ari = "10.0.0", asterisk = 22 },
+  { ari = "11.0.0", asterisk = 23, release = "23.4.1" },
+}
 M.docs = {
   ["applications"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/applications.{format}", swaggerVersion = "1.1" },
   ["asterisk"] = { apiVersion = "2.0.0", resourcePath = "/api-docs/asterisk.{format}", swaggerVersion = "1.1" },
@@ -25,6 +34,7 @@ M.models = {}
 M.models["AdditionalParam"] = {
   name = "AdditionalParam",
   resource = "events",
+  since = 20,
   properties = {
     ["parameter_name"] = { required = true, type = "string" },
     ["parameter_value"] = { required = true, type = "string" },
@@ -61,6 +71,7 @@ M.models["ApplicationRegistered"] = {
   name = "ApplicationRegistered",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -83,6 +94,7 @@ M.models["ApplicationUnregistered"] = {
   name = "ApplicationUnregistered",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -115,7 +127,7 @@ M.models["Bridge"] = {
   properties = {
     ["bridge_class"] = { required = true, type = "string" },
     ["bridge_type"] = { allowed = { values = { "mixing", "holding" } }, required = true, type = "string" },
-    ["bridgevars"] = { required = false, type = "object" },
+    ["bridgevars"] = { required = false, since = 20, type = "object" },
     ["channels"] = { required = true, type = "List[string]" },
     ["creationtime"] = { required = true, type = "Date" },
     ["creator"] = { required = true, type = "string" },
@@ -238,6 +250,7 @@ M.models["CallBroadcast"] = {
   name = "CallBroadcast",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -252,6 +265,7 @@ M.models["CallClaimed"] = {
   name = "CallClaimed",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -336,7 +350,7 @@ M.models["ChannelDestroyed"] = {
     ["cause"] = { required = true, type = "int" },
     ["cause_txt"] = { required = true, type = "string" },
     ["channel"] = { required = true, type = "Channel" },
-    ["tech_cause"] = { required = false, type = "int" },
+    ["tech_cause"] = { required = false, since = 20, type = "int" },
     ["timestamp"] = { from = "Event", required = true, type = "Date" },
     ["type"] = { from = "Message", required = true, type = "string" },
   },
@@ -392,7 +406,7 @@ M.models["ChannelHangupRequest"] = {
     ["cause"] = { required = false, type = "int" },
     ["channel"] = { required = true, type = "Channel" },
     ["soft"] = { required = false, type = "boolean" },
-    ["tech_cause"] = { required = false, type = "int" },
+    ["tech_cause"] = { required = false, since = 20, type = "int" },
     ["timestamp"] = { from = "Event", required = true, type = "Date" },
     ["type"] = { from = "Message", required = true, type = "string" },
   },
@@ -464,6 +478,7 @@ M.models["ChannelToneDetected"] = {
   name = "ChannelToneDetected",
   resource = "events",
   extends = "Event",
+  since = 22,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -476,6 +491,7 @@ M.models["ChannelTransfer"] = {
   name = "ChannelTransfer",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -806,6 +822,7 @@ M.models["PlaybackStarted"] = {
 M.models["RESTHeader"] = {
   name = "RESTHeader",
   resource = "events",
+  since = 20,
   properties = {
     ["name"] = { required = true, type = "string" },
     ["value"] = { required = true, type = "string" },
@@ -814,6 +831,7 @@ M.models["RESTHeader"] = {
 M.models["RESTQueryStringParameter"] = {
   name = "RESTQueryStringParameter",
   resource = "events",
+  since = 20,
   properties = {
     ["name"] = { required = true, type = "string" },
     ["value"] = { required = true, type = "string" },
@@ -822,6 +840,7 @@ M.models["RESTQueryStringParameter"] = {
 M.models["RESTRequest"] = {
   name = "RESTRequest",
   resource = "events",
+  since = 20,
   properties = {
     ["content_type"] = { required = false, type = "string" },
     ["message_body"] = { required = false, type = "string" },
@@ -837,6 +856,7 @@ M.models["RESTResponse"] = {
   name = "RESTResponse",
   resource = "events",
   extends = "Event",
+  since = 20,
   properties = {
     ["application"] = { from = "Event", required = true, type = "string" },
     ["asterisk_id"] = { from = "Message", required = false, type = "string" },
@@ -928,6 +948,7 @@ M.models["RecordingStarted"] = {
 M.models["ReferTo"] = {
   name = "ReferTo",
   resource = "events",
+  since = 20,
   properties = {
     ["bridge"] = { required = false, type = "Bridge" },
     ["connected_channel"] = { required = false, type = "Channel" },
@@ -938,6 +959,7 @@ M.models["ReferTo"] = {
 M.models["ReferredBy"] = {
   name = "ReferredBy",
   resource = "events",
+  since = 20,
   properties = {
     ["bridge"] = { required = false, type = "Bridge" },
     ["connected_channel"] = { required = false, type = "Channel" },
@@ -947,6 +969,7 @@ M.models["ReferredBy"] = {
 M.models["RequiredDestination"] = {
   name = "RequiredDestination",
   resource = "events",
+  since = 20,
   properties = {
     ["additional_protocol_params"] = { required = false, type = "List[AdditionalParam]" },
     ["destination"] = { required = false, type = "string" },
@@ -1053,6 +1076,7 @@ M.models["Variable"] = {
 M.models["Variables"] = {
   name = "Variables",
   resource = "asterisk",
+  since = 20,
   properties = {
     ["variables"] = { required = true, type = "object" },
   },
@@ -1331,7 +1355,7 @@ M.operations = {
       { multiple = false, name = "bridgeId", required = false, type = "string", where = "query" },
       { multiple = false, name = "name", required = false, type = "string", where = "query" },
       { multiple = false, name = "type", required = false, type = "string", where = "query" },
-      { multiple = false, name = "variables", required = false, type = "containers", where = "body" },
+      { multiple = false, name = "variables", required = false, since = 20, type = "containers", where = "body" },
     },
   },
   {
@@ -1345,7 +1369,7 @@ M.operations = {
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
       { multiple = false, name = "name", required = false, type = "string", where = "query" },
       { multiple = false, name = "type", required = false, type = "string", where = "query" },
-      { multiple = false, name = "variables", required = false, type = "containers", where = "body" },
+      { multiple = false, name = "variables", required = false, since = 20, type = "containers", where = "body" },
     },
   },
   {
@@ -1376,6 +1400,7 @@ M.operations = {
     method = "GET",
     path = "/bridges/{bridgeId}/variable",
     response = "Variable",
+    since = 20,
     errors = { [400] = "Missing variable parameter.", [404] = "Bridge or variable not found", [409] = "Bridge not in a Stasis application" },
     params = {
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
@@ -1388,6 +1413,7 @@ M.operations = {
     method = "GET",
     path = "/bridges/{bridgeId}/variables",
     response = "Variables",
+    since = 20,
     errors = { [400] = "Missing variables parameter.", [404] = "Bridge or variable not found", [409] = "Bridge not in a Stasis application" },
     params = {
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
@@ -1411,7 +1437,7 @@ M.operations = {
     response = "Playback",
     errors = { [404] = "Bridge not found", [409] = "Bridge not in a Stasis application", [422] = "The format specified is unknown on this system" },
     params = {
-      { multiple = false, name = "announcer_format", required = false, type = "string", where = "query" },
+      { multiple = false, name = "announcer_format", required = false, since = 20, type = "string", where = "query" },
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
       { multiple = false, name = "lang", required = false, type = "string", where = "query" },
       { multiple = true, name = "media", required = true, type = "string", where = "query" },
@@ -1428,7 +1454,7 @@ M.operations = {
     response = "Playback",
     errors = { [404] = "Bridge not found", [409] = "Bridge not in a Stasis application", [422] = "The format specified is unknown on this system" },
     params = {
-      { multiple = false, name = "announcer_format", required = false, type = "string", where = "query" },
+      { multiple = false, name = "announcer_format", required = false, since = 20, type = "string", where = "query" },
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
       { multiple = false, name = "lang", required = false, type = "string", where = "query" },
       { multiple = true, name = "media", required = true, type = "string", where = "query" },
@@ -1452,7 +1478,7 @@ M.operations = {
       { allowed = { min = 0 }, default = 0, multiple = false, name = "maxDurationSeconds", required = false, type = "int", where = "query" },
       { allowed = { min = 0 }, default = 0, multiple = false, name = "maxSilenceSeconds", required = false, type = "int", where = "query" },
       { multiple = false, name = "name", required = true, type = "string", where = "query" },
-      { multiple = false, name = "recorder_format", required = false, type = "string", where = "query" },
+      { multiple = false, name = "recorder_format", required = false, since = 20, type = "string", where = "query" },
       { allowed = { values = { "none", "any", "*", "#" } }, default = "none", multiple = false, name = "terminateOn", required = false, type = "string", where = "query" },
     },
   },
@@ -1474,6 +1500,7 @@ M.operations = {
     method = "POST",
     path = "/bridges/{bridgeId}/variable",
     response = "void",
+    since = 20,
     errors = { [400] = "Missing variable parameter.", [404] = "Bridge not found", [409] = "Bridge not in a Stasis application" },
     params = {
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
@@ -1488,6 +1515,7 @@ M.operations = {
     method = "POST",
     path = "/bridges/{bridgeId}/variables",
     response = "void",
+    since = 20,
     errors = { [400] = "Missing variables parameter.", [404] = "Bridge not found", [409] = "Bridge not in a Stasis application" },
     params = {
       { multiple = false, name = "bridgeId", required = true, type = "string", where = "path" },
@@ -1596,14 +1624,14 @@ M.operations = {
     params = {
       { multiple = false, name = "app", required = true, type = "string", where = "query" },
       { multiple = false, name = "channelId", required = false, type = "string", where = "query" },
-      { allowed = { values = { "client", "server" } }, default = "client", multiple = false, name = "connection_type", required = false, type = "string", where = "query" },
+      { allowed = { values = { "client", "server" } }, default = "client", multiple = false, name = "connection_type", required = false, type = "string", values_since = { server = 20 }, where = "query" },
       { multiple = false, name = "data", required = false, type = "string", where = "query" },
       { allowed = { values = { "both" } }, default = "both", multiple = false, name = "direction", required = false, type = "string", where = "query" },
-      { allowed = { values = { "rtp", "audiosocket", "none" } }, default = "rtp", multiple = false, name = "encapsulation", required = false, type = "string", where = "query" },
+      { allowed = { values = { "rtp", "audiosocket", "none" } }, default = "rtp", multiple = false, name = "encapsulation", required = false, type = "string", values_since = { none = 20 }, where = "query" },
       { multiple = false, name = "external_host", required = false, type = "string", where = "query" },
       { multiple = false, name = "format", required = true, type = "string", where = "query" },
-      { allowed = { values = { "udp", "tcp", "websocket" } }, default = "udp", multiple = false, name = "transport", required = false, type = "string", where = "query" },
-      { multiple = false, name = "transport_data", required = false, type = "string", where = "query" },
+      { allowed = { values = { "udp", "tcp", "websocket" } }, default = "udp", multiple = false, name = "transport", required = false, type = "string", values_since = { websocket = 20 }, where = "query" },
+      { multiple = false, name = "transport_data", required = false, since = 20, type = "string", where = "query" },
       { multiple = false, name = "variables", required = false, type = "containers", where = "body" },
     },
   },
@@ -1636,6 +1664,7 @@ M.operations = {
     method = "GET",
     path = "/channels/{channelId}/variables",
     response = "Variables",
+    since = 20,
     errors = { [400] = "Missing variables parameter.", [404] = "Channel or variable not found", [409] = "Channel not in a Stasis application" },
     params = {
       { multiple = false, name = "channelId", required = true, type = "string", where = "path" },
@@ -1786,6 +1815,7 @@ M.operations = {
     method = "POST",
     path = "/channels/{channelId}/progress",
     response = "void",
+    since = 20,
     errors = { [404] = "Channel not found", [409] = "Channel not in a Stasis application", [412] = "Channel in invalid state" },
     params = {
       { multiple = false, name = "channelId", required = true, type = "string", where = "path" },
@@ -1879,7 +1909,7 @@ M.operations = {
     errors = { [400] = "Missing variable parameter.", [404] = "Channel not found", [409] = "Channel not in a Stasis application" },
     params = {
       { multiple = false, name = "channelId", required = true, type = "string", where = "path" },
-      { default = false, multiple = false, name = "report_events", required = false, type = "boolean", where = "query" },
+      { default = false, multiple = false, name = "report_events", required = false, since = 20, type = "boolean", where = "query" },
       { multiple = false, name = "value", required = false, type = "string", where = "query" },
       { multiple = false, name = "variable", required = true, type = "string", where = "query" },
     },
@@ -1890,6 +1920,7 @@ M.operations = {
     method = "POST",
     path = "/channels/{channelId}/variables",
     response = "void",
+    since = 20,
     errors = { [400] = "Missing variables parameter.", [404] = "Channel not found", [409] = "Channel not in a Stasis application" },
     params = {
       { multiple = false, name = "channelId", required = true, type = "string", where = "path" },
@@ -1979,6 +2010,7 @@ M.operations = {
     method = "POST",
     path = "/channels/{channelId}/transfer_progress",
     response = "void",
+    since = 20,
     errors = { [400] = "Endpoint parameter not provided", [404] = "Channel or endpoint not found", [409] = "Channel not in a Stasis application", [412] = "Channel in invalid state" },
     params = {
       { multiple = false, name = "channelId", required = true, type = "string", where = "path" },
@@ -2148,6 +2180,7 @@ M.operations = {
     method = "POST",
     path = "/events/claim",
     response = "void",
+    since = 20,
     errors = { [404] = "Channel not found or not in broadcast state.", [409] = "Channel has already been claimed by another application." },
     params = {
       { multiple = false, name = "application", required = true, type = "string", where = "query" },
