@@ -3,7 +3,10 @@
 --   local client = ari.connect{ url = "http://127.0.0.1:8088", user = "u", password = "p",
 --                               app = "name" | {"a", "b"}, subscribe_all = false,
 --                               events = true, transport = nil, timeout = 10000,
---                               cainfo = nil, insecure = false }  -- TLS: peer verified unless insecure
+--                               cainfo = nil, insecure = false,   -- TLS: peer verified unless insecure
+--                               strict = config.strict, probe = true, server = nil }
+--   client.server                                 -- { ari_version, asterisk_version, major } (see connect)
+--   client:supports("channels.progress" [, param [, value]])
 --   client.channels.answer{ channelId = id }      -- every operation: client.<resource>.<nickname>(params)
 --   client:on("StasisStart", fn) / :once / :off / :wait(type, filter, timeout_ms)
 --   channel:on("ChannelDtmfReceived", fn)         -- per-object routing (see ari.models)
