@@ -735,6 +735,8 @@ function Client:dispatch(ev)
   if type(t) ~= "string" then return end
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
+  -- [versions] --log-level debug, --transcript: every event, whichever way it came
+  if M.transcript or log.enabled("debug") then event_seen(ev) end
   local routers = self._routers
   for i = 1, #routers do
     local ok, err = xpcall(routers[i], traceback_handler, ev)
@@ -954,7 +956,6 @@ function Client:_open_events(op, params)
         log.warn("ari: undecodable event: %s", tostring(err))
         return
       end
-      if M.transcript or log.enabled("debug") then event_seen(v) end -- [versions]
       self:dispatch(v)
     end,
     on_open = function()
