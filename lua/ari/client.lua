@@ -1008,7 +1008,7 @@ function Client:_open_events(op, params)
       elseif m:find("not 101", 1, true) then
         reason = "not_ari"
         text = format("%s did not accept the events WebSocket (%s): check the URL's path and that Asterisk "
-          .. "loads res_ari and res_http_websocket", shown, m)
+          .. "loads res_ari_events and res_http_websocket", shown, m)
       elseif m:find("closed before established", 1, true) or m:find("refused", 1, true) then
         reason = "refused"
         text = format("cannot connect to %s: connection refused (%s). %s", shown, m, CHECK)

@@ -165,3 +165,50 @@ ast.describe("real Asterisk: a 401 after a restart with changed credentials", fu
     assert.is_nil(text:find("first-Pw-1", 1, true))
   end)
 end)
+
+ast.describe("real Asterisk: REST answers but the events WebSocket is refused", function()
+  it("says so at connect (strict), or logs it once and retries (library default)", function()
+    local conf = os.tmpname()
+    os.remove(conf)
+    assert(os.execute("mkdir -p " .. q(conf)))
+    -- the instance's modules.conf, without res_ari_events (GET /ari/events answers 404)
+    local b = ast.bundle()
+    local modules = read(b .. "/etc/modules.conf") .. (read(b .. "/etc/modules-" .. ast.version .. ".conf.add") or "")
+      .. "\nnoload => res_ari_events.so\n"
+    write(conf .. "/modules.conf", modules)
+    local inst = ast.start { conf = conf }
+    local logpath = os.tmpname()
+    local logf = assert(io.open(logpath, "w"))
+    local got = {}
+    local ok, err = pcall(ast.run, function()
+      local app = ast.app_name("nows")
+      local okc, e = pcall(ari.connect, { url = inst.url, user = "asterisk", password = "asterisk", app = app,
+        strict = true })
+      got.ok, got.err = okc, e
+      -- not strict: connect returns; the failure is logged once, then retried quietly
+      log.set_output(logf)
+      local c = ari.connect { url = inst.url, user = "asterisk", password = "asterisk", app = app }
+      ast.poll(function()
+        logf:flush()
+        local _, n = (read(logpath) or ""):gsub("did not accept the events WebSocket", "")
+        return n >= 1 and c._sockets[1]:stats().reconnects >= 2
+      end, "the failure to be logged and retried", 30000)
+      got.info = c.asterisk.getInfo { only = "system" } -- REST works
+      c:close()
+    end, 60000)
+    log.set_output(nil)
+    logf:close()
+    local text = read(logpath) or ""
+    os.remove(logpath)
+    inst:stop()
+    os.execute("rm -rf " .. q(conf))
+    if not ok then error(err, 0) end
+    assert.is_false(got.ok)
+    assert.equals("connect", got.err.kind)
+    assert.equals("not_ari", got.err.reason)
+    assert.matches("did not accept the events WebSocket", tostring(got.err), 1, true)
+    assert.is_table(got.info.system)
+    local _, warns = text:gsub("WARN [^\n]*did not accept the events WebSocket", "")
+    assert.equals(1, warns, text)
+  end)
+end)
