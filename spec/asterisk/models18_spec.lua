@@ -87,9 +87,9 @@ local function checker()
       if x ~= nil then
         if p.from then seen[p.from] = true end -- the base type's fields (Event, Message) decoded too
         check(x, p.type, where .. "." .. f)
-      elseif p.required and not (name == "Channel" and f == "protocol_id") then
-        -- (optional in practice: a field newer servers add is checked by their own specs)
-        if p.since == nil then bad[#bad + 1] = where .. "." .. f .. ": required field missing" end
+      elseif p.required and p.since == nil then
+        -- (a required field newer servers added is not expected from an older one)
+        bad[#bad + 1] = where .. "." .. f .. ": required field missing"
       end
     end
   end
