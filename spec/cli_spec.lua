@@ -93,3 +93,46 @@ describe("ari-lua host", function()
     assert.matches("http://127.0.0.1:9999\tu\tdemo", out)
   end)
 end)
+
+-- [versions] first contact and --transcript, against the built-in simulator
+-- (a real Asterisk: spec/asterisk/first_contact_spec.lua, logging_spec.lua)
+describe("ari-lua host: first contact", function()
+  it("a URL without scheme and with a trailing /ari/ is accepted (client.normalize_url)", function()
+    local n = require("ari.client").normalize_url
+    assert.equals("http://127.0.0.1:8088/ari", n("127.0.0.1:8088"))
+    assert.equals("http://127.0.0.1:8088/ari", n("127.0.0.1:8088/ari/"))
+    assert.equals("http://h:8088/ari", n("http://h:8088/"))
+    assert.equals("https://h:8089/ari", n("wss://h:8089/ari"))
+    assert.equals("http://h/base/ari", n(" http://h/base "))
+  end)
+
+  it("nothing listening: a clear message and exit 1 at start-up, not a retry loop", function()
+    local s = assert(require("ari.core").server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end }))
+    local port = s:port()
+    s:close()
+    local rc, out = run("--url 127.0.0.1:" .. port .. " --user u --password pw-secret-1",
+      "local ari = require 'ari'\nari.connect { app = 'x' }\nprint('NOT REACHED')\n")
+    assert.equals(1, rc, out)
+    assert.matches("cannot connect to http://127.0.0.1:" .. port .. "/ari: connection refused", out, 1, true)
+    assert.is_nil(out:find("NOT REACHED", 1, true))
+    assert.is_nil(out:find("pw-secret-1", 1, true))
+  end)
+
+  it("with --sim: a script learns the (simulated) server's versions at connect", function()
+    local rc, out = run("--sim --sim-speed 1000", [[
+      local ari = require "ari"
+      local c = ari.connect { app = "demo" }
+      print("ARI " .. c.server.ari_version .. " major " .. c.server.major)
+      c:close()
+    ]])
+    assert.equals(0, rc, out)
+    assert.matches("ARI " .. require("ari.schema").api_version:gsub("%.", "%%.") .. " major %d+", out)
+  end)
+
+  it("help: --transcript works without --sim, --url without scheme", function()
+    local _, out = run("--help")
+    assert.matches("--transcript FILE", out, 1, true)
+    assert.matches("else the REST requests and events the client saw", out, 1, true)
+    assert.matches("http:// is", out, 1, true)
+  end)
+end)

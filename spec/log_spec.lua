@@ -135,3 +135,53 @@ describe("ari-lua --log-format json", function()
     end
   end)
 end)
+
+-- [versions] what the client logs at debug (a real Asterisk: spec/asterisk/logging_spec.lua)
+describe("client debug log", function()
+  it("connecting, the server, each REST request with status and time, each event; no password", function()
+    local ari = require "ari"
+    local client = require "ari.client"
+    local models = require "ari.models"
+    local sim = require("ari.sim").new { logger = function() end, password = "Dbg-Pw-4242" }
+    local out = capture(function()
+      log.set_level("debug")
+      ari.run(function()
+        sim:listen { host = "127.0.0.1", port = 0 }
+        client._server_cache[client.normalize_url(sim.url)] = nil
+        local c = ari.connect { url = sim.url, user = "asterisk", password = "Dbg-Pw-4242", app = "dbg" }
+        c.asterisk.getInfo()
+        local ok = pcall(c.channels.get, { channelId = "nope" })
+        assert.is_false(ok)
+        client.event_seen(models.decode('{"type":"StasisStart","application":"dbg","timestamp":"t","args":[],'
+          .. '"channel":{"id":"ch-1","name":"n","state":"Up","protocol_id":"","caller":{"name":"","number":""},'
+          .. '"connected":{"name":"","number":""},"accountcode":"","dialplan":{"context":"c","exten":"s",'
+          .. '"priority":1,"app_name":"","app_data":""},"creationtime":"t","language":"en"}}'))
+        c:close()
+        sim:close()
+      end)
+    end)
+    assert.matches("DEBUG connecting to " .. sim.url:gsub("%p", "%%%0") .. "/ari as user 'asterisk'", out)
+    assert.matches("DEBUG REST GET /api%-docs/resources%.json %-> 200 %(%d+%.%d ms%)", out)
+    assert.matches("INFO connected to ARI %d+%.%d+%.%d+", out)
+    assert.matches("DEBUG REST GET /asterisk/info %-> 200 %(%d+%.%d ms%)", out)
+    assert.matches("DEBUG REST GET /channels/nope %-> 404 %(%d+%.%d ms%)", out)
+    assert.matches("DEBUG event StasisStart channel=ch%-1", out)
+    assert.is_nil(out:find("Dbg-Pw-4242", 1, true))
+  end)
+
+  it("at info: no REST or event lines", function()
+    local ari = require "ari"
+    local sim = require("ari.sim").new { logger = function() end, password = "Dbg-Pw-4243" }
+    local out = capture(function()
+      log.set_level("info")
+      ari.run(function()
+        sim:listen { host = "127.0.0.1", port = 0 }
+        local c = ari.connect { url = sim.url, user = "asterisk", password = "Dbg-Pw-4243", events = false }
+        c.asterisk.getInfo()
+        c:close()
+        sim:close()
+      end)
+    end)
+    assert.is_nil(out:find("REST ", 1, true))
+  end)
+end)

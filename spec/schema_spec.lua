@@ -149,3 +149,101 @@ describe("generated schema", function()
     assert.is_nil(text:find("snapshot of it returned", 1, true))
   end)
 end)
+
+-- [versions] what each Asterisk version has, generated from the 18/20/22/23 api-docs
+describe("version facts", function()
+  local by = {}
+  for _, op in ipairs(schema.operations) do by[op.resource .. "." .. op.nickname] = op end
+  local function param(op, name)
+    for _, p in ipairs(by[op].params) do if p.name == name then return p end end
+  end
+
+  it("lists the releases they come from, oldest first", function()
+    local majors, aris = {}, {}
+    for i, v in ipairs(schema.versions) do majors[i] = v.asterisk; aris[i] = v.ari end
+    assert.same({ 18, 20, 22, 23 }, majors)
+    assert.same({ "6.0.1", "8.0.0", "10.0.0", "11.0.0" }, aris)
+    assert.equals(schema.api_version, aris[3])
+  end)
+
+  it("marks what came after Asterisk 18, and nothing else", function()
+    local newer = {}
+    for k, op in pairs(by) do if op.since then newer[#newer + 1] = k .. "@" .. op.since end end
+    table.sort(newer)
+    assert.same({ "bridges.getBridgeVar@20", "bridges.getBridgeVars@20", "bridges.setBridgeVar@20",
+      "bridges.setBridgeVars@20", "channels.getChannelVars@20", "channels.progress@20", "channels.setChannelVars@20",
+      "channels.transfer_progress@20", "events.claimChannel@20" }, newer)
+    assert.equals(9, #newer) -- 109 operations in 22, 100 in 18
+    assert.equals(20, param("channels.setChannelVar", "report_events").since)
+    assert.is_nil(param("channels.setChannelVar", "variable").since)
+    -- a parameter of a newer operation carries no since of its own
+    assert.is_nil(param("channels.progress", "channelId").since)
+    assert.same({ websocket = 20 }, param("channels.externalMedia", "transport").values_since)
+    assert.same({ server = 20 }, param("channels.externalMedia", "connection_type").values_since)
+    assert.equals(22, schema.models.ChannelToneDetected.since)
+    assert.equals(20, schema.models.RESTRequest.since)
+    assert.is_nil(schema.models.Channel.since)
+    assert.equals(20, schema.models.ChannelDestroyed.properties.tech_cause.since)
+    local n18 = 0
+    for _, m in pairs(schema.models) do if m.since == nil then n18 = n18 + 1 end end
+    assert.equals(70, n18)
+  end)
+
+  it("the client refuses, before sending, what a server of that version lacks", function()
+    local client = require "ari.client"
+    local sent = {}
+    local function stub(req) sent[#sent + 1] = req.method .. " " .. req.path; return 204, "", {} end
+    local c18 = client.connect { url = "http://127.0.0.1:1", events = false, transport = stub,
+      server = { ari_version = "6.0.1", asterisk_version = "18.26.4" } }
+    assert.same({ ari_version = "6.0.1", asterisk_version = "18.26.4", major = 18 }, c18.server)
+    local ok, err = pcall(c18.channels.progress, { channelId = "x" })
+    assert.is_false(ok)
+    assert.equals("unsupported", err.kind)
+    assert.equals("channels.progress", err.operation)
+    assert.equals("channels.progress: needs ARI 8.0.0 (Asterisk 20); this server is Asterisk 18.26.4 (ARI 6.0.1)",
+      tostring(err))
+    ok, err = pcall(c18.channels.setChannelVar, { channelId = "x", variable = "A", report_events = true })
+    assert.is_false(ok)
+    assert.equals("report_events", err.parameter)
+    assert.matches("parameter 'report_events' needs ARI 8.0.0", tostring(err), 1, true)
+    ok, err = pcall(c18.channels.externalMedia, { app = "a", external_host = "h:1", format = "ulaw",
+      transport = "websocket" })
+    assert.is_false(ok)
+    assert.matches("parameter transport = websocket needs ARI 8.0.0", tostring(err), 1, true)
+    assert.same({}, sent)
+    -- what 18 has goes out
+    c18.channels.setChannelVar { channelId = "x", variable = "A", value = "1" }
+    c18.channels.externalMedia { app = "a", external_host = "h:1", format = "ulaw", transport = "udp" }
+    assert.equals(2, #sent)
+    assert.is_true(c18:supports("channels.ring"))
+    assert.is_false(c18:supports("channels.progress"))
+    assert.is_false(c18:supports("channels.externalMedia", "transport", "websocket"))
+    assert.is_true(c18:supports("channels.externalMedia", "transport", "udp"))
+    -- a newer server, or one whose version is unknown: everything goes out
+    local c20 = client.connect { url = "http://127.0.0.1:1", events = false, transport = stub,
+      server = { ari_version = "8.0.0" } }
+    assert.equals(20, c20.server.major)
+    c20.channels.progress { channelId = "x" }
+    local cu = client.connect { url = "http://127.0.0.1:1", events = false, transport = stub }
+    assert.is_nil(cu.server)
+    cu.channels.progress { channelId = "x" }
+    assert.equals(4, #sent)
+  end)
+
+  it("REST over the WebSocket is refused at connect by an older server", function()
+    local client = require "ari.client"
+    local ok, err = pcall(client.connect, { url = "http://127.0.0.1:1", events = false, transport = "websocket",
+      server = { ari_version = "6.0.1", asterisk_version = "18.26.4" } })
+    assert.is_false(ok)
+    assert.equals("unsupported", err.kind)
+    assert.matches('REST over the WebSocket (transport = "websocket") needs ARI 8.0.0 (Asterisk 20)', tostring(err), 1, true)
+    -- 20 before 20.14 lacks it too (the Server header gives the release)
+    ok, err = pcall(client.connect, { url = "http://127.0.0.1:1", events = false, transport = "websocket",
+      server = { ari_version = "8.0.0", asterisk_version = "20.5.0" } })
+    assert.is_false(ok)
+    assert.matches("this server is Asterisk 20.5.0", tostring(err), 1, true)
+    local c = client.connect { url = "http://127.0.0.1:1", events = false, transport = "websocket",
+      server = { ari_version = "8.0.0", asterisk_version = "20.20.1" } }
+    c:close()
+  end)
+end)

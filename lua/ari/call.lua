@@ -280,10 +280,20 @@ function Call:answer() self:_op("channels", "answer", with_id(self)) end
 --- Indicate ringing to the caller (ring_stop ends it).
 function Call:ring() self:_op("channels", "ring", with_id(self)) end
 function Call:ring_stop() self:_op("channels", "ringStop", with_id(self)) end
---- ARI has no progress operation: early media is played to a channel that
--- is not answered yet; this indicates ringing (like ring) so that the
--- caller hears something until the call is answered.
-function Call:progress() self:_op("channels", "ring", with_id(self)) end
+--- Early media: tell the caller's side the call is in progress (183
+-- Session Progress on SIP) without answering, so that what is played to the
+-- channel before it is answered can be heard.  ARI has channels.progress
+-- from Asterisk 20 (ARI 8); on an older server (Asterisk 18, ARI 6), or one
+-- whose version is unknown to be new enough, this indicates ringing
+-- instead (channels.ring: 180 Ringing, no early media on most channels).
+function Call:progress()
+  local c = self.client
+  if c.server and c:supports("channels.progress") then
+    self:_op("channels", "progress", with_id(self))
+  else
+    self:_op("channels", "ring", with_id(self))
+  end
+end
 function Call:hold() self:_op("channels", "hold", with_id(self)) end
 function Call:unhold() self:_op("channels", "unhold", with_id(self)) end
 --- direction: "both" (default), "in" or "out".

@@ -11,16 +11,19 @@ usage: ari-lua [options] script.lua [args...]
 
 Runs script.lua as a coroutine on ari-lua's event loop, connected to Asterisk
 ARI.  Options (environment defaults in brackets):
-  --url URL             ARI base URL, e.g. http://127.0.0.1:8088 [ARI_URL]
+  --url URL             ARI base URL, e.g. http://127.0.0.1:8088 (http:// is
+                        assumed without a scheme; a trailing /ari is fine) [ARI_URL]
   --user NAME           ARI user [ARI_USER]
   --password SECRET     ARI password [ARI_PASSWORD]
   --app NAME            Stasis application name [ARI_APP]
-  --log-level LEVEL     error, warn, info (default) or debug
+  --log-level LEVEL     error, warn, info (default) or debug (debug: connection,
+                        each REST request and each event)
   --log-format FORMAT   text (default) or json
   --shutdown-grace MS   on SIGINT/SIGTERM, how long running calls may finish
   --sim[=SCENARIO]      run against the built-in simulated Asterisk
   --sim-speed N         run simulated durations N times faster
-  --transcript FILE     with --sim, write the transcript as JSON lines
+  --transcript FILE     write the transcript as JSON lines: the simulator's with
+                        --sim, else the REST requests and events the client saw
   --metrics HOST:PORT   serve Prometheus /metrics, /healthz and /readyz there
   --listen HOST:PORT    accept Asterisk's outbound WebSocket connections there
                         (ari.conf type=outbound_websocket; see docs/modes.md)
@@ -182,12 +185,23 @@ function M.main(argv)
     if not ok then io.stderr:write("ari-lua: ", tostring(perr), "\n"); return 1 end
     return 0
   end
+  -- [versions] a script fails at start-up when it cannot reach Asterisk
+  -- (ari.connect raises instead of retrying: see ari.client)
+  config.strict = true
   if opts.sim then
     local ok, sim = pcall(require, "ari.sim.host")
     if not ok then io.stderr:write("ari-lua: the simulator is not available: ", tostring(sim), "\n"); return 1 end
     return sim.run(chunk, args, opts, run_main)
   end
-  return run_main(chunk, table.unpack(args))
+  -- [versions] --transcript against a real Asterisk: what the client saw
+  local client = require "ari.client"
+  if config.transcript then
+    local tok, terr = client.open_transcript(config.transcript)
+    if not tok then io.stderr:write("ari-lua: cannot write transcript: ", tostring(terr), "\n"); return 1 end
+  end
+  local rc = run_main(chunk, table.unpack(args))
+  client.close_transcript()
+  return rc
 end
 
 return M

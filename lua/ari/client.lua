@@ -3,7 +3,10 @@
 --   local client = ari.connect{ url = "http://127.0.0.1:8088", user = "u", password = "p",
 --                               app = "name" | {"a", "b"}, subscribe_all = false,
 --                               events = true, transport = nil, timeout = 10000,
---                               cainfo = nil, insecure = false }  -- TLS: peer verified unless insecure
+--                               cainfo = nil, insecure = false,   -- TLS: peer verified unless insecure
+--                               strict = config.strict, probe = true, server = nil }
+--   client.server                                 -- { ari_version, asterisk_version, major } (see connect)
+--   client:supports("channels.progress" [, param [, value]])
 --   client.channels.answer{ channelId = id }      -- every operation: client.<resource>.<nickname>(params)
 --   client:on("StasisStart", fn) / :once / :off / :wait(type, filter, timeout_ms)
 --   channel:on("ChannelDtmfReceived", fn)         -- per-object routing (see ari.models)
@@ -62,6 +65,10 @@ for _, op in ipairs(schema.operations) do
   for _, p in ipairs(op.params) do byname[p.name] = p end
   op.byname = op.byname or byname
   op.fullname = op.resource .. "." .. op.nickname
+  -- [versions] does any part of it (the operation, a parameter, a value) need a newer server than the oldest known?
+  local vs = op.since ~= nil
+  for _, p in ipairs(op.params) do if p.since or p.values_since then vs = true end end
+  op.version_sensitive = vs or nil
   local r = ops_by_resource[op.resource]
   if not r then r = {}; ops_by_resource[op.resource] = r end
   r[op.nickname] = op
@@ -215,6 +222,302 @@ end
 local HEADERS = { ["Accept"] = "application/json" }
 local HEADERS_BODY = { ["Accept"] = "application/json", ["Content-Type"] = "application/json" }
 
+-- Server versions [versions] -------------------------------------------------
+-- schema.versions lists the releases whose api-docs gave the `since` facts
+-- (the lowest Asterisk major having an operation, parameter or value).
+-- Asterisk's ARI major is its own major minus 12 (ARI 6 = Asterisk 18,
+-- 8 = 20, 10 = 22, 11 = 23).
+
+local version_by_major = {}
+for _, v in ipairs(schema.versions or {}) do version_by_major[v.asterisk] = v end
+M.versions = schema.versions
+
+local function major_of(v) return math.tointeger(tonumber(tostring(v or ""):match("^(%d+)"))) end
+
+--- { ari_version, asterisk_version (nil if unknown), major } for an ARI
+-- apiVersion ("6.0.1") and, if known, the Asterisk version ("18.26.4").
+function M.server_info(ari_version, asterisk_version)
+  local am = major_of(ari_version)
+  if am == nil then return nil end
+  return { ari_version = tostring(ari_version), asterisk_version = asterisk_version, major = am + 12 }
+end
+
+local function describe_server(srv)
+  if srv.asterisk_version then return format("Asterisk %s (ARI %s)", srv.asterisk_version, srv.ari_version) end
+  return format("ARI %s (Asterisk %d)", srv.ari_version, srv.major)
+end
+M.describe_server = describe_server
+
+local function needs(since)
+  local v = version_by_major[since]
+  if v then return format("ARI %s (Asterisk %d)", v.ari, since) end
+  return format("Asterisk %d", since)
+end
+
+local function unsupported(self, op, what, since, param)
+  error(errors.new { kind = "unsupported", operation = op.fullname, method = op.method, path = op.path,
+    parameter = param, since = since,
+    message = format("%sneeds %s; this server is %s", what and (what .. " ") or "", needs(since),
+      describe_server(self.server)) }, 0)
+end
+
+local function check_version(self, op, params)
+  local major = self.server.major
+  if op.since and major < op.since then unsupported(self, op, nil, op.since) end
+  if type(params) ~= "table" then return end
+  for k, v in pairs(params) do
+    local p = op.byname[k]
+    if p then
+      if p.since and major < p.since then
+        unsupported(self, op, format("parameter '%s'", k), p.since, k)
+      end
+      local vs = p.values_since
+      if vs and v ~= nil and v ~= json_null then
+        local s = vs[tostring(v)]
+        if s and major < s then
+          unsupported(self, op, format("parameter %s = %s", k, tostring(v)), s, k)
+        end
+      end
+    end
+  end
+end
+
+--- Does the server have this operation ("channels.progress"), parameter
+-- or parameter value?  True when the server's version is unknown.
+function Client:supports(opname, param, value)
+  local res, nick = tostring(opname):match("^([^.]+)%.(.+)$")
+  local op = res and ops_by_resource[res] and ops_by_resource[res][nick]
+  if op == nil then return false end
+  local srv = self.server
+  if srv == nil then return true end
+  if op.since and srv.major < op.since then return false end
+  if param ~= nil then
+    local p = op.byname[param]
+    if p == nil then return false end
+    if p.since and srv.major < p.since then return false end
+    if value ~= nil and p.values_since then
+      local s = p.values_since[tostring(value)]
+      if s and srv.major < s then return false end
+    end
+  end
+  return true
+end
+
+-- Transcript and debug log of what the client sees [versions] -----------------
+-- M.transcript: nil, or a function(entry) given { kind = "rest" | "event" |
+-- "note", ... } (the ari-lua host sets it for --transcript FILE).
+M.transcript = nil
+
+local hrtime = core.hrtime
+
+local function jstr(v)
+  if v == nil then return nil end
+  if type(v) == "number" then return math.type(v) == "integer" and format("%d", v) or format("%.3f", v) end
+  return (json_encode(tostring(v)))
+end
+
+--- Open FILE for the transcript (JSON lines, one per REST request, event
+-- and connection note; credentials redacted).  Returns true or nil, err.
+function M.open_transcript(path)
+  local f, err = io.open(path, "w")
+  if not f then return nil, err end
+  f:setvbuf("line")
+  local t0 = hrtime()
+  local KEYS = { "t", "kind", "app", "type", "method", "path", "status", "ms", "channel", "bridge", "summary" }
+  M.transcript = function(e)
+    e.t = (hrtime() - t0) // 1000000
+    local parts = {}
+    for _, k in ipairs(KEYS) do
+      local v = jstr(e[k])
+      if v then parts[#parts + 1] = '"' .. k .. '":' .. v end
+    end
+    f:write(log.redact("{" .. concat(parts, ",") .. "}"), "\n")
+  end
+  M.transcript_file = f
+  return true
+end
+
+function M.close_transcript()
+  if M.transcript_file then M.transcript_file:close() end
+  M.transcript_file, M.transcript = nil, nil
+end
+
+local function note(fmt, ...)
+  local tr = M.transcript
+  if tr then tr { kind = "note", summary = format(fmt, ...) } end
+end
+
+local function rest_seen(req, ok, status, t0)
+  local ms = (hrtime() - t0) / 1e6
+  local path = req.path .. ((req.query_string and req.query_string ~= "") and ("?" .. req.query_string) or "")
+  local st = ok and status or nil
+  local what = ok and tostring(status) or ("failed: " .. tostring(type(status) == "table" and status.message or status))
+  if log.enabled("debug") then log.debug("REST %s %s -> %s (%.1f ms)", req.method, path, what, ms) end
+  local tr = M.transcript
+  if tr then
+    tr { kind = "rest", method = req.method, path = path, status = st, ms = math.floor(ms * 10 + 0.5) / 10,
+      summary = format("%s %s -> %s", req.method, path, what) }
+  end
+end
+
+local ID_FIELDS = { { "channel", "channel" }, { "peer", "peer" }, { "bridge", "bridge" },
+  { "playback", "playback" }, { "recording", "recording" }, { "endpoint", "endpoint" } }
+
+local function event_seen(ev)
+  if type(ev) ~= "table" then return end
+  local t = rawget(ev, "type")
+  local ids = {}
+  local ch, br
+  for _, f in ipairs(ID_FIELDS) do
+    local o = rawget(ev, f[1])
+    if type(o) == "table" then
+      local id = rawget(o, "id") or rawget(o, "name") or rawget(o, "resource")
+      if id ~= nil then
+        ids[#ids + 1] = f[2] .. "=" .. tostring(id)
+        if f[1] == "channel" then ch = tostring(id) elseif f[1] == "bridge" then br = tostring(id) end
+      end
+    end
+  end
+  local extra = rawget(ev, "digit") and (" digit=" .. tostring(rawget(ev, "digit"))) or ""
+  if log.enabled("debug") then
+    log.debug("event %s%s%s", tostring(t), #ids > 0 and (" " .. concat(ids, " ")) or "", extra)
+  end
+  local tr = M.transcript
+  if tr then
+    tr { kind = "event", app = rawget(ev, "application"), type = t, channel = ch, bridge = br,
+      summary = tostring(t) .. (#ids > 0 and (" " .. concat(ids, " ")) or "") .. extra }
+  end
+end
+M.event_seen = event_seen
+
+-- First contact [versions] -----------------------------------------------------
+
+--- The base URL as ari.connect uses it: a scheme is added when missing
+-- (http://), ws:// and wss:// become http:// and https://, and a trailing
+-- "/" or "/ari" is tolerated ("http://h:8088", "h:8088/ari/" -> "http://h:8088/ari").
+function M.normalize_url(url)
+  url = tostring(url):match("^%s*(.-)%s*$")
+  if not url:find("^%a[%w+.%-]*://") then url = "http://" .. url end
+  url = url:gsub("^[Ww][Ss]://", "http://"):gsub("^[Ww][Ss][Ss]://", "https://")
+  url = url:gsub("/+$", "")
+  if not url:find("/ari$") then url = url .. "/ari" end
+  return url
+end
+
+local CHECK = "Check the URL (--url / ARI_URL), that Asterisk is running, and that its http.conf has "
+  .. "enabled = yes with this bindaddr and bindport"
+
+local function connect_error(self, reason, message, extra)
+  local e = { kind = "connect", reason = reason, operation = "ari.connect", url = self._base,
+    user = self._user, message = message }
+  for k, v in pairs(extra or {}) do e[k] = v end
+  return errors.new(e)
+end
+
+local function user_desc(self)
+  return self._user and format("user '%s'", tostring(self._user)) or "no user"
+end
+
+-- a transport failure of the first request, as a first-contact error
+local function transport_contact_error(self, e)
+  local msg = tostring(e.message)
+  local reason, text
+  if e.kind == "connect" and (e.code == 6 or msg:find("resolve")) then
+    reason, text = "resolve", format("cannot resolve the host of %s (%s). %s", self._base, msg, CHECK)
+  elseif e.kind == "connect" then
+    reason, text = "refused", format("cannot connect to %s: connection refused (%s). %s", self._base, msg, CHECK)
+  elseif e.kind == "timeout" then
+    reason, text = "timeout", format("no answer from %s within %d ms (%s). %s", self._base, self._timeout, msg, CHECK)
+  elseif e.kind == "tls" then
+    reason, text = "tls", format("TLS failure talking to %s (%s): check the server's certificate, cainfo, "
+      .. "or insecure = true for a test server", self._base, msg)
+  else
+    reason, text = e.kind, format("cannot talk to %s (%s). %s", self._base, msg, CHECK)
+  end
+  return connect_error(self, reason, text, { transport = e.kind, code = e.code })
+end
+
+local function auth_error(self, status, where)
+  return connect_error(self, "auth", format("authentication failed for %s at %s%s: check the user "
+    .. "and password (--user/--password, ARI_USER/ARI_PASSWORD) against Asterisk's ari.conf",
+    user_desc(self), self._base, where or ""), { status = status })
+end
+
+local function parse_server_header(h)
+  if type(h) == "string" then return h:match("[Ss][Ee][Rr][Vv][Ee][Rr]:%s*Asterisk/([^%s;]+)") end
+  if type(h) == "table" then
+    local s = h.server or h.Server
+    return type(s) == "string" and s:match("Asterisk/([^%s;]+)") or nil
+  end
+end
+
+-- base URL -> what probe learned (one request per server and process)
+local server_cache = {}
+M._server_cache = server_cache
+
+--- Learn the server's versions with one request (GET /ari/api-docs/resources.json:
+-- its apiVersion, and the Asterisk version from the Server header), in a
+-- coroutine.  Returns client.server, or nil and a first-contact error
+-- (kind "connect", reason "refused" | "resolve" | "timeout" | "tls" |
+-- "auth" | "not_ari").  Called by connect (see M.connect).
+function Client:probe()
+  if self.server then return self.server end
+  local tp = self._probe_transport
+  if tp == nil then return nil, connect_error(self, "custom", "a custom transport cannot be probed") end
+  local path = "/api-docs/resources.json"
+  local req = setmetatable({ method = "GET", url = self._base .. path, path = path, query_string = "",
+    headers = HEADERS }, self._req_mt)
+  local t0 = hrtime()
+  local ok, status, body, headers = pcall(tp, req)
+  rest_seen(req, ok, status, t0)
+  if not ok then
+    local e = status
+    if type(e) == "table" and TRANSPORT_KINDS[e.kind] then return nil, transport_contact_error(self, e) end
+    error(e, 0)
+  end
+  if status == 401 or status == 403 then return nil, auth_error(self, status) end
+  local doc = status == 200 and type(body) == "string" and json_decode(body) or nil
+  local av = type(doc) == "table" and doc.apiVersion
+  local srv = type(av) == "string" and M.server_info(av, parse_server_header(headers))
+  if not srv then
+    return nil, connect_error(self, "not_ari", format("%s is not an Asterisk ARI server (GET %s%s answered %s): "
+      .. "check the URL's path (http://host:port, optionally ending in /ari) and that Asterisk loads res_ari "
+      .. "(ari.conf: enabled = yes)", self._base, self._base, path,
+      status == 200 and "200 without an ARI apiVersion" or tostring(status)), { http_status = status })
+  end
+  self.server = srv
+  server_cache[self._base] = srv
+  local oldest = schema.versions and schema.versions[1]
+  log.info("connected to %s at %s as %s", describe_server(srv), self._base, user_desc(self))
+  note("connected to %s at %s as %s", describe_server(srv), self._base, user_desc(self))
+  if oldest and srv.major < oldest.asterisk then
+    log.warn("%s is older than the oldest ARI ari-lua knows (%s, Asterisk %d): some operations may be missing",
+      describe_server(srv), oldest.ari, oldest.asterisk)
+  end
+  return srv
+end
+
+-- REST over the WebSocket came with Asterisk 20.14, 21.9 and 22.4 (the
+-- schema's RESTRequest model gives the major).
+local RESTWS_SINCE = schema.models.RESTRequest and schema.models.RESTRequest.since or 20
+local RESTWS_MINOR = { [20] = 14, [21] = 9, [22] = 4 }
+
+local function check_restws(self)
+  local srv = self.server
+  if srv == nil then return end
+  local lacks = srv.major < RESTWS_SINCE
+  if not lacks and srv.asterisk_version then
+    local maj, min = srv.asterisk_version:match("^(%d+)%.(%d+)")
+    maj, min = tonumber(maj), tonumber(min)
+    if maj and RESTWS_MINOR[maj] and min < RESTWS_MINOR[maj] then lacks = true end
+  end
+  if lacks then
+    error(errors.new { kind = "unsupported", operation = "ari.connect", since = RESTWS_SINCE,
+      message = format("REST over the WebSocket (transport = \"websocket\") needs %s or later (20.14, 21.9, "
+        .. "22.4); this server is %s: use transport = \"http\"", needs(RESTWS_SINCE), describe_server(srv)) }, 0)
+  end
+end
+
 -- The request table for op(params).  [perf] A function of its own, so that
 -- its locals are not on the stack while the transport waits.
 local function make_request(self, op, params)
@@ -234,15 +537,21 @@ local function call(self, op, params)
     error(errors.new { kind = "transport", operation = op.fullname, method = op.method, path = op.path,
       message = "client is closed" }, 0)
   end
+  if op.version_sensitive and self.server then check_version(self, op, params) end -- [versions]
   local req = make_request(self, op, params)
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
+  local seen = (M.transcript or log.enabled("debug")) and hrtime() -- [versions] debug log, transcript
   local ok, status, rbody, rheaders = pcall(self._transport, req)
   if obs then obs.done(self, op.fullname, t0, ok, status) end -- [/ari.metrics]
+  if seen then rest_seen(req, ok, status, seen) end
   if not ok then
     local e = status
     if type(e) == "table" and TRANSPORT_KINDS[e.kind] then
-      error(errors.new { kind = "transport", transport = e.kind, code = e.code, message = e.message,
+      local msg = e.message
+      -- [versions] a refused or unresolvable server: say what to check
+      if e.kind == "connect" and self._probe_transport then msg = transport_contact_error(self, e).message end
+      error(errors.new { kind = "transport", transport = e.kind, code = e.code, message = msg,
         operation = op.fullname, method = op.method, path = req.path }, 0)
     end
     error(e, 0) -- a cancel (hang-up) or a bug: unchanged
@@ -426,6 +735,8 @@ function Client:dispatch(ev)
   if type(t) ~= "string" then return end
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
+  -- [versions] --log-level debug, --transcript: every event, whichever way it came
+  if M.transcript or log.enabled("debug") then event_seen(ev) end
   local routers = self._routers
   for i = 1, #routers do
     local ok, err = xpcall(routers[i], traceback_handler, ev)
@@ -633,7 +944,11 @@ end
 
 function Client:_open_events(op, params)
   local url = self:_events_url(op, params)
-  local conn = self._websocket {
+  local shown = url:gsub("api_key=[^&]*", "api_key=***")
+  local ever_open, last_err = false, nil
+  local conn
+  log.debug("events socket: connecting to %s as %s", shown, user_desc(self))
+  conn = self._websocket {
     url = url, user = self._user, password = self._password, json = true,
     insecure = self._insecure, cainfo = self._cainfo, -- [hardening] TLS options
     on_message = function(v, err)
@@ -645,9 +960,76 @@ function Client:_open_events(op, params)
     end,
     on_open = function()
       self.stats.connects = self.stats.connects + 1
+      last_err = nil
+      if ever_open then
+        log.info("events socket reconnected to %s", shown)
+      else
+        log.debug("events socket connected to %s", shown)
+      end
+      note("events socket %s to %s", ever_open and "reconnected" or "connected", shown)
+      -- [versions] the server may have been restarted as another version
+      if ever_open and self.server and self._probe_transport then
+        sched.spawn(function()
+          local old = self.server
+          self.server, server_cache[self._base] = nil, nil
+          local ok, srv = pcall(self.probe, self)
+          if not (ok and srv) then self.server = self.server or old; return end
+          if srv.ari_version ~= old.ari_version or srv.asterisk_version ~= old.asterisk_version then
+            log.warn("the server changed from %s to %s", describe_server(old), describe_server(srv))
+          end
+        end)
+      end
+      ever_open = true
       -- after a reconnect, whoever keeps state (ari.app) reconciles it
       if self.stats.connects > 1 then
         for _, fn in ipairs(self._reconnect_hooks) do sched.spawn(fn, nil, self) end
+      end
+    end,
+    -- [versions] first contact: say what failed; under the ari-lua host
+    -- (strict) a definitive failure before the first open ends the connect
+    on_close = function(code, reason, reconnecting)
+      if self._closed then
+        log.debug("events socket to %s closed", shown)
+      elseif reconnecting then
+        log.warn("events socket to %s lost (%s %s); reconnecting", shown, tostring(code), tostring(reason))
+        note("events socket lost (%s %s); reconnecting", tostring(code), tostring(reason))
+      else
+        log.info("events socket to %s closed (%s %s)", shown, tostring(code), tostring(reason))
+        note("events socket closed (%s %s)", tostring(code), tostring(reason))
+      end
+    end,
+    on_error = function(msg)
+      local m = tostring(msg)
+      local reason, text
+      if m:find("unauthorized", 1, true) then
+        reason = "auth"
+        text = format("authentication failed for %s at %s (events socket: %s): check the user and password "
+          .. "(--user/--password, ARI_USER/ARI_PASSWORD) against Asterisk's ari.conf", user_desc(self), self._base, m)
+      elseif m:find("not 101", 1, true) then
+        reason = "not_ari"
+        text = format("%s did not accept the events WebSocket (%s): check the URL's path and that Asterisk "
+          .. "loads res_ari_events and res_http_websocket", shown, m)
+      elseif m:find("closed before established", 1, true) or m:find("refused", 1, true) then
+        reason = "refused"
+        text = format("cannot connect to %s: connection refused (%s). %s", shown, m, CHECK)
+      else
+        text = format("events socket to %s: %s", shown, m)
+      end
+      if not ever_open and reason and self._strict and not self._fatal then
+        self._fatal = connect_error(self, reason, text)
+        log.error("%s", text)
+        pcall(conn.close, conn)
+        return
+      end
+      if ever_open and reason == "auth" then
+        text = text .. " (the credentials changed since the last connection?)"
+      end
+      -- the same failure again and again: once at warn, then at debug
+      if text ~= last_err then
+        log.warn("%s; retrying with backoff", text)
+        last_err = text
+      else
+        log.debug("%s; retrying with backoff", text)
       end
     end,
   }
@@ -677,14 +1059,26 @@ function Client:__tostring() return format("ari.client(%s)", self._base) end
 
 --- Connect (see the header).  The events WebSocket is opened when `app` is
 -- given and `events` is not false.
+--
+-- [versions] When called in a coroutine with the built-in transport
+-- ("http" or "websocket"), connect learns the server's versions with one
+-- request (client:probe(): client.server = { ari_version, asterisk_version,
+-- major }); operations, parameters and values the server lacks then fail at
+-- once (kind "unsupported").  opts.server = { ari_version = "6.0.1",
+-- asterisk_version = ... } gives them instead (no request); probe = false
+-- skips the request.  If the first request fails (connection refused,
+-- authentication, not an ARI server), connect raises the error when
+-- strict (opts.strict, or config.strict, which the ari-lua host sets: a
+-- script fails at start-up) and also waits for the events socket to open;
+-- otherwise it logs a warning and carries on (operations then fail as they
+-- would have).
 function M.connect(opts)
   opts = opts or {}
-  local url = opts.url or config.url or "http://127.0.0.1:8088"
-  url = url:gsub("/+$", "")
-  if not url:find("/ari$") then url = url .. "/ari" end
+  local url = M.normalize_url(opts.url or config.url or "http://127.0.0.1:8088")
   local transport = opts.transport or default_transport
+  local builtin = transport == default_transport
   -- "http" (the default, libcurl) and "websocket" (replaced below) by name
-  if transport == "websocket" or transport == "http" then transport = default_transport end
+  if transport == "websocket" or transport == "http" then transport = default_transport; builtin = true end
   if type(transport) == "table" then
     local t = transport
     transport = function(req) return t:request(req) end
@@ -693,6 +1087,8 @@ function M.connect(opts)
     error(string.format("ari.connect: transport must be \"http\", \"websocket\", a function or an object with :request, got %s",
       type(opts.transport) == "string" and string.format("%q", opts.transport) or type(opts.transport)), 2)
   end
+  local strict = opts.strict
+  if strict == nil then strict = config.strict end
   local self = setmetatable({
     _base = url, _user = opts.user or config.user, _password = opts.password or config.password,
     _timeout = opts.timeout or 30000, _transport = transport,
@@ -700,6 +1096,8 @@ function M.connect(opts)
     _on = {}, _waits = {}, _routers = {}, _sockets = {}, _early = { n = 0 }, _reconnect_hooks = {},
     _objs = {}, stats = { events = 0, connects = 0 },
     _websocket = opts.websocket or default_websocket,
+    _probe_transport = builtin and (opts.http_transport or default_transport) or nil, -- [versions]
+    _strict = strict and true or nil,
   }, Client)
   -- every REST request's constant options (see call); raw_headers: ari.http
   -- returns the response's header block as one string (turned into a table
@@ -711,8 +1109,31 @@ function M.connect(opts)
   for _, r in ipairs(schema.resources) do self[r] = resource_table(self, r) end
   models.add_client(self)
   if log.add_credentials then log.add_credentials(self._user, self._password) end -- [ship] never logged
+  -- [versions] learn the server (one request), fail early when strict
+  if type(opts.server) == "table" then
+    self.server = M.server_info(opts.server.ari_version, opts.server.asterisk_version)
+  elseif opts.probe ~= false and self._probe_transport and server_cache[url] then
+    -- learned by an earlier client of this process: no request, no wait
+    -- (a script reloaded by ari.reload creates its apps without yielding)
+    local c = server_cache[url]
+    self.server = { ari_version = c.ari_version, asterisk_version = c.asterisk_version, major = c.major }
+  elseif opts.probe ~= false and self._probe_transport and coroutine.isyieldable() then
+    log.debug("connecting to %s as %s", url, user_desc(self))
+    local srv, perr = self:probe()
+    if not srv then
+      if strict then
+        models.remove_client(self)
+        error(perr, 0)
+      end
+      log.warn("%s", tostring(perr))
+    end
+  end
   -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
-  if opts.transport == "websocket" then require("ari.wstransport").install(self, opts) end
+  if opts.transport == "websocket" then
+    local ok, e = pcall(check_restws, self) -- [versions] the server must have it
+    if not ok then models.remove_client(self); error(e, 0) end
+    require("ari.wstransport").install(self, opts)
+  end
   -- [/modes]
   local app = opts.app
   if app == nil then app = config.app end
@@ -725,7 +1146,18 @@ function M.connect(opts)
   if apps and opts.events ~= false then
     local params = { app = apps }
     if opts.subscribe_all ~= nil then params.subscribeAll = opts.subscribe_all and true or false end
-    self.events.eventWebsocket(params)
+    local conn = self.events.eventWebsocket(params)
+    -- [versions] strict: the socket must open (or fail definitively) before connect returns
+    if strict and self.server and type(conn) == "table" and conn.wait_open and coroutine.isyieldable() then
+      local limit = opts.open_timeout or 10000
+      local ok, werr = conn:wait_open(limit)
+      if not ok then
+        local e = self._fatal or connect_error(self, "events", format("the events socket to %s did not open within %d ms (%s)",
+          self._base, limit, tostring(werr)))
+        self:close()
+        error(e, 0)
+      end
+    end
   end
   return self
 end

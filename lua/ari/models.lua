@@ -148,14 +148,16 @@ local function cast_model(v, name)
   if type(v) ~= "table" then return v end
   -- a discriminated subtype ("type" names a model derived from name)
   local sub = rawget(v, "type")
+  local base
   if type(sub) == "string" and sub ~= name and mts[sub] and models[sub].extends then
     local n = sub
     while n and n ~= name do n = models[n].extends end
-    if n == name then name = sub end
+    if n == name then base, name = name, sub end
   end
   local mt = getmetatable(v)
   if mt == mts[name] then return v end -- typed by C already, nested included
-  if mt == nil then setmetatable(v, mts[name]) elseif by_mt[mt] == nil then return v end
+  -- typed by C as the base type (e.g. "Message"): the subtype its "type" names
+  if mt == nil or (base and mt == mts[base]) then setmetatable(v, mts[name]) elseif by_mt[mt] == nil then return v end
   for f, t in pairs(typed[name]) do
     local x = rawget(v, f)
     if x ~= nil then v[f] = cast(x, t) end

@@ -130,8 +130,11 @@ function M.connect(opts)
   local url = opts.url:gsub("%?.*$", "")
   local handlers = {
     on_open = function()
+      -- the handler first: a waiter woken by wait_open sees what on_open did
+      local ok, err = true, nil
+      if on_open then ok, err = pcall(on_open) end
       wake_all(self, true)
-      if on_open then on_open() end
+      if not ok then error(err, 0) end
     end,
     on_message = on_message,
     on_close = function(code, reason, reconnecting)
