@@ -93,3 +93,24 @@ describe("max_call_duration", function()
     assert.equals(1, r.app:stats().timed_out or r.app.counters.timed_out)
   end)
 end)
+
+describe("ari.resync.run", function()
+  it("ends only calls known before the channel list was asked for (a call started meanwhile is not in it)", function()
+    local resync = require "ari.resync"
+    local marked = {}
+    local function mkcall(id)
+      return { id = id, log = { info = function() end }, _mark_hungup = function(self, why) marked[self.id] = why end }
+    end
+    local app = { name = "t", calls = { old = mkcall("old"), live = mkcall("live") } }
+    app.client = {
+      channels = { list = function()
+        -- StasisStart of a new call arrives while the list is on its way
+        app.calls.new = mkcall("new")
+        return { { id = "live" } }
+      end },
+      applications = { get = function() return {} end },
+    }
+    assert.equals(1, resync.run(app))
+    assert.same({ old = "resync" }, marked)
+  end)
+end)

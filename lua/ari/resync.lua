@@ -16,6 +16,11 @@ local M = {}
 -- ended: a call is never dropped on a guess).
 function M.run(app)
   local client = app.client
+  -- only calls known before Asterisk is asked can have vanished: a call
+  -- that starts (StasisStart on the new socket) while the list is on its
+  -- way is not in that list and must not be ended
+  local before = {}
+  for _, call in pairs(app.calls) do before[call] = true end
   local ok, chans = pcall(client.channels.list, {})
   if not ok then
     log.warn("%s: resync after reconnect failed: %s", app.name, tostring(chans))
@@ -29,7 +34,7 @@ function M.run(app)
   end
   local gone = {}
   for id, call in pairs(app.calls) do
-    if not live[id] and not call.hungup then gone[#gone + 1] = call end
+    if before[call] and not live[id] and not live[call.id] and not call.hungup then gone[#gone + 1] = call end
   end
   for i = 1, #gone do
     local call = gone[i]
