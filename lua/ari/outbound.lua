@@ -140,6 +140,7 @@ function L:_message(s, text)
     else
       s.per_call = false
       self.persistent = s
+      if not s.counted then self:_persistent_up(s) end
     end
     log.info("ari.outbound: %s registered (%s connection from %s)", app, s.per_call and "per-call" or "persistent",
       tostring(s.remote))
@@ -150,7 +151,10 @@ function L:_message(s, text)
   end
   local id = channel_of(ev)
   if id then
-    if t == "ChannelDestroyed" then
+    -- a per-call connection's channel that left Stasis is no longer its
+    -- to carry (Asterisk closes the connection after StasisEnd, before
+    -- ChannelDestroyed): its close must not orphan the call
+    if t == "ChannelDestroyed" or (t == "StasisEnd" and s.per_call and self.owner[id] == s) then
       self.owner[id] = nil
       s.channels[id] = nil
     elseif self.owner[id] ~= s and (t == "StasisStart" or s.per_call) then
@@ -162,6 +166,23 @@ function L:_message(s, text)
     end
   end
   if self.client then self.client:dispatch(ev) end
+end
+
+-- A persistent connection registered its apps: for the client that is
+-- its events socket (re)connecting.  Asterisk queues an app's events while
+-- no connection is up, but a restarted Asterisk has forgotten them, and its
+-- channels with them: after the first connection, the client's reconnect
+-- hooks run (ari.app's resync ends the calls whose channels are gone).
+-- Real Asterisk sends the queued events before ApplicationRegistered, so
+-- they are in by then.
+function L:_persistent_up(s)
+  s.counted = true
+  local client = self.client
+  if not client or not client.stats then return end
+  client.stats.connects = (client.stats.connects or 0) + 1
+  if client.stats.connects > 1 and client._reconnect_hooks then
+    for _, fn in ipairs(client._reconnect_hooks) do sched.spawn(fn, nil, client) end
+  end
 end
 
 function L:_closed(s, code)
