@@ -30,6 +30,7 @@ ast.describe("real Asterisk: REST over the events WebSocket", function(inst)
         -- a clear error: it names the WebSocket transport, and it is not a
         -- bare 'no answer within N ms'
         assert.matches("[Ww]eb[Ss]ocket", tostring(err))
+        assert.matches("20", tostring(err)) -- the version that has it
         assert.is_not.equal("timeout", type(err) == "table" and err.transport or nil)
       end)
     it("Asterisk " .. ast.version .. ": the other REST-over-WebSocket tests", function()

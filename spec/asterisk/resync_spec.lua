@@ -15,10 +15,10 @@ local function parked_app(inst, transport)
   app:on_call(function(call, args)
     local me = { id = call.id }
     st.calls[#st.calls + 1] = me
-    call:on_hangup(function() st.hooks = st.hooks + 1 end)
-    call:answer()
     local what = args[1] or (#st.calls % 2 == 1 and "digits" or "play")
     me.what = what
+    call:on_hangup(function() st.hooks = st.hooks + 1 end)
+    call:answer()
     me.parked = true
     local ok, err = pcall(function()
       if what == "digits" then
