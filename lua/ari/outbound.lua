@@ -198,7 +198,7 @@ function L:_closed(s, code)
   for id in pairs(s.channels) do
     if self.owner[id] == s then
       self.owner[id] = nil
-      if s.per_call then self.orphans[id] = true end
+      if s.per_call and not self.closed then self.orphans[id] = true end
     end
   end
   if s.per_call and next(self.orphans) and self.client and not self.closed then
@@ -206,6 +206,7 @@ function L:_closed(s, code)
     for id in pairs(s.channels) do if self.orphans[id] then ids[#ids + 1] = id end end
     if #ids > 0 then
       local t = core.timer(self.orphan_timeout, function()
+        if self.closed then return end -- our own close: no call to end
         for _, id in ipairs(ids) do
           if self.orphans[id] and not self.owner[id] then
             self.orphans[id] = nil

@@ -145,6 +145,62 @@ ast.describe("real Asterisk: outbound WebSockets (Asterisk connects to ari-lua)"
     assert.is_nil(got.orphans, "a call that left Stasis is not an orphan")
   end)
 
+  it("per call: the connection breaks mid-call (killed); Asterisk connects again and the call goes on", function()
+    if not modes.can_kill_tcp() then
+      pending("cannot kill a TCP connection here (ss -K needs root and CONFIG_INET_DIAG_DESTROY)")
+      return
+    end
+    local got, st = {}, { parked = false }
+    ast.run(function()
+      local app = ari.app { app = C, listen = "127.0.0.1:" .. port_c, user = USER, password = PASS }
+      app:on_call(function(call)
+        call:answer()
+        st.parked = true
+        -- the far end sends 123# two seconds after answering
+        st.ok, st.digits = pcall(call.get_digits, call, { max = 4, terminators = "#", timeout = 20000 })
+        call:hangup()
+      end)
+      local h = http(inst)
+      ast.originate(h, "dtmf", C)
+      ast.poll(function() return st.parked and app.client.outbound:count() == 1 end, "the call parked in get_digits")
+      -- Asterisk is the client here: its end of the connection to port_c
+      got.killed = modes.kill_tcp(port_c)
+      ast.poll(function() return st.ok ~= nil end, "the digits", 30000)
+      got.connections = app.client.outbound.stats.connections
+      ast.poll(function() return app:active() == 0 end, "the call to end")
+      h:close()
+      app.client:close()
+    end, 60000)
+    assert.equals(1, got.killed)
+    assert.is_true(st.ok, tostring(st.digits))
+    assert.equals("123", st.digits)
+    assert.equals(2, got.connections)
+  end)
+
+  it("per call: nobody listening; Stasis() gives up after reconnect_attempts with STASISSTATUS=FAILED", function()
+    local got = {}
+    local ctx = "pcfail-" .. C
+    local var = ("PCFAIL_" .. C):upper():gsub("%-", "_")
+    for _, ext in ipairs {
+      "s,1,Stasis(" .. C .. ")",
+      "s,2,Set(GLOBAL(" .. var .. ")=${STASISSTATUS})",
+      "s,3,Hangup()",
+    } do
+      local out = inst:cli(ast.sh_quote("dialplan add extension " .. ext .. " into " .. ctx))
+      assert(out:find("added", 1, true), out)
+    end
+    ast.run(function()
+      local h = http(inst)
+      h.channels.originate { endpoint = "Local/s@" .. ctx, context = "caller", extension = "wait", priority = 1,
+        formats = "ulaw" }
+      ast.poll(function() return h.asterisk.getGlobalVar { variable = var }.value ~= "" end,
+        "Stasis() to give up", 30000)
+      got.status = h.asterisk.getGlobalVar { variable = var }.value
+      h:close()
+    end, 60000)
+    assert.equals("FAILED", got.status)
+  end)
+
   it("refuses a connection with the wrong credentials (401), and Asterisk keeps trying", function()
     local got = {}
     ast.run(function()
