@@ -215,6 +215,79 @@ ast.describe("real Asterisk: outbound WebSockets (Asterisk connects to ari-lua)"
     assert.equals(0, got.count)
   end)
 
+  it("persistent: the ari-lua process (--listen) is stopped and started again; Asterisk reconnects to each", function()
+    local dir = modes.conf_dir {
+      ["worker.lua"] = [[
+local ari = require "ari"
+local out = assert(os.getenv("OB_OUT"))
+local function note(s) local f = assert(io.open(out, "a")); f:write(s, "\n"); f:close() end
+local app = ari.app()
+app.client:on("ApplicationRegistered", function(ev) note("registered " .. ev.application) end)
+app:on_call(function(call, args)
+  call:answer()
+  call:play("sound:beep")
+  note("call " .. call.id .. " " .. tostring(args[1]))
+  call:hangup()
+end)
+]] }
+    local out = dir .. "/out.txt"
+    local function lines()
+      local f = io.open(out)
+      if not f then return {} end
+      local t = {}
+      for l in f:lines() do t[#t + 1] = l end
+      f:close()
+      return t
+    end
+    local function has(line)
+      for _, l in ipairs(lines()) do if l == line then return true end end
+      return false
+    end
+    local function start_worker(n)
+      local cmd = ("cd %s && OB_OUT=%s exec ./ari-lua --listen 127.0.0.1:%d --user %s --password %s --app %s "
+        .. "--url %s %s"):format(ast.sh_quote(os.getenv("PWD") or "."), ast.sh_quote(out), port_p, USER, PASS, P,
+        ast.sh_quote(inst.url), ast.sh_quote(dir .. "/worker.lua"))
+      local p = io.popen("(" .. cmd .. ") >" .. ast.sh_quote(dir .. "/worker" .. n .. ".log") .. " 2>&1 & echo $!")
+      local pid = tonumber(p:read("l"))
+      p:close()
+      return assert(pid)
+    end
+    local function stop_worker(pid)
+      os.execute("kill -TERM " .. pid .. "; while kill -0 " .. pid .. " 2>/dev/null; do sleep 0.05; done")
+    end
+    local got, pids = {}, {}
+    local ok, err = pcall(ast.run, function()
+      local h = http(inst)
+      pids[1] = start_worker(1)
+      ast.poll(function() return has("registered " .. P) end, "Asterisk to connect to worker 1", 30000)
+      local c1 = ast.originate(h, "s", P, { appArgs = "first" })
+      ast.poll(function() return has("call " .. c1.id .. " first") end, "worker 1 to run a call")
+      stop_worker(pids[1])
+      -- nobody listens: Asterisk queues this call's events for P
+      local c2 = ast.originate(h, "s", P, { appArgs = "second" })
+      pids[2] = start_worker(2)
+      ast.poll(function() return has("call " .. c2.id .. " second") end, "worker 2 to run the queued call", 30000)
+      local c3 = ast.originate(h, "s", P, { appArgs = "third" })
+      ast.poll(function() return has("call " .. c3.id .. " third") end, "worker 2 to run a new call")
+      stop_worker(pids[2])
+      pids = {}
+      got.lines = lines()
+      h:close()
+    end, 90000)
+    for _, pid in ipairs(pids) do os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    if not ok then
+      local f = io.open(dir .. "/worker1.log")
+      local log1 = f and f:read("a") or ""
+      if f then f:close() end
+      modes.cleanup(dir)
+      error(tostring(err) .. "\nworker 1 log:\n" .. log1, 0)
+    end
+    modes.cleanup(dir)
+    local regs = 0
+    for _, l in ipairs(got.lines) do if l == "registered " .. P then regs = regs + 1 end end
+    assert.equals(2, regs, table.concat(got.lines, "\n"))
+  end)
+
   it("persistent: Asterisk crashes and restarts mid-call; the call ends, Asterisk reconnects, a new call runs", function()
     local st, got = { parked = 0 }, {}
     ast.run(function()
