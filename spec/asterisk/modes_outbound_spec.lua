@@ -288,6 +288,42 @@ end)
     assert.equals(2, regs, table.concat(got.lines, "\n"))
   end)
 
+  it("persistent: the app is offered a StasisBroadcast call and claims it over the socket", function()
+    local ctx = "obclaim-" .. P
+    for _, ext in ipairs {
+      "555,1,StasisBroadcast(5000,^" .. P .. "$,opt:x,yes)",
+      "555,2,Hangup()",
+    } do
+      local out = inst:cli(ast.sh_quote("dialplan add extension " .. ext .. " into " .. ctx))
+      assert(out:find("added", 1, true), out)
+    end
+    local got = {}
+    ast.run(function()
+      local app = ari.app { app = P, listen = "127.0.0.1:" .. port_p, user = USER, password = PASS }
+      app:on_broadcast(function(ev) got.offer = ev; return true end)
+      app:on_call(function(call, args)
+        got.args = args
+        call:answer()
+        call:hangup()
+        got.done = true
+      end)
+      ast.poll(function() return app.client.outbound.registered[P] end, "Asterisk to register " .. P, 30000)
+      local h = http(inst)
+      h.channels.originate { endpoint = "Local/555@" .. ctx, context = "caller", extension = "wait", priority = 1,
+        formats = "ulaw" }
+      ast.poll(function() return got.done end, "the claimed call to run")
+      ast.poll(function() return app:active() == 0 end, "the call to end")
+      got.claims = app.claims
+      got.ws_requests = app.client.outbound.transport.stats.requests
+      h:close()
+      app.client:close()
+    end, 60000)
+    assert.equals("555", got.offer.called)
+    assert.same({ "opt", "x" }, got.args)
+    assert.same({ offered = 1, claimed = 1, lost = 0, declined = 0, failed = 0 }, got.claims)
+    assert.is_true(got.ws_requests >= 3) -- the claim, answer and hang-up went over the socket
+  end)
+
   it("persistent: Asterisk crashes and restarts mid-call; the call ends, Asterisk reconnects, a new call runs", function()
     local st, got = { parked = 0 }, {}
     ast.run(function()

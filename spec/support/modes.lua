@@ -59,13 +59,28 @@ function M.crash_restart(inst, blocking)
   end
 end
 
---- A free loopback TCP port (a listener bound to port 0, closed again).
+--- A free loopback TCP port, below the kernel's range of ephemeral ports:
+-- a port that a test closes and opens again (ari-lua restarting) must not
+-- be taken meanwhile by some outgoing connection's local port.
+local seeded
 function M.free_port()
   local server = require "ari.server"
-  local srv = assert(server.listen { host = "127.0.0.1", port = 0, handler = function() return 404 end })
-  local port = srv:port()
-  srv:close()
-  return port
+  local low = 32768
+  local f = io.open("/proc/sys/net/ipv4/ip_local_port_range")
+  if f then
+    low = tonumber((f:read("l") or ""):match("^%s*(%d+)")) or low
+    f:close()
+  end
+  if not seeded then math.randomseed(os.time() ~ (tonumber(tostring({}):match("0x(%x+)"), 16) or 0)); seeded = true end
+  for _ = 1, 100 do
+    local port = math.random(10000, math.max(10001, low - 1))
+    local ok, srv = pcall(server.listen, { host = "127.0.0.1", port = port, handler = function() return 404 end })
+    if ok and srv then
+      srv:close()
+      return port
+    end
+  end
+  error("no free loopback port below " .. low)
 end
 
 --- A directory of NAME.conf files for ast.start{ conf = }: files is
