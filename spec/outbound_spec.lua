@@ -100,6 +100,31 @@ describe("outbound WebSocket, persistent", function()
     end)
   end)
 
+  it("counts each registration as a (re)connect of the client: state for /readyz, reconnect hooks (resync)", function()
+    ari.run(function()
+      local sim, app, l, h = setup("ivr")
+      local sock = app.client._sockets[1]
+      local states = { sock:state() } -- listening, nothing seen yet: ready
+      local hooks = 0
+      app.client:on_reconnect(function() hooks = hooks + 1 end)
+      wait_until(function() return l.registered.ivr end, 3000)
+      states[#states + 1] = sock:state()
+      for s in pairs(l.sessions) do s.ws:close(1001, "restart") end
+      wait_until(function() return l:count() == 0 end, 3000, "the connection to close")
+      states[#states + 1] = sock:state() -- the persistent connection is away
+      wait_until(function() return hooks == 1 end, 5000, "the reconnect hooks")
+      states[#states + 1] = sock:state()
+      assert.equals(2, app.client.stats.connects)
+      assert.same({ reconnects = 1 }, sock:stats())
+      assert.equals(1, app.resyncs and 1 or 0)
+      teardown(sim, app, h)
+      states[#states + 1] = sock:state()
+      assert.same({ "open", "open", "waiting", "open", "closed" }, states)
+      local metrics = require "ari.metrics"
+      assert.is_function(metrics.ready)
+    end)
+  end)
+
   it("handles ApplicationUnregistered (the connection removed from ari.conf)", function()
     ari.run(function()
       local sim, app, l, h = setup("ivr")

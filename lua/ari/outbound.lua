@@ -177,6 +177,7 @@ end
 -- they are in by then.
 function L:_persistent_up(s)
   s.counted = true
+  self.had_persistent = true
   local client = self.client
   if not client or not client.stats then return end
   client.stats.connects = (client.stats.connects or 0) + 1
@@ -284,6 +285,16 @@ end
 
 function L:port() return self.server:port() end
 
+--- "open" while listening, except while a persistent connection that was
+-- up is down ("waiting": Asterisk will connect again); "closed" after close.
+-- Per-call connections come and go with the calls: between calls the
+-- listener is ready.
+function L:state()
+  if self.closed then return "closed" end
+  if self.had_persistent and not (self.persistent and self.persistent.open) then return "waiting" end
+  return "open"
+end
+
 --- Number of open connections.
 function L:count()
   local n = 0
@@ -320,7 +331,12 @@ function M.client(opts, name, listen)
   }
   client.outbound = l
   -- closing the client closes the listener (client:close closes its sockets)
-  client._sockets[#client._sockets + 1] = { close = function() l:close() end }
+  -- ... and stands in for its events socket (ari.metrics' /readyz asks its state)
+  client._sockets[#client._sockets + 1] = {
+    close = function() l:close() end,
+    state = function() return l:state() end,
+    stats = function() return { reconnects = math.max(0, (client.stats.connects or 0) - 1) } end,
+  }
   return client
 end
 
