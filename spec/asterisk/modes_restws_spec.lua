@@ -142,6 +142,28 @@ ast.describe("real Asterisk: REST over the events WebSocket", function(inst)
     assert.is_true(statuses[409] or statuses[412], "a 409 or 412 among the cases")
   end)
 
+  it("carries large responses whole (sounds.list, asterisk.listModules): the same as over HTTP", function()
+    local got = {}
+    ast.run(function()
+      local ws = ari.connect(ws_client(inst, ast.app_name("rwl")))
+      local http = ari.connect { url = inst.url, user = inst.user, password = inst.password }
+      ast.poll(function() return ws.stats.connects > 0 end, "the events socket")
+      for _, op in ipairs { { "sounds", "list" }, { "asterisk", "listModules" } } do
+        local h = http[op[1]][op[2]] {}
+        local w = ws[op[1]][op[2]] {}
+        local names_h, names_w = {}, {}
+        for i = 1, #h do names_h[i] = h[i].id or h[i].name end
+        for i = 1, #w do names_w[i] = w[i].id or w[i].name end
+        got[#got + 1] = { op = op[1] .. "." .. op[2], h = names_h, w = names_w }
+      end
+      ws:close(); http:close()
+    end)
+    for _, g in ipairs(got) do
+      assert.is_true(#g.h > 50, g.op .. ": a large list (" .. #g.h .. ")")
+      assert.same(g.h, g.w, g.op)
+    end
+  end)
+
   it("carries many concurrent requests, each answered to its own caller", function()
     local results, peak, stats = {}, 0, nil
     local N = 200
