@@ -100,6 +100,31 @@ describe("outbound WebSocket, persistent", function()
     end)
   end)
 
+  it("counts each registration as a (re)connect of the client: state for /readyz, reconnect hooks (resync)", function()
+    ari.run(function()
+      local sim, app, l, h = setup("ivr")
+      local sock = app.client._sockets[1]
+      local states = { sock:state() } -- listening, nothing seen yet: ready
+      local hooks = 0
+      app.client:on_reconnect(function() hooks = hooks + 1 end)
+      wait_until(function() return l.registered.ivr end, 3000)
+      states[#states + 1] = sock:state()
+      for s in pairs(l.sessions) do s.ws:close(1001, "restart") end
+      wait_until(function() return l:count() == 0 end, 3000, "the connection to close")
+      states[#states + 1] = sock:state() -- the persistent connection is away
+      wait_until(function() return hooks == 1 end, 5000, "the reconnect hooks")
+      states[#states + 1] = sock:state()
+      assert.equals(2, app.client.stats.connects)
+      assert.same({ reconnects = 1 }, sock:stats())
+      wait_until(function() return app.resyncs == 1 end, 5000, "the app's resync")
+      teardown(sim, app, h)
+      states[#states + 1] = sock:state()
+      assert.same({ "open", "open", "waiting", "open", "closed" }, states)
+      local metrics = require "ari.metrics"
+      assert.is_function(metrics.ready)
+    end)
+  end)
+
   it("handles ApplicationUnregistered (the connection removed from ari.conf)", function()
     ari.run(function()
       local sim, app, l, h = setup("ivr")
@@ -235,5 +260,54 @@ describe("ari.outbound", function()
     assert.same({ "127.0.0.1", 8090 }, { outbound.parse_listen(":8090") })
     assert.same({ "::1", 9 }, { outbound.parse_listen("[::1]:9") })
     assert.has_error(function() outbound.parse_listen("nohost") end)
+  end)
+
+  -- a fake accepted connection (what the server's on_websocket makes)
+  local function session(l)
+    local s = { open = true, apps = {}, channels = {}, remote = "test" }
+    s.ws = { send = function() return true end, close = function() l:_closed(s, 1001) end }
+    l:_opened(s)
+    return s
+  end
+  local function msg(l, s, ev) l:_message(s, core.json_encode(ev)) end
+  local function chan(id) return { id = id, name = "Local/x-1;1", state = "Up" } end
+
+  -- per-call session life as real Asterisk 20/22/23 shows it (spec/asterisk/modes_outbound_spec.lua)
+  local function run_listener(fn)
+    local seen = {}
+    local client = { dispatch = function(_, ev) seen[#seen + 1] = ev.type end }
+    local l = outbound.listen { listen = "127.0.0.1:0", client = client, orphan_timeout = 30 }
+    ari.run(function() fn(l) end)
+    return seen, l
+  end
+
+  it("per call: a channel that left Stasis (StasisEnd, then the connection closes) is no orphan", function()
+    local seen, l = run_listener(function(l)
+      local s = session(l)
+      msg(l, s, { type = "ApplicationRegistered", application = "a:Local/x-1;1" })
+      msg(l, s, { type = "StasisStart", application = "a:Local/x-1;1", channel = chan("c1"), args = {} })
+      msg(l, s, { type = "StasisEnd", application = "a:Local/x-1;1", channel = chan("c1") })
+      l:_closed(s, 1000) -- Asterisk closes it before ChannelDestroyed
+      assert.is_nil(next(l.orphans)) -- so no orphan timer can end it
+      l:close()
+    end)
+    assert.same({ "ApplicationRegistered", "StasisStart", "StasisEnd" }, seen)
+  end)
+
+  it("per call: closing the listener ends no call later (an orphan timer from an earlier break)", function()
+    local seen = run_listener(function(l)
+      local s1 = session(l)
+      msg(l, s1, { type = "ApplicationRegistered", application = "a:Local/x-1;1" })
+      msg(l, s1, { type = "StasisStart", application = "a:Local/x-1;1", channel = chan("c1"), args = {} })
+      l:_closed(s1, 1006) -- broken: the orphan timer starts
+      local s2 = session(l) -- Asterisk connects again for the channel
+      msg(l, s2, { type = "ApplicationRegistered", application = "a:Local/x-1;1" })
+      msg(l, s2, { type = "ChannelDtmfReceived", channel = chan("c1"), digit = "1" })
+      assert.is_nil(next(l.orphans)) -- s2 took c1 over
+      l:close()          -- ours, while s2 still carries c1
+      -- s1's orphan timer is still due: after our close nothing is orphaned
+      assert.is_nil(next(l.orphans))
+    end)
+    for _, t in ipairs(seen) do assert.is_not.equal("StasisEnd", t) end
   end)
 end)

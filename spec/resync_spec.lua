@@ -93,3 +93,70 @@ describe("max_call_duration", function()
     assert.equals(1, r.app:stats().timed_out or r.app.counters.timed_out)
   end)
 end)
+
+describe("ari.resync.run", function()
+  it("ends only calls known before the channel list was asked for (a call started meanwhile is not in it)", function()
+    local resync = require "ari.resync"
+    local marked = {}
+    local function mkcall(id)
+      return { id = id, log = { info = function() end }, _mark_hungup = function(self, why) marked[self.id] = why end }
+    end
+    local app = { name = "t", calls = { old = mkcall("old"), live = mkcall("live") } }
+    app.client = {
+      channels = { list = function()
+        -- StasisStart of a new call arrives while the list is on its way
+        app.calls.new = mkcall("new")
+        return { { id = "live" } }
+      end },
+      applications = { get = function() return {} end },
+    }
+    assert.equals(1, resync.run(app))
+    assert.same({ old = "resync" }, marked)
+  end)
+end)
+
+describe("ari.resync.run retries", function()
+  local resync = require "ari.resync"
+  local errors = require "ari.errors"
+  local function mkcall(id, marked)
+    return { id = id, log = { info = function() end }, _mark_hungup = function(self, why) marked[self.id] = why end }
+  end
+
+  it("asks again while Asterisk answers 503 (not booted yet), then ends the vanished calls", function()
+    local marked, tries = {}, 0
+    local app = { name = "t", calls = {} }
+    app.calls.a = mkcall("a", marked)
+    app.client = {
+      channels = { list = function()
+        tries = tries + 1
+        if tries < 3 then error(errors.new { kind = "http", status = 503, message = "Asterisk not booted" }, 0) end
+        return {}
+      end },
+      applications = { get = function() return {} end },
+    }
+    local n
+    require("ari").run(function() n = resync.run(app) end)
+    assert.equals(3, tries)
+    assert.equals(1, n)
+    assert.same({ a = "resync" }, marked)
+  end)
+
+  it("does not retry a 4xx and ends nothing", function()
+    local marked, tries = {}, 0
+    local app = { name = "t", calls = {} }
+    app.calls.a = mkcall("a", marked)
+    app.client = {
+      channels = { list = function()
+        tries = tries + 1
+        error(errors.new { kind = "http", status = 401, message = "Unauthorized" }, 0)
+      end },
+      applications = { get = function() return {} end },
+    }
+    local n, err
+    require("ari").run(function() n, err = resync.run(app) end)
+    assert.equals(1, tries)
+    assert.is_nil(n)
+    assert.equals(401, err.status)
+    assert.same({}, marked)
+  end)
+end)

@@ -140,6 +140,7 @@ function L:_message(s, text)
     else
       s.per_call = false
       self.persistent = s
+      if not s.counted then self:_persistent_up(s) end
     end
     log.info("ari.outbound: %s registered (%s connection from %s)", app, s.per_call and "per-call" or "persistent",
       tostring(s.remote))
@@ -150,7 +151,10 @@ function L:_message(s, text)
   end
   local id = channel_of(ev)
   if id then
-    if t == "ChannelDestroyed" then
+    -- a per-call connection's channel that left Stasis is no longer its
+    -- to carry (Asterisk closes the connection after StasisEnd, before
+    -- ChannelDestroyed): its close must not orphan the call
+    if t == "ChannelDestroyed" or (t == "StasisEnd" and s.per_call and self.owner[id] == s) then
       self.owner[id] = nil
       s.channels[id] = nil
     elseif self.owner[id] ~= s and (t == "StasisStart" or s.per_call) then
@@ -162,6 +166,24 @@ function L:_message(s, text)
     end
   end
   if self.client then self.client:dispatch(ev) end
+end
+
+-- A persistent connection registered its apps: for the client that is
+-- its events socket (re)connecting.  Asterisk queues an app's events while
+-- no connection is up, but a restarted Asterisk has forgotten them, and its
+-- channels with them: after the first connection, the client's reconnect
+-- hooks run (ari.app's resync ends the calls whose channels are gone).
+-- Real Asterisk sends the queued events before ApplicationRegistered, so
+-- they are in by then.
+function L:_persistent_up(s)
+  s.counted = true
+  self.had_persistent = true
+  local client = self.client
+  if not client or not client.stats then return end
+  client.stats.connects = (client.stats.connects or 0) + 1
+  if client.stats.connects > 1 and client._reconnect_hooks then
+    for _, fn in ipairs(client._reconnect_hooks) do sched.spawn(fn, nil, client) end
+  end
 end
 
 function L:_closed(s, code)
@@ -177,7 +199,7 @@ function L:_closed(s, code)
   for id in pairs(s.channels) do
     if self.owner[id] == s then
       self.owner[id] = nil
-      if s.per_call then self.orphans[id] = true end
+      if s.per_call and not self.closed then self.orphans[id] = true end
     end
   end
   if s.per_call and next(self.orphans) and self.client and not self.closed then
@@ -185,6 +207,7 @@ function L:_closed(s, code)
     for id in pairs(s.channels) do if self.orphans[id] then ids[#ids + 1] = id end end
     if #ids > 0 then
       local t = core.timer(self.orphan_timeout, function()
+        if self.closed then return end -- our own close: no call to end
         for _, id in ipairs(ids) do
           if self.orphans[id] and not self.owner[id] then
             self.orphans[id] = nil
@@ -262,6 +285,16 @@ end
 
 function L:port() return self.server:port() end
 
+--- "open" while listening, except while a persistent connection that was
+-- up is down ("waiting": Asterisk will connect again); "closed" after close.
+-- Per-call connections come and go with the calls: between calls the
+-- listener is ready.
+function L:state()
+  if self.closed then return "closed" end
+  if self.had_persistent and not (self.persistent and self.persistent.open) then return "waiting" end
+  return "open"
+end
+
 --- Number of open connections.
 function L:count()
   local n = 0
@@ -298,7 +331,12 @@ function M.client(opts, name, listen)
   }
   client.outbound = l
   -- closing the client closes the listener (client:close closes its sockets)
-  client._sockets[#client._sockets + 1] = { close = function() l:close() end }
+  -- ... and stands in for its events socket (ari.metrics' /readyz asks its state)
+  client._sockets[#client._sockets + 1] = {
+    close = function() l:close() end,
+    state = function() return l:state() end,
+    stats = function() return { reconnects = math.max(0, (client.stats.connects or 0) - 1) } end,
+  }
   return client
 end
 

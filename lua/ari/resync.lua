@@ -7,20 +7,57 @@
 -- channel is gone ends as a hang-up (its waits raise the Hangup error, its
 -- on_hangup hooks run), and the others keep running.  A restarted Asterisk
 -- (no channels at all) thus ends every call cleanly.
+--
+-- A restarted Asterisk may take the connection before it has finished
+-- booting (an outbound persistent connection does: ARI then answers 503
+-- "Asterisk not booted"): a failed question is asked again, with a growing
+-- pause (M.retry_ms, doubling up to M.retry_max_ms), for up to
+-- M.retry_total_ms; a later reconnect's resync takes over from an earlier
+-- one still retrying.
 local log = require "ari.log"
+local core = require "ari.core"
+local sched = require "ari.sched"
 
 local M = {}
+M.retry_ms, M.retry_max_ms, M.retry_total_ms = 200, 3000, 120000
+
+-- Worth asking again: Asterisk busy or booting (5xx, 408, 429) or the
+-- request did not get through (transport).  Not: 4xx, bad parameters.
+local function retryable(err)
+  if type(err) ~= "table" then return false end
+  if err.kind == "transport" then return true end
+  local st = err.status
+  return st ~= nil and (st >= 500 or st == 408 or st == 429)
+end
 
 --- Reconcile app's calls with Asterisk.  Returns the number of calls ended,
 -- or nil and the error when Asterisk could not be asked (then nothing is
 -- ended: a call is never dropped on a guess).
 function M.run(app)
   local client = app.client
-  local ok, chans = pcall(client.channels.list, {})
-  if not ok then
-    log.warn("%s: resync after reconnect failed: %s", app.name, tostring(chans))
-    return nil, chans
+  app._resync_gen = (app._resync_gen or 0) + 1
+  local gen = app._resync_gen
+  local deadline = core.now() + M.retry_total_ms
+  local pause = M.retry_ms
+  local before, ok, chans
+  while true do
+    -- only calls known before Asterisk is asked can have vanished: a call
+    -- that starts (StasisStart on the new socket) while the list is on its
+    -- way is not in that list and must not be ended
+    before = {}
+    for _, call in pairs(app.calls) do before[call] = true end
+    ok, chans = pcall(client.channels.list, {})
+    if ok then break end
+    if client._closed or not retryable(chans) or core.now() + pause > deadline then
+      log.warn("%s: resync after reconnect failed: %s", app.name, tostring(chans))
+      return nil, chans
+    end
+    log.info("%s: resync after reconnect: %s; asking again in %d ms", app.name, tostring(chans), pause)
+    sched.sleep(pause)
+    pause = math.min(pause * 2, M.retry_max_ms)
+    if app._resync_gen ~= gen or client._closed then return nil, "superseded" end
   end
+  if app._resync_gen ~= gen then return nil, "superseded" end
   local live = {}
   for i = 1, #chans do live[chans[i].id] = true end
   local aok, info = pcall(client.applications.get, { applicationName = app.name })
@@ -29,7 +66,7 @@ function M.run(app)
   end
   local gone = {}
   for id, call in pairs(app.calls) do
-    if not live[id] and not call.hungup then gone[#gone + 1] = call end
+    if before[call] and not live[id] and not live[call.id] and not call.hungup then gone[#gone + 1] = call end
   end
   for i = 1, #gone do
     local call = gone[i]

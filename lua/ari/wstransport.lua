@@ -145,6 +145,11 @@ function T:request(req)
   local resp, err = sched.suspend(start_request, self, entry, end_request)
   end_request(self, entry)
   if resp == nil then
+    if err == nil and self.stats.responses == 0 then
+      -- Asterisk before 20.14 / 21.9 / 22.4 ignores RESTRequest silently
+      err = terr("timeout", "no RESTResponse within " .. timeout .. " ms, and none yet on this WebSocket: "
+        .. "REST over the WebSocket needs Asterisk 20.14, 21.9, 22.4 or later")
+    end
     error(err or terr("timeout", "no RESTResponse within " .. timeout .. " ms"), 0)
   end
   local status = resp.status_code
