@@ -22,6 +22,8 @@ return function(Sim, H, M)
     return self:deliver(etype, fields, self:targets(subs_only and {} or br.subs), br.call)
   end
 
+  -- BRIDGEPEER of each channel in the bridge: the names of the others
+  -- (ChannelVarset only when it changes; unset counts as "")
   local function set_bridgepeers(sim, br)
     for _, id in ipairs(br.channels) do
       local ch = sim.channels[id]
@@ -31,7 +33,7 @@ return function(Sim, H, M)
           if o ~= id and sim.channels[o] then peers[#peers + 1] = sim.channels[o].name end
         end
         local v = table.concat(peers, ",")
-        if ch.vars.BRIDGEPEER ~= v then sim:set_var(ch, "BRIDGEPEER", v) end
+        if (ch.vars.BRIDGEPEER or "") ~= v then sim:set_var(ch, "BRIDGEPEER", v) end
       end
     end
   end
@@ -41,7 +43,13 @@ return function(Sim, H, M)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch) end
     ch.bridge = br.id
     br.channels[#br.channels + 1] = ch.id
-    for app in pairs(ch.subs) do br.subs[app] = true end
+    -- an app is subscribed to the bridge while one of its channels is in
+    -- it (Asterisk's bridge forwards), unless it subscribed explicitly
+    br.joins = br.joins or {}
+    for app in pairs(ch.subs) do
+      br.joins[app] = (br.joins[app] or 0) + 1
+      if not br.subs[app] then br.subs[app] = "join" end
+    end
     if #br.channels > 2 and br.bridge_type:find("mixing") then br.technology = "softmix" end
     local fields = { "bridge", self:bridge_json(br), "channel", self:snapshot(ch) }
     local subs = {}
@@ -62,9 +70,21 @@ return function(Sim, H, M)
     local subs = {}
     for k in pairs(br.subs) do subs[k] = true end
     for k in pairs(ch.subs) do subs[k] = true end
+    -- the leaving channel's BRIDGEPEER is cleared before ChannelLeftBridge
+    if (ch.vars.BRIDGEPEER or "") ~= "" then self:set_var(ch, "BRIDGEPEER", "") end
     self:deliver("ChannelLeftBridge", { "bridge", self:bridge_json(br), "channel", self:snapshot(ch) },
       self:targets(subs), ch.call)
-    if not hanging then set_bridgepeers(self, br) end
+    local joins = br.joins or {}
+    for app in pairs(ch.subs) do
+      if joins[app] then
+        joins[app] = joins[app] - 1
+        if joins[app] <= 0 then
+          joins[app] = nil
+          if br.subs[app] == "join" then br.subs[app] = nil end
+        end
+      end
+    end
+    set_bridgepeers(self, br)
     if br.video_source_id == ch.id then br.video_source_id = nil end
   end
 

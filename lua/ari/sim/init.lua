@@ -362,7 +362,7 @@ end
 
 local handlers = {}
 M.handlers = handlers
-for _, modname in ipairs { "channels", "bridges", "media", "misc" } do
+for _, modname in ipairs { "channels", "dialplan", "bridges", "media", "misc" } do
   require("ari.sim." .. modname)(Sim, handlers, M)
 end
 
