@@ -349,12 +349,69 @@ F[#F + 1] = { name = "error cases 404 409 412 400", run = function(c)
 end }
 
 F[#F + 1] = { name = "a second app of the same name (ApplicationReplaced)", run = function(c)
-  c.rec:connect(c.url, c.user, c.password, { app = c.app, label = "second" })
+  local first = c.client
+  local second = c.rec:connect(c.url, c.user, c.password, { app = c.app, label = "second" })
   c:wait(function(ev) return ev.type == "ApplicationReplaced" end, "ApplicationReplaced")
-  c.rec.clients[1]:close()
-  c:originate("s")
-  -- the app now lives on the second connection
+  -- the app now lives on the second connection; the first stays open
+  -- (it is not closed by the server, so it does not reconnect)
+  c:try(second.channels.originate, { endpoint = "Local/s@caller", app = c.app, channelId = c.rec:id("caller"),
+    otherChannelId = c.rec:id("far"), formats = "ulaw" })
   c:wait_for("StasisStart", "caller")
+  c:try(second.channels.hangup, { channelId = c.rec:id("caller") })
+  c:finish()
+  c.rec:note("connects: first %d, second %d", first.stats.connects, second.stats.connects)
+end }
+
+F[#F + 1] = { name = "originate with a caller id", run = function(c)
+  c:originate("s", "caller", { callerId = '"Alice" <1000>' })
+  c:wait_for("StasisStart", "caller")
+  local ok, ch = c:try(c.client.channels.get, { channelId = c.rec:id("caller") })
+  if ok then c.rec:note("caller %s <%s>, connected %s <%s>", ch.caller.name, ch.caller.number,
+    ch.connected.name, ch.connected.number) end
+  c:try(c.client.channels.setChannelVar, { channelId = c.rec:id("caller"), variable = "CONNECTEDLINE(num)",
+    value = "2000" })
+  c:hangup("caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "create, dial, answer by the far end", run = function(c)
+  local cl = c.client
+  c:try(cl.channels.create, { endpoint = "Local/s@caller", app = c.app, channelId = c.rec:id("caller"),
+    otherChannelId = c.rec:id("far"), formats = "ulaw" })
+  c:wait_for("StasisStart", "caller")
+  c:try(cl.channels.dial, { channelId = c.rec:id("caller"), timeout = 10 })
+  c:wait_for("Dial", "caller", function(ev) return ev.dialstatus == "ANSWER" end)
+  c:try(cl.channels.dial, { channelId = c.rec:id("caller") })
+  c:hangup("caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "play a list, stop a playback", run = function(c)
+  local cl = c.client
+  c:originate("s")
+  c:wait_for("StasisStart", "caller")
+  c:try(cl.channels.play, { channelId = c.rec:id("caller"), media = { "sound:beep", "digits:12" },
+    playbackId = c.rec:id("list") })
+  c:wait_for("PlaybackFinished", "list")
+  c:try(cl.channels.play, { channelId = c.rec:id("caller"), media = "sound:silence/10", playbackId = c.rec:id("long") })
+  c:wait_for("PlaybackStarted", "long")
+  c:try(cl.playbacks.control, { playbackId = c.rec:id("long"), operation = "pause" })
+  c:try(cl.playbacks.stop, { playbackId = c.rec:id("long") })
+  c:wait_for("PlaybackFinished", "long")
+  c:hangup("caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "an app subscribed to all (subscribeAll)", run = function(c)
+  local obs = c.rec:connect(c.url, c.user, c.password, { app = c.rec:app("observer"), subscribe_all = true,
+    label = "observer" })
+  local deadline = ari.now() + 10000
+  while obs.stats.connects == 0 and ari.now() < deadline do ari.sleep(5) end
+  c:originate("s")
+  c:wait_for("StasisStart", "caller")
+  local bid = c.rec:id("bridge")
+  c:try(c.client.bridges.createWithId, { bridgeId = bid, type = "mixing" })
+  c:try(c.client.bridges.destroy, { bridgeId = bid })
   c:hangup("caller")
   c:finish()
 end }
@@ -376,7 +433,7 @@ function M.run(flow, url, user, password, limit_ms)
   local ok, err = pcall(flow.run, setmetatable({}, { __index = function(_, k)
     if k == "client" then
       local cs = rec.clients
-      for i = #cs, 1, -1 do if not cs[i]._closed then return cs[i] end end
+      for i = 1, #cs do if not cs[i]._closed then return cs[i] end end
       return ctx.client
     end
     return ctx[k]

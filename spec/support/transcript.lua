@@ -205,6 +205,9 @@ function Norm:event(ev)
     if type(ch) == "table" and ch.caller then add("caller", ch.caller.number) end
   elseif t == "ChannelConnectedLine" then
     if type(ch) == "table" and ch.connected then add("connected", ch.connected.number) end
+  elseif t == "DeviceStateChanged" then
+    local d = ev.device_state
+    if type(d) == "table" then add("device", self:text(d.name)); add("devstate", d.state) end
   elseif t == "ChannelHold" then
     add("class", ev.musicclass)
   end
@@ -218,7 +221,8 @@ function M.normalise(rec)
   for _, e in ipairs(rec.entries) do
     if e.kind == "event" then
       local g, line = n:event(e.ev)
-      if e.client then line = "[" .. e.client .. "] " .. line end
+      -- events of different sockets are not ordered: a group per client
+      if e.client then g = "[" .. e.client .. "] " .. g end
       local lst = out.groups[g]
       if not lst then lst = {}; out.groups[g] = lst; out.group_order[#out.group_order + 1] = g end
       lst[#lst + 1] = line

@@ -111,7 +111,25 @@ return function(Sim, H, M)
     if ch.state == state then return end
     ch.state = state
     self:chan_event(ch, "ChannelStateChange", { "channel", self:snapshot(ch) })
+    self:local_devstate(ch)
     if ch.far_waiters then self:wake_far(ch, "state") end
+  end
+
+  --- Asterisk re-reads the device state of a channel's device on each state
+  -- change and when the channel goes; for Local/exten@context it is INUSE
+  -- while the pair's ;2 runs its dialplan, NOT_INUSE once the call is being
+  -- torn down.  DeviceStateChanged reaches subscribeAll apps (and apps
+  -- subscribed to deviceState:Local/...).  Only Local devices are simulated.
+  function Sim:local_devstate(ch)
+    if ch.tech ~= "Local" then return end
+    local name = ch.name:match("^(.*)%-[^%-]*$")
+    if not name then return end
+    local other = ch.peer
+    local up = ch.alive and not ch.hanging and other ~= nil and other.alive and not other.hanging
+    local d = self.device_states[name]
+    local subs = d and d.subs or {}
+    self:deliver("DeviceStateChanged", { "device_state", obj { "name", name, "state", up and "INUSE" or "NOT_INUSE" } },
+      self:targets(subs), ch.call)
   end
 
   function Sim:set_var(ch, name, value, quiet)
@@ -205,6 +223,7 @@ return function(Sim, H, M)
     local dcause = ch.dp_cause or cause
     self:chan_event(ch, "ChannelDestroyed", { "cause", dcause, "cause_txt", CAUSE_TXT[dcause] or "Unknown",
       "channel", self:snapshot(ch) })
+    self:local_devstate(ch)
     if ch.dial_timer then ch.dial_timer.stop() end
     if ch.far_timers then for _, t in ipairs(ch.far_timers) do t.stop() end end
     ch.hangup_cause = dcause
@@ -519,14 +538,33 @@ return function(Sim, H, M)
     local ctxname, exten = "default", "s"
     if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
     local origin = p.originator and sim.channels[p.originator]
+    local app = (p.app ~= nil and p.app ~= "") and p.app or nil
     local ch = sim:new_channel {
       id = id, tech = tech, resource = res, state = "Down", caller = caller,
       connected = { name = caller.name, number = caller.number },
       context = ctxname, exten = exten, app_name = "AppDial2", app_data = "(Outgoing Line)",
-      subscribe = (p.app ~= nil and p.app ~= "") and p.app or nil,
       call = origin and origin.call or (sim.current_call_for_new or nil),
     }
-    if tech == "Local" then sim:local_peer(ch, p.otherChannelId, (p.app ~= nil and p.app ~= "") and p.app or nil) end
+    local peer
+    if tech == "Local" then peer = sim:local_peer(ch, p.otherChannelId, nil) end
+    -- before the app is subscribed (so for subscribeAll apps only): the
+    -- dial API's ChannelDialplan AppDial2 and, with a caller id, the
+    -- outgoing channel's ChannelCallerId and ChannelConnectedLine
+    sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "AppDial2", "dialplan_app_data", "(Outgoing Line)",
+      "channel", sim:snapshot(ch) })
+    local has_cid = caller.name ~= "" or caller.number ~= ""
+    local function cid_events(c)
+      sim:chan_event(c, "ChannelCallerId", { "caller_presentation", 0,
+        "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(c) })
+      sim:chan_event(c, "ChannelConnectedLine", { "channel", sim:snapshot(c) })
+    end
+    if has_cid then cid_events(ch) end
+    if app then
+      ch.subs[app] = true
+      if peer then peer.subs[app] = true end
+    end
+    -- the ;2 half takes the caller id too (its events reach the app)
+    if has_cid and peer then cid_events(peer) end
     ch.behaviour = sim:far_behaviour(p.endpoint)
     ch.endpoint = p.endpoint
     apply_vars(sim, ch, body_vars(ctx))
