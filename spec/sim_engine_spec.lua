@@ -270,9 +270,14 @@ describe("sim engine: bridges", function()
       assert.equals(204, (req(sim, "DELETE", "/ari/bridges/br1")))
       wait_for(events, function(e) return e.type == "ChannelLeftBridge" and e.channel.id == "a" end)
       assert.equals(404, (req(sim, "GET", "/ari/bridges/br1")))
-      -- the app was subscribed to the bridge through its channels only: once
-      -- the last one has left, BridgeDestroyed does not reach it (as Asterisk)
+      -- once one of its channels was taken out with removeChannel, the app is
+      -- no longer subscribed to the bridge: no BridgeDestroyed (as Asterisk 22)
       for _, e in ipairs(events) do assert.is_not.equal("BridgeDestroyed", e.type) end
+      -- a bridge destroyed with the channels still in it: BridgeDestroyed
+      assert.equals(200, (req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br0")))
+      assert.equals(204, (req(sim, "POST", "/ari/bridges/br0/addChannel", "channel=a,b")))
+      assert.equals(204, (req(sim, "DELETE", "/ari/bridges/br0")))
+      wait_for(events, function(e) return e.type == "BridgeDestroyed" and e.bridge.id == "br0" end)
       -- a bridge the app played to keeps it subscribed (the announcer channel)
       assert.equals(200, (req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br2")))
       assert.equals(204, (req(sim, "POST", "/ari/bridges/br2/addChannel", "channel=a")))

@@ -235,6 +235,25 @@ F[#F + 1] = { name = "bridge two channels, leave, destroy", run = function(c)
   c:finish()
 end }
 
+F[#F + 1] = { name = "bridge: a channel hangs up in it, destroyed with the other inside", run = function(c)
+  local cl = c.client
+  c:originate("s", "caller")
+  c:originate("wait", "peer")
+  c:wait_for("StasisStart", "caller")
+  c:wait_for("StasisStart", "peer")
+  local bid = c.rec:id("bridge")
+  c:try(cl.bridges.createWithId, { bridgeId = bid, type = "mixing" })
+  c:try(cl.bridges.addChannel, { bridgeId = bid, channel = { c.rec:id("caller"), c.rec:id("peer") } })
+  c:wait_for("ChannelEnteredBridge", "peer")
+  c:wait_for("ChannelEnteredBridge", "caller")
+  c:hangup("peer")
+  c:wait_for("ChannelDestroyed", "peer")
+  c:try(cl.bridges.destroy, { bridgeId = bid })
+  c:wait_for("ChannelLeftBridge", "caller")
+  c:hangup("caller")
+  c:finish()
+end }
+
 F[#F + 1] = { name = "record real audio (music on hold far end)", run = function(c)
   local cl = c.client
   c:originate("moh")
