@@ -72,9 +72,12 @@ function Ctx:originate(exten, role, params)
   return self:try(self.client.channels.originate, p)
 end
 
---- Wait until every channel seen in an event has been destroyed, then
--- every bridge seen has been destroyed.
-function Ctx:finish()
+--- Wait until every channel seen in an event has been destroyed.
+-- unsubscribed: roles of channels the app is not subscribed to until their
+-- end (a snoop channel after StasisEnd): for those, the server is asked.
+function Ctx:finish(unsubscribed)
+  local ask = {}
+  for _, role in ipairs(unsubscribed or {}) do ask[self.rec:id(role)] = true end
   local deadline = ari.now() + (self.limit or 20000)
   while true do
     local live, gone = {}, {}
@@ -89,11 +92,23 @@ function Ctx:finish()
       end
     end
     local left = {}
-    for id in pairs(live) do if not gone[id] then left[#left + 1] = id end end
+    for id in pairs(live) do
+      -- an app is not always subscribed to a channel until its end (a
+      -- snoop or moved channel after StasisEnd): ask the server
+      if not gone[id] and ask[id] and not self:exists(id) then gone[id] = true end
+      if not gone[id] then left[#left + 1] = id end
+    end
     if #left == 0 then return end
     if ari.now() > deadline then error("channels not destroyed: " .. table.concat(left, ", "), 2) end
     ari.sleep(10)
   end
+end
+
+--- Does channel id exist (GET /channels/{id} on a client that is not recorded)?
+function Ctx:exists(id)
+  local q = self.quiet or ari.connect { url = self.url, user = self.user, password = self.password, events = false }
+  self.quiet = q
+  return (pcall(q.channels.get, { channelId = id }))
 end
 
 --- Wait (polling GET /channels/{id} on a client that is not recorded)
@@ -433,6 +448,42 @@ F[#F + 1] = { name = "an app subscribed to all (subscribeAll)", run = function(c
   c:try(c.client.bridges.destroy, { bridgeId = bid })
   c:hangup("caller")
   c:finish()
+end }
+
+F[#F + 1] = { name = "continue in the dialplan", run = function(c)
+  c:originate("s")
+  c:wait_for("StasisStart", "caller")
+  c:try(c.client.channels.continueInDialplan, { channelId = c.rec:id("caller"), context = "caller",
+    extension = "short", priority = 1 })
+  c:wait_for("StasisEnd", "caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "move to another app, then to one that is not there", run = function(c)
+  local other = c.rec:connect(c.url, c.user, c.password, { app = c.rec:app("other"), label = "other" })
+  local deadline = ari.now() + 10000
+  while other.stats.connects == 0 and ari.now() < deadline do ari.sleep(5) end
+  c:originate("s")
+  c:wait_for("StasisStart", "caller")
+  c:try(c.client.channels.move, { channelId = c.rec:id("caller"), app = c.rec:app("other"), appArgs = "x,y" })
+  c:wait(function(ev) return ev.type == "StasisStart" and ev.application == c.rec:app("other") end, "moved")
+  c:try(other.channels.move, { channelId = c.rec:id("caller"), app = c.rec:app("nobody") })
+  c:wait(function(ev) return ev.type == "ApplicationMoveFailed" end, "ApplicationMoveFailed")
+  c:try(other.channels.hangup, { channelId = c.rec:id("caller") })
+  c:finish()
+end }
+
+F[#F + 1] = { name = "snoop on a channel", run = function(c)
+  local cl = c.client
+  c:originate("s")
+  c:wait_for("StasisStart", "caller")
+  c:try(cl.channels.snoopChannelWithId, { channelId = c.rec:id("caller"), snoopId = c.rec:id("snoop"),
+    app = c.app, spy = "in" })
+  c:wait_for("StasisStart", "snoop")
+  c:try(cl.channels.snoopChannel, { channelId = c.rec:id("caller"), app = c.app })
+  c:hangup("snoop")
+  c:hangup("caller")
+  c:finish { "snoop" }
 end }
 
 M.list = F

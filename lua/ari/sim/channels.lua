@@ -148,7 +148,10 @@ return function(Sim, H, M)
   M.split_args = split_args
 
   --- Put a channel into a Stasis app (StasisStart).
-  function Sim:stasis_start(ch, appname, args, extra)
+  -- opts.direct: entered without the Stasis() dialplan application (snoop,
+  -- move): no STASISSTATUS, and the app's subscription ends with StasisEnd
+  -- unless the app was subscribed before.
+  function Sim:stasis_start(ch, appname, args, extra, opts)
     if not self:app_active(appname) then
       -- Stasis() fails for an unregistered application: the channel goes on
       -- in the dialplan, which the simulator ends with a hang-up.
@@ -157,11 +160,13 @@ return function(Sim, H, M)
       self:after(0, function() self:hangup(ch, 16) end)
       return false
     end
+    local direct = opts and opts.direct
     ch.app = appname
-    ch.subs[appname] = true
+    ch.stasis_direct = direct
+    if not ch.subs[appname] then ch.subs[appname] = direct and "stasis" or true end
     ch.dialplan.app_name = "Stasis"
     ch.dialplan.app_data = appname .. ((args and args ~= "") and ("," .. args) or "")
-    self:set_var(ch, "STASISSTATUS", "")
+    if not direct then self:set_var(ch, "STASISSTATUS", "") end
     local fields = { "args", split_args(args), "channel", self:snapshot(ch) }
     if extra then for _, v in ipairs(extra) do fields[#fields + 1] = v end end
     self:deliver("StasisStart", fields, { appname }, ch.call)
@@ -169,12 +174,22 @@ return function(Sim, H, M)
     return true
   end
 
-  function Sim:stasis_end(ch)
+  --- StasisEnd.  defer_status: the STASISSTATUS of a channel that goes on
+  -- in the dialplan is set when that ends (continueInDialplan of an
+  -- originated channel: Asterisk's Stasis() returns only then).
+  function Sim:stasis_end(ch, defer_status)
     if not ch.app then return end
     local app = ch.app
     ch.app = nil
     self:deliver("StasisEnd", { "channel", self:snapshot(ch) }, { app }, ch.call)
-    self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    if ch.subs[app] == "stasis" then ch.subs[app] = nil end
+    if ch.stasis_direct then
+      ch.stasis_direct = nil
+    elseif defer_status then
+      ch.pending_stasis_status = true
+    else
+      self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    end
     self:wake_far(ch, "stasis_end")
   end
 
@@ -212,7 +227,11 @@ return function(Sim, H, M)
     else
       peer = nil
     end
-    if ch.runs_dialplan and not opts.peer_quiet_self then
+    if ch.pending_stasis_status then
+      ch.pending_stasis_status = nil
+      self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    end
+    if ch.runs_dialplan == true and not opts.peer_quiet_self then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", 16, "soft", true, "channel", self:snapshot(ch) })
     end
     ch.alive = false
@@ -545,6 +564,7 @@ return function(Sim, H, M)
       context = ctxname, exten = exten, app_name = "AppDial2", app_data = "(Outgoing Line)",
       call = origin and origin.call or (sim.current_call_for_new or nil),
     }
+    ch.originated = true
     local peer
     if tech == "Local" then peer = sim:local_peer(ch, p.otherChannelId, nil) end
     -- before the app is subscribed (so for subscribeAll apps only): the
@@ -659,6 +679,19 @@ return function(Sim, H, M)
     if p.context then ch.dialplan.context = p.context end
     if p.extension then ch.dialplan.exten = p.extension end
     ch.dialplan.priority = p.priority or (ch.dialplan.priority + 1)
+    local dp = sim.scenario and sim.scenario.dialplan
+    local steps = dp and M.dialplan_lookup(dp, ch.dialplan.context, ch.dialplan.exten)
+    if steps then
+      -- the scenario's dialplan runs on the channel from that priority
+      local originated = ch.originated
+      if ch.bridge then sim:bridge_remove(sim.bridges[ch.bridge], ch) end
+      sim:stasis_end(ch, originated)
+      local rest = {}
+      for i = math.max(1, ch.dialplan.priority), #steps do rest[#rest + 1] = steps[i] end
+      sim:run_dialplan(ch.peer or ch, ch, rest, { first_priority = math.max(1, ch.dialplan.priority),
+        continued = true })
+      return 204
+    end
     sim:stasis_end(ch)
     if ch.bridge then sim:bridge_remove(sim.bridges[ch.bridge], ch) end
     ch.dialplan.app_name, ch.dialplan.app_data = "", ""
@@ -678,11 +711,13 @@ return function(Sim, H, M)
         "args", split_args(p.appArgs) }, { from }, ch.call)
       return 204
     end
-    ch.subs[p.app] = true
+    -- the destination app is subscribed while the channel is in it
+    if not ch.subs[p.app] then ch.subs[p.app] = "stasis" end
     ch.app = p.app
     ch.dialplan.app_data = p.app .. ((p.appArgs and p.appArgs ~= "") and ("," .. p.appArgs) or "")
     sim:deliver("StasisStart", { "args", split_args(p.appArgs), "channel", sim:snapshot(ch) }, { p.app }, ch.call)
     sim:deliver("StasisEnd", { "channel", sim:snapshot(ch) }, { from }, ch.call)
+    if ch.subs[from] == "stasis" then ch.subs[from] = nil end
     return 204
   end
 
@@ -886,15 +921,16 @@ return function(Sim, H, M)
 
   local SPY = { none = true, both = true, out = true, ["in"] = true }
   local function snoop(sim, p, id)
-    local ch, s, b = get_chan(sim, p.channelId)
-    if not ch then return s, b end
-    if p.app == nil or p.app == "" then return 400, err_body("Application name is required") end
+    -- Asterisk's checks, in its order
     if p.spy and not SPY[p.spy] then return 400, err_body("Invalid direction specified for spy") end
     if p.whisper and not SPY[p.whisper] then return 400, err_body("Invalid direction specified for whisper") end
     if (p.spy or "none") == "none" and (p.whisper or "none") == "none" then
-      return 400, err_body("Sppy or whisper direction must be specified")
+      return 400, err_body("Direction must be specified for at least spy or whisper")
     end
-    s, b = sim:id_conflict(id)
+    if p.app == nil or p.app == "" then return 400, err_body("Application name is required") end
+    local ch = sim.channels[p.channelId]
+    if not ch then return 404, err_body("Provided channel was not found") end
+    local s, b = sim:id_conflict(id)
     if s then return s, b end
     local n = sim:seq("snoop")
     local sn = sim:new_channel { id = id, name = string.format("Snoop/%s-%08x", ch.id, n), tech = "Snoop",
@@ -902,7 +938,10 @@ return function(Sim, H, M)
     sn.snooped = ch.id
     sim:chan_event(sn, "ChannelDialplan", { "dialplan_app", "Stasis", "dialplan_app_data",
       p.app .. (p.appArgs and ("," .. p.appArgs) or ""), "channel", sim:snapshot(sn) })
-    sim:stasis_start(sn, p.app, p.appArgs)
+    -- a snoop channel enters Stasis directly, not through the Stasis()
+    -- dialplan application: no STASISSTATUS, and its app is subscribed only
+    -- while it is in Stasis (no ChannelDestroyed after StasisEnd)
+    sim:stasis_start(sn, p.app, p.appArgs, nil, { direct = true })
     return 200, sim:snapshot(sn)
   end
   C.snoopChannel = function(sim, p) return snoop(sim, p, p.snoopId) end

@@ -84,11 +84,15 @@ return function(Sim, _, M)
 
   --- Run the priorities `steps` on peer (;2) for ch (;1).  ctl: answered(),
   -- ringing(), busy(status, cause): callbacks of the dial in progress.
+  -- ctl.continued: a channel sent on by continueInDialplan (its hang-up
+  -- sends no PBX soft request); ctl.first_priority: the number of steps[1].
   function Sim:run_dialplan(ch, peer, steps, ctl)
     local sim = self
-    peer.runs_dialplan = true
+    peer.runs_dialplan = ctl.continued and "continued" or true
+    local first = (ctl.first_priority or 1) - 1
     sched.spawn(function()
-      for prio, raw in ipairs(steps) do
+      for i, raw in ipairs(steps) do
+        local prio = first + i
         -- a channel being hung up runs no further priority
         if not peer.alive or peer.hanging then return end
         local app, data
