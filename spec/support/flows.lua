@@ -47,6 +47,16 @@ function Ctx:wait_for(etype, role, extra)
   end, etype .. " " .. tostring(role), self.limit)
 end
 
+--- Wait until the call of role is up: its StasisStart, and its far end
+-- (;2, role "far" for "caller", else role.."far") past Answer (Asterisk's
+-- Answer() waits up to 500 ms for media before the next priority: waiting
+-- for that priority keeps a flow's transcript free of that race).
+function Ctx:answered(role)
+  self:wait_for("StasisStart", role)
+  local far = role == "caller" and "far" or (role .. "far")
+  self:wait_for("ChannelDialplan", far, function(ev) return ev.dialplan_app ~= "Answer" end)
+end
+
 --- Call fn(...) (a client operation); an error is noted (a parameter
 -- error raised before sending is not in the REST transcript).  Returns ok, result.
 function Ctx:try(fn, ...)
@@ -157,7 +167,7 @@ local F = {}
 
 F[#F + 1] = { name = "answer, play, hang up", run = function(c)
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(c.client.channels.answer, { channelId = c.rec:id("caller") })
   c:try(c.client.channels.play, { channelId = c.rec:id("caller"), media = "sound:hello-world",
     playbackId = c.rec:id("pb") })
@@ -179,16 +189,19 @@ end }
 
 F[#F + 1] = { name = "DTMF from the far end, get digits", run = function(c)
   c:originate("dtmf")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local digits, term = c:get_digits("caller", 8, "#")
   c.rec:note("digits %s terminator %s", digits, tostring(term))
+  -- the far end's next priority comes 250 ms after the last digit: wait for
+  -- it rather than race it
+  c:wait_for("ChannelDialplan", "far", function(ev) return ev.dialplan_app_data == "20" end)
   c:hangup("caller")
   c:finish()
 end }
 
 F[#F + 1] = { name = "originate answered", run = function(c)
   c:originate("s", "caller", { timeout = 10 })
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:hangup("caller")
   c:finish()
 end }
@@ -222,7 +235,7 @@ end }
 
 F[#F + 1] = { name = "far end hangs up after answer", run = function(c)
   c:originate("short", "caller", { timeout = 10 })
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:wait_for("ChannelDestroyed", "caller")
   c:finish()
 end }
@@ -231,8 +244,8 @@ F[#F + 1] = { name = "bridge two channels, leave, destroy", run = function(c)
   local cl = c.client
   c:originate("s", "caller")
   c:originate("wait", "peer")
-  c:wait_for("StasisStart", "caller")
-  c:wait_for("StasisStart", "peer")
+  c:answered("caller")
+  c:answered("peer")
   local bid = c.rec:id("bridge")
   c:try(cl.bridges.createWithId, { bridgeId = bid, type = "mixing" })
   c:try(cl.bridges.addChannel, { bridgeId = bid, channel = c.rec:id("caller") })
@@ -254,8 +267,8 @@ F[#F + 1] = { name = "bridge: a channel hangs up in it, destroyed with the other
   local cl = c.client
   c:originate("s", "caller")
   c:originate("wait", "peer")
-  c:wait_for("StasisStart", "caller")
-  c:wait_for("StasisStart", "peer")
+  c:answered("caller")
+  c:answered("peer")
   local bid = c.rec:id("bridge")
   c:try(cl.bridges.createWithId, { bridgeId = bid, type = "mixing" })
   c:try(cl.bridges.addChannel, { bridgeId = bid, channel = { c.rec:id("caller"), c.rec:id("peer") } })
@@ -272,7 +285,7 @@ end }
 F[#F + 1] = { name = "record real audio (music on hold far end)", run = function(c)
   local cl = c.client
   c:originate("moh")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local name = c.rec:id("rec")
   c:try(cl.channels.record, { channelId = c.rec:id("caller"), name = name, format = "wav",
     maxDurationSeconds = 2, maxSilenceSeconds = 1, ifExists = "overwrite" })
@@ -289,7 +302,7 @@ end }
 F[#F + 1] = { name = "record a silent caller", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local name = c.rec:id("rec")
   c:try(cl.channels.record, { channelId = c.rec:id("caller"), name = name, format = "wav",
     maxDurationSeconds = 10, maxSilenceSeconds = 1, ifExists = "overwrite" })
@@ -302,7 +315,7 @@ end }
 F[#F + 1] = { name = "play an unknown media scheme and a missing sound", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(cl.channels.play, { channelId = c.rec:id("caller"), media = "nosuchscheme:foo", playbackId = c.rec:id("pb1") })
   c:try(cl.channels.play, { channelId = c.rec:id("caller"), media = "sound:no-such-sound-here",
     playbackId = c.rec:id("pb2") })
@@ -315,7 +328,7 @@ end }
 F[#F + 1] = { name = "channel variables", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local id = c.rec:id("caller")
   c:try(cl.channels.setChannelVar, { channelId = id, variable = "DIFFVAR", value = "hello" })
   local ok, v = c:try(cl.channels.getChannelVar, { channelId = id, variable = "DIFFVAR" })
@@ -334,7 +347,7 @@ end }
 F[#F + 1] = { name = "hold, mute, moh, silence", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local id = c.rec:id("caller")
   c:try(cl.channels.hold, { channelId = id })
   c:try(cl.channels.unhold, { channelId = id })
@@ -390,7 +403,7 @@ F[#F + 1] = { name = "a second app of the same name (ApplicationReplaced)", run 
   -- (it is not closed by the server, so it does not reconnect)
   c:try(second.channels.originate, { endpoint = "Local/s@caller", app = c.app, channelId = c.rec:id("caller"),
     otherChannelId = c.rec:id("far"), formats = "ulaw" })
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(second.channels.hangup, { channelId = c.rec:id("caller") })
   c:finish()
   c.rec:note("connects: first %d, second %d", first.stats.connects, second.stats.connects)
@@ -398,7 +411,7 @@ end }
 
 F[#F + 1] = { name = "originate with a caller id", run = function(c)
   c:originate("s", "caller", { callerId = '"Alice" <1000>' })
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local ok, ch = c:try(c.client.channels.get, { channelId = c.rec:id("caller") })
   if ok then c.rec:note("caller %s <%s>, connected %s <%s>", ch.caller.name, ch.caller.number,
     ch.connected.name, ch.connected.number) end
@@ -423,7 +436,7 @@ end }
 F[#F + 1] = { name = "play a list, stop a playback", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(cl.channels.play, { channelId = c.rec:id("caller"), media = { "sound:beep", "digits:12" },
     playbackId = c.rec:id("list") })
   c:wait_for("PlaybackFinished", "list")
@@ -442,7 +455,7 @@ F[#F + 1] = { name = "an app subscribed to all (subscribeAll)", run = function(c
   local deadline = ari.now() + 10000
   while obs.stats.connects == 0 and ari.now() < deadline do ari.sleep(5) end
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   local bid = c.rec:id("bridge")
   c:try(c.client.bridges.createWithId, { bridgeId = bid, type = "mixing" })
   c:try(c.client.bridges.destroy, { bridgeId = bid })
@@ -452,7 +465,7 @@ end }
 
 F[#F + 1] = { name = "continue in the dialplan", run = function(c)
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(c.client.channels.continueInDialplan, { channelId = c.rec:id("caller"), context = "caller",
     extension = "short", priority = 1 })
   c:wait_for("StasisEnd", "caller")
@@ -464,7 +477,7 @@ F[#F + 1] = { name = "move to another app, then to one that is not there", run =
   local deadline = ari.now() + 10000
   while other.stats.connects == 0 and ari.now() < deadline do ari.sleep(5) end
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(c.client.channels.move, { channelId = c.rec:id("caller"), app = c.rec:app("other"), appArgs = "x,y" })
   c:wait(function(ev) return ev.type == "StasisStart" and ev.application == c.rec:app("other") end, "moved")
   c:try(other.channels.move, { channelId = c.rec:id("caller"), app = c.rec:app("nobody") })
@@ -476,7 +489,7 @@ end }
 F[#F + 1] = { name = "snoop on a channel", run = function(c)
   local cl = c.client
   c:originate("s")
-  c:wait_for("StasisStart", "caller")
+  c:answered("caller")
   c:try(cl.channels.snoopChannelWithId, { channelId = c.rec:id("caller"), snoopId = c.rec:id("snoop"),
     app = c.app, spy = "in" })
   c:wait_for("StasisStart", "snoop")
