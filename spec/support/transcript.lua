@@ -15,7 +15,8 @@
 -- {kind?N} in order of first appearance; channel names lose their sequence
 -- number (Local/dtmf@caller-0000001a;1 -> Local/dtmf@caller-N;1); timestamps,
 -- unique ids and durations are dropped (a recording's duration is kept as
--- 0 or >0).  Events are grouped by the object they concern (a channel, a
+-- 0 or >0), and so is the peer state of the first Dial event (its snapshot
+-- races the far end in Asterisk).  Events are grouped by the object they concern (a channel, a
 -- bridge, a playback, a recording, or "app"): their order is compared per
 -- group, since events of different objects are not ordered by Asterisk.
 local M = {}
@@ -166,7 +167,12 @@ function Norm:event(ev)
   if t == "Dial" then
     add("dialstatus", ev.dialstatus)
     if type(ev.caller) == "table" then add("caller", self:role(ev.caller.id, "chan")) end
-    if type(ev.peer) == "table" then add("peer", self:role(ev.peer.id, "chan")); add("peerstate", ev.peer.state) end
+    if type(ev.peer) == "table" then
+      add("peer", self:role(ev.peer.id, "chan"))
+      -- the first Dial's peer snapshot is taken as it is published, racing
+      -- the far end (already Ringing or Up on a busy machine): not compared
+      if ev.dialstatus ~= "" then add("peerstate", ev.peer.state) end
+    end
   elseif t == "ChannelVarset" then
     add("var", ev.variable)
     add("value", self:text(ev.value))
