@@ -393,13 +393,22 @@ describe("sim fidelity: errors, media and apps as Asterisk 22 answers them", fun
     end)
   end)
 
-  it("a recording ended by silence has the silence trimmed (a silent caller gives 0 s)", function()
+  it("recording durations: the audio that went into the file, less the silence that ended it", function()
     ari.run(function()
-      local sim, events = new_sim { speed = 20 }
+      local sim, events = new_sim { speed = 20, scenario = "spec/fixtures/sim/caller.lua" }
+      -- a channel that always carries audio (RTP), silent: 3 s of silence
+      -- end it, of which (3000 - 200) ms are cut in whole seconds: 3 - 2 = 1
+      sim.scenario.technologies = nil
       req(sim, "POST", "/ari/channels", "endpoint=PJSIP/a&app=test-app&channelId=r1")
       wait_for(events, function(e) return e.type == "StasisStart" end)
-      assert.equals(201, (req(sim, "POST", "/ari/channels/r1/record", "name=quiet&format=wav&maxSilenceSeconds=1")))
-      local f = wait_for(events, function(e) return e.type == "RecordingFinished" end)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/r1/record", "name=quiet&format=wav&maxSilenceSeconds=3")))
+      local f = wait_for(events, function(e) return e.type == "RecordingFinished" end, 5000)
+      assert.equals(1, f.recording.duration)
+      -- a Local channel whose far end only waits sends no audio at all: 0 s
+      req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app&channelId=l1")
+      wait_for(events, function(e) return e.type == "StasisStart" and e.channel.id == "l1" end, 5000)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/l1/record", "name=quiet2&format=wav&maxDurationSeconds=2")))
+      f = wait_for(events, function(e) return e.type == "RecordingFinished" and e.recording.name == "quiet2" end, 5000)
       assert.equals(0, f.recording.duration)
       sim:close()
     end)

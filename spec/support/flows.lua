@@ -499,6 +499,56 @@ F[#F + 1] = { name = "snoop on a channel", run = function(c)
   c:finish { "snoop" }
 end }
 
+F[#F + 1] = { name = "talk detection while the far end plays", run = function(c)
+  c:originate("playback")
+  c:wait_for("StasisStart", "caller")
+  c:try(c.client.channels.setChannelVar, { channelId = c.rec:id("caller"), variable = "TALK_DETECT(set)",
+    value = "" })
+  -- the far end plays hello-world and hangs up
+  c:wait_for("ChannelDestroyed", "caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "record until the far end presses #", run = function(c)
+  local cl = c.client
+  c:originate("dtmf")
+  c:wait_for("StasisStart", "caller")
+  local name = c.rec:id("rec")
+  c:try(cl.channels.record, { channelId = c.rec:id("caller"), name = name, format = "wav",
+    maxDurationSeconds = 15, terminateOn = "#", ifExists = "overwrite" })
+  local fin = c:wait_for("RecordingFinished", "rec")
+  c.rec:note("recording duration %s", (tonumber(fin.recording.duration) or 0) > 0 and ">0" or "0")
+  c:wait_for("ChannelDialplan", "far", function(ev) return ev.dialplan_app_data == "20" end)
+  c:try(cl.recordings.deleteStored, { recordingName = name })
+  c:hangup("caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "the far end hangs up during a playback", run = function(c)
+  c:originate("short")
+  c:wait_for("StasisStart", "caller")
+  c:try(c.client.channels.play, { channelId = c.rec:id("caller"), media = "sound:silence/10",
+    playbackId = c.rec:id("pb") })
+  c:wait_for("PlaybackFinished", "pb")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "the app hangs up during a playback and a recording", run = function(c)
+  c:originate("moh")
+  c:answered("caller")
+  c:try(c.client.channels.play, { channelId = c.rec:id("caller"), media = "sound:silence/10",
+    playbackId = c.rec:id("pb") })
+  c:wait_for("PlaybackStarted", "pb")
+  c:try(c.client.channels.record, { channelId = c.rec:id("caller"), name = c.rec:id("rec"), format = "wav",
+    maxDurationSeconds = 30, ifExists = "overwrite" })
+  c:wait_for("RecordingStarted", "rec")
+  c:hangup("caller")
+  c:wait_for("PlaybackFinished", "pb")
+  c:wait_for("RecordingFinished", "rec")
+  c:try(c.client.recordings.deleteStored, { recordingName = c.rec:id("rec") })
+  c:finish()
+end }
+
 M.list = F
 
 --- Run one flow against the server at url; returns the recorder.

@@ -216,7 +216,7 @@ return function(Sim, H, M)
     -- an originate still dialling ends with Dial NOANSWER (as in the run log)
     local pending = ch.dial_pending
     if pending then ch.dial_pending = nil; if not opts.quiet then pending("NOANSWER") end end
-    self:stop_channel_media(ch)
+    self:stop_channel_media(ch, by_app)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch, true) end
     self:stasis_end(ch)
     local peer = ch.peer
@@ -846,7 +846,19 @@ return function(Sim, H, M)
       or fn == "AGC" or fn == "JITTERBUFFER" then
       ch.funcs = ch.funcs or {}
       ch.funcs[fn .. "(" .. arg .. ")"] = value
-      if fn == "TALK_DETECT" then ch.talk_detect = arg ~= "remove" end
+      if fn == "TALK_DETECT" then
+        ch.talk_detect = arg ~= "remove"
+        ch.talk_silence_ms = tonumber((value or ""):match("^%s*(%d+)")) or 2500
+        if not ch.talk_detect then
+          ch.dp_talking = nil
+          if ch.dp_talk_timer then ch.dp_talk_timer.stop(); ch.dp_talk_timer = nil end
+        elseif ch.talking and ch.peer and ch.peer.dialplan_driven and not ch.dp_talking then
+          -- audio is already flowing from a simulated dialplan: talking now
+          ch.dp_talking = true
+          ch.dp_talk_start = sim:elapsed()
+          sim:chan_event(ch, "ChannelTalkingStarted", { "channel", sim:snapshot(ch) })
+        end
+      end
       if fn == "TONE_DETECT" then
         -- TONE_DETECT(freq[,duration[,options]]): freq 0 or option x stops it
         local freq, _, opts = arg:match("^([^,]*),?([^,]*),?(.*)$")

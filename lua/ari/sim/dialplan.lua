@@ -75,12 +75,36 @@ return function(Sim, _, M)
     end))
   end
 
-  local function audio(sim, ch, on)
-    if ch.alive and ch.talking ~= on then
-      ch.talking = on
-      sim:recording_talk(ch, on)
+  --- The far end's audio towards ch starts or stops (a simulated
+  -- dialplan's Playback / MusicOnHold): recordings hear it, and with
+  -- TALK_DETECT set, ChannelTalkingStarted when it starts and
+  -- ChannelTalkingFinished after the detector's silence threshold (default
+  -- 2500 ms) of silence; a hang-up before that sends no TalkingFinished.
+  function Sim:far_audio(ch, on)
+    if not ch.alive or ch.talking == on then return end
+    ch.talking = on
+    self:recording_talk(ch, on)
+    if not ch.talk_detect then return end
+    if on then
+      if ch.dp_talk_timer then
+        ch.dp_talk_timer.stop(); ch.dp_talk_timer = nil
+      elseif not ch.dp_talking then
+        ch.dp_talking = true
+        ch.dp_talk_start = self:elapsed()
+        self:chan_event(ch, "ChannelTalkingStarted", { "channel", self:snapshot(ch) })
+      end
+    elseif ch.dp_talking then
+      local stopped = self:elapsed()
+      ch.dp_talk_timer = self:after(ch.talk_silence_ms or 2500, function()
+        ch.dp_talk_timer = nil
+        if not ch.alive or ch.talking or not ch.dp_talking then return end
+        ch.dp_talking = nil
+        self:chan_event(ch, "ChannelTalkingFinished", { "duration",
+          math.floor(stopped - (ch.dp_talk_start or stopped)), "channel", self:snapshot(ch) })
+      end)
     end
   end
+  local function audio(sim, ch, on) sim:far_audio(ch, on) end
 
   --- Run the priorities `steps` on peer (;2) for ch (;1).  ctl: answered(),
   -- ringing(), busy(status, cause): callbacks of the dial in progress.
@@ -89,6 +113,7 @@ return function(Sim, _, M)
   function Sim:run_dialplan(ch, peer, steps, ctl)
     local sim = self
     peer.runs_dialplan = ctl.continued and "continued" or true
+    peer.dialplan_driven = true
     local first = (ctl.first_priority or 1) - 1
     sched.spawn(function()
       for i, raw in ipairs(steps) do
@@ -134,11 +159,18 @@ return function(Sim, _, M)
             end
           end
         elseif a == "playback" then
-          audio(sim, ch, true)
-          local ms = 0
-          for f in (args[1] or ""):gmatch("[^&]+") do ms = ms + (sim.sounds[f] or 1000) end
-          sleep(sim, ms)
-          audio(sim, ch, false)
+          local ms, found = 0, true
+          for f in (args[1] or ""):gmatch("[^&]+") do
+            if sim.sounds[f] then ms = ms + sim.sounds[f] else found = false end
+          end
+          if ms > 0 then
+            audio(sim, ch, true)
+            sleep(sim, ms)
+            audio(sim, ch, false)
+          end
+          if peer.alive and not peer.hanging then
+            sim:set_var(peer, "PLAYBACKSTATUS", found and "SUCCESS" or "FAILED")
+          end
         elseif a == "musiconhold" then
           audio(sim, ch, true)
           local secs = tonumber(args[2])

@@ -221,7 +221,10 @@ return function(Sim, H, M)
     return pb, snap
   end
 
-  function Sim:stop_channel_media(ch)
+  --- The channel is going: its playbacks end (PlaybackFinished `done` when
+  -- the app hung it up, `failed` when the far end did: the stream was cut,
+  -- as Asterisk reports it), its recordings finish.
+  function Sim:stop_channel_media(ch, by_app)
     local q = ch.playq
     if q then
       while q[1] do
@@ -233,7 +236,7 @@ return function(Sim, H, M)
           pb.queue = nil
           table.remove(q, 1)
           if pb.timer then pb.timer.stop(); pb.timer = nil end
-          pb.state = "done"
+          pb.state = by_app and "done" or "failed"
           self.playbacks[pb.id] = nil
           self:pb_event(pb, "PlaybackFinished")
         end
@@ -369,12 +372,25 @@ return function(Sim, H, M)
     return d
   end
 
-  --- End a live recording.  trim_ms: trailing silence that ended it,
-  -- which Asterisk cuts from the file (a silent caller gives 0 s).
-  function Sim:finish_recording(rec, state, trim_ms)
+  --- End a live recording.  silence_ms: the trailing silence that ended it.
+  -- As Asterisk (__ast_play_and_record): the duration is the audio that
+  -- went into the file, in whole seconds, less (silence - 200 ms) in whole
+  -- seconds when silence ended it.  A Local channel whose far end runs a
+  -- simulated dialplan only carries audio while that plays (Playback,
+  -- MusicOnHold): waiting or answering sends no frames, so recording such
+  -- a silent caller gives 0 s.
+  function Sim:finish_recording(rec, state, silence_ms)
     if self.live_recordings[rec.name] ~= rec then return end
     for _, t in ipairs(rec.timers) do t.stop() end
-    rec.duration_ms = math.max(0, recorded_ms(self, rec) - (trim_ms or 0))
+    if rec.talk_start then
+      rec.talking_ms = (rec.talking_ms or 0) + (self:elapsed() - rec.talk_start)
+      rec.talk_start = nil
+    end
+    local frames_ms = recorded_ms(self, rec)
+    if rec.media_only then frames_ms = math.min(frames_ms, rec.talking_ms or 0) end
+    local secs = math.floor(frames_ms / 1000)
+    if silence_ms and silence_ms > 200 then secs = secs - (silence_ms - 200) // 1000 end
+    rec.duration_ms = math.max(0, secs) * 1000
     rec.talking_ms = math.min(rec.duration_ms, rec.talking_ms or 0)
     self.live_recordings[rec.name] = nil
     if state == "canceled" then
@@ -454,7 +470,10 @@ return function(Sim, H, M)
     local rec = { name = p.name, format = p.format, state = "queued", target_kind = kind, target_id = target.id,
       target_uri = kind .. ":" .. target.id, if_exists = if_exists, terminate_on = term,
       max_duration = p.maxDurationSeconds, max_silence = p.maxSilenceSeconds, acc_ms = 0, timers = {},
-      call = target.call, subs = target.subs }
+      call = target.call, subs = target.subs,
+      -- a Local ;1 whose ;2 runs a simulated dialplan has audio only while it plays
+      media_only = kind == "channel" and target.peer ~= nil and target.peer.runs_dialplan ~= nil
+        and target.peer.dialplan_driven == true }
     local snap = sim:recording_json(rec)
     if kind == "channel" and target.bridge then
       sim:after(0, function()
