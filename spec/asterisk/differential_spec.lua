@@ -17,10 +17,6 @@ local ast = require "spec.support.asterisk"
 -- that has the line), line (pattern), versions (the Asterisk versions it
 -- applies to; all when absent), reason.
 local ALLOW = {
-  { flow = "caller id", group = "^events far$", only = "real", line = "^ChannelCallerId .*caller=2000",
-    reason = "a CONNECTEDLINE change on ;1 reaches ;2 as a frame that ;2's Wait() defers until it ends "
-      .. "(here: at hang-up, after its ChannelDestroyed); the simulator does not carry connected-line "
-      .. "changes across a Local pair" },
   { flow = "create, dial", group = "^events caller$", line = "^Dial dialstatus= peer=caller$",
     reason = "/dial publishes the first Dial from the dialling thread while the far end's dialplan "
       .. "answers at once: Asterisk sometimes sends it after ;1's ChannelStateChange Up (seen on 20); "

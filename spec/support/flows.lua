@@ -14,6 +14,9 @@ local T = require "spec.support.transcript"
 
 local M = {}
 
+-- the name prefix of the user events Ctx:barrier sends (not compared)
+M.BARRIER = "diff-barrier-"
+
 local Ctx = {}
 Ctx.__index = Ctx
 
@@ -108,9 +111,29 @@ function Ctx:finish(unsubscribed)
       if not gone[id] and ask[id] and not self:exists(id) then gone[id] = true end
       if not gone[id] then left[#left + 1] = id end
     end
-    if #left == 0 then return end
+    if #left == 0 then return self:barrier() end
     if ari.now() > deadline then error("channels not destroyed: " .. table.concat(left, ", "), 2) end
     ari.sleep(10)
+  end
+end
+
+--- Wait until every event the server sent the app before now has been
+-- recorded: a user event (sent through a client that is not recorded)
+-- comes after them on the app's socket; it is left out of the transcript.
+function Ctx:barrier()
+  local q = self.quiet or ari.connect { url = self.url, user = self.user, password = self.password, events = false }
+  self.quiet = q
+  local name = M.BARRIER .. tostring(ari.now())
+  local apps, seen = {}, {}
+  for _, cl in ipairs(self.rec.clients) do
+    if not cl._closed and cl.app and not seen[cl.app] then seen[cl.app] = true; apps[#apps + 1] = cl.app end
+  end
+  for _, app in ipairs(apps) do
+    local ok = pcall(q.events.userEvent, { eventName = name, application = app })
+    if ok then
+      self:wait(function(ev) return ev.type == "ChannelUserevent" and ev.eventname == name
+        and ev.application == app end, "the barrier event")
+    end
   end
 end
 

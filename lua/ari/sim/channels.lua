@@ -243,6 +243,7 @@ return function(Sim, H, M)
     self:chan_event(ch, "ChannelDestroyed", { "cause", dcause, "cause_txt", CAUSE_TXT[dcause] or "Unknown",
       "channel", self:snapshot(ch) })
     self:local_devstate(ch)
+    if ch.pending_cid then self:apply_deferred(ch) end
     if ch.dial_timer then ch.dial_timer.stop() end
     if ch.far_timers then for _, t in ipairs(ch.far_timers) do t.stop() end end
     ch.hangup_cause = dcause
@@ -840,6 +841,7 @@ return function(Sim, H, M)
           "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(ch) })
       else
         sim:chan_event(ch, "ChannelConnectedLine", { "channel", sim:snapshot(ch) })
+        sim:local_connected(ch)
       end
       return nil
     elseif fn == "TALK_DETECT" or fn == "TONE_DETECT" or fn == "VOLUME" or fn == "PITCH_SHIFT" or fn == "DENOISE"

@@ -106,6 +106,26 @@ return function(Sim, _, M)
   end
   local function audio(sim, ch, on) sim:far_audio(ch, on) end
 
+  --- ;1 of a Local pair changed its connected line: ;2 takes it as its
+  -- caller id (ChannelCallerId for ;2), at once, or when ;2's current
+  -- priority stops setting frames aside (Wait, SendDTMF, ...; at the latest
+  -- when ;2 is gone, as Asterisk sends it then, after ChannelDestroyed).
+  function Sim:local_connected(ch)
+    local peer = ch.peer
+    if not (peer and peer.alive and peer.dialplan_driven and not ch.name:find(";2$")) then return end
+    peer.pending_cid = { name = ch.connected.name, number = ch.connected.number }
+    if not peer.dp_deferring then self:apply_deferred(peer) end
+  end
+
+  function Sim:apply_deferred(peer)
+    local c = peer.pending_cid
+    if not c then return end
+    peer.pending_cid = nil
+    peer.caller = { name = c.name, number = c.number }
+    self:chan_event(peer, "ChannelCallerId", { "caller_presentation", 0,
+      "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", self:snapshot(peer) })
+  end
+
   --- Run the priorities `steps` on peer (;2) for ch (;1).  ctl: answered(),
   -- ringing(), busy(status, cause): callbacks of the dial in progress.
   -- ctl.continued: a channel sent on by continueInDialplan (its hang-up
@@ -115,6 +135,15 @@ return function(Sim, _, M)
     peer.runs_dialplan = ctl.continued and "continued" or true
     peer.dialplan_driven = true
     local first = (ctl.first_priority or 1) - 1
+    -- ast_safe_sleep() and Answer's wait for media set control frames
+    -- aside until they end: a connected-line update from ;1 (see
+    -- Sim:local_connected) is applied to ;2 only then
+    local function dsleep(ms)
+      peer.dp_deferring = true
+      sleep(sim, ms)
+      peer.dp_deferring = nil
+      if peer.alive and not peer.hanging then sim:apply_deferred(peer) end
+    end
     sched.spawn(function()
       for i, raw in ipairs(steps) do
         local prio = first + i
@@ -135,27 +164,27 @@ return function(Sim, _, M)
           if was ~= "Up" then sim:set_state(peer, "Up") end
           if ctl.answered then ctl.answered() end
           -- Answer() on a ringing channel waits up to 500 ms for media
-          if was ~= "Up" then sleep(sim, 500) end
+          if was ~= "Up" then dsleep(500) end
         elseif a == "ringing" then
           if ctl.ringing then ctl.ringing() end
         elseif a == "wait" then
-          sleep(sim, math.floor((tonumber(args[1]) or 0) * 1000))
+          dsleep(math.floor((tonumber(args[1]) or 0) * 1000))
         elseif a == "senddtmf" then
           -- SendDTMF(digits[,between_ms[,duration_ms]]): 100 ms of quiet,
           -- then each digit (received when it ends) and a pause after it
           local gap = tonumber(args[2]) or 250
           local dur = tonumber(args[3]) or 100
-          sleep(sim, 100)
+          dsleep(100)
           for d in (args[1] or ""):gmatch(".") do
             if not (peer.alive and ch.alive) then break end
-            if d == "w" then sleep(sim, 500)
-            elseif d == "W" then sleep(sim, 1000)
+            if d == "w" then dsleep(500)
+            elseif d == "W" then dsleep(1000)
             elseif d:match("[%d%*#A-Da-d]") then
-              sleep(sim, dur)
+              dsleep(dur)
               if not (peer.alive and ch.alive) then break end
               sim:far_dtmf(ch, d:upper(), dur)
               sim:recording_dtmf(ch, d:upper())
-              sleep(sim, gap)
+              dsleep(gap)
             end
           end
         elseif a == "playback" then
@@ -174,7 +203,7 @@ return function(Sim, _, M)
         elseif a == "musiconhold" then
           audio(sim, ch, true)
           local secs = tonumber(args[2])
-          if secs then sleep(sim, secs * 1000) else wait_until(sim, peer, function() return false end) end
+          if secs then dsleep(secs * 1000) else wait_until(sim, peer, function() return false end) end
           audio(sim, ch, false)
         elseif a == "echo" then
           wait_until(sim, peer, function() return false end)
@@ -185,7 +214,7 @@ return function(Sim, _, M)
             ctl.busy(a == "busy" and "BUSY" or "CONGESTION")
           end
           local secs = tonumber(args[1])
-          if secs then sleep(sim, secs * 1000) else wait_until(sim, peer, function() return false end) end
+          if secs then dsleep(secs * 1000) else wait_until(sim, peer, function() return false end) end
         elseif a == "stasis" then
           local appname = args[1]
           local rest = data:match("^[^,]*,(.*)$")
