@@ -358,6 +358,46 @@ describe("sim fidelity: Local far ends running a simulated dialplan", function()
   end)
 end)
 
+describe("sim fidelity: audio and caller id across a simulated Local pair", function()
+  local SCN = "spec/fixtures/sim/caller.lua"
+
+  it("TALK_DETECT on ;1 while ;2 plays: TalkingStarted, no TalkingFinished when the call ends first", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/playback@caller&app=test-app&channelId=t1&otherChannelId=t2")
+      wait_for(events, function(e) return e.type == "StasisStart" end, 5000)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/t1/variable", "variable=TALK_DETECT(set)&value=")))
+      wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "t1" end, 5000)
+      local talk, status = {}, nil
+      for _, e in ipairs(events) do
+        if e.type:find("^ChannelTalking") then talk[#talk + 1] = e.type .. ":" .. e.channel.id end
+        if e.type == "ChannelVarset" and e.variable == "PLAYBACKSTATUS" then status = e.channel.id .. "=" .. e.value end
+      end
+      assert.same({ "ChannelTalkingStarted:t1" }, talk)
+      assert.equals("t2=SUCCESS", status)
+      sim:close()
+    end)
+  end)
+
+  it("a CONNECTEDLINE change on ;1 reaches ;2 as its caller id when ;2's Wait ends (here: after it is gone)", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app&channelId=c1&otherChannelId=c2")
+      wait_for(events, function(e) return e.type == "ChannelDialplan" and e.dialplan_app == "Wait" end, 5000)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/c1/variable", "variable=CONNECTEDLINE(num)&value=2000")))
+      for _, e in ipairs(events) do
+        assert.is_false(e.type == "ChannelCallerId" and e.channel.id == "c2")
+      end
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/c1")))
+      local last
+      for _, e in ipairs(events) do if e.channel and e.channel.id == "c2" then last = e end end
+      assert.equals("ChannelCallerId", last.type)
+      assert.equals("2000", last.channel.caller.number)
+      sim:close()
+    end)
+  end)
+end)
+
 describe("sim fidelity: errors, media and apps as Asterisk 22 answers them", function()
   it("an endpoint technology with no channel driver is 500 Allocation failed", function()
     ari.run(function()
