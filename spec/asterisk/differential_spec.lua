@@ -21,6 +21,9 @@ local ALLOW = {
     reason = "/dial publishes the first Dial from the dialling thread while the far end's dialplan "
       .. "answers at once: Asterisk sometimes sends it after ;1's ChannelStateChange Up (seen on 20); "
       .. "the simulator always sends it first" },
+  { flow = "^originate [bc][uo][sn]", group = "^events far$", line = "^ChannelHangupRequest state=%a+ cause=0$",
+    reason = "Busy() / Congestion() indicate busy to ;1 before ;2's state becomes Busy: ;1's hang-up "
+      .. "request reaches ;2 while its state is Ring or already Busy (seen on 20); the simulator sends it Busy" },
   { flow = "subscribeAll", group = "^events %[observer%] app$",
     line = "^DeviceStateChanged device=Local/s@caller devstate=N?O?T?_?INUSE$",
     reason = "Asterisk works out a Local device's state in its device-state thread some time after the "

@@ -412,7 +412,8 @@ F[#F + 1] = { name = "error cases 404 409 412 400", run = function(c)
   c:hangup("created")
   -- 400
   c:try(cl.channels.hangup, { channelId = c.rec:id("caller"), reason = "normal", reason_code = "16" })
-  c:try(cl.channels.originate, { endpoint = "Local/s", app = c.app, extension = "s" })
+  c:try(cl.channels.originate, { endpoint = "Local/s", app = c.app, extension = "s",
+    channelId = c.rec:id("appext"), otherChannelId = c.rec:id("appextfar") })
   c:try(cl.channels.sendDTMF, { channelId = c.rec:id("caller") })
   c:hangup("caller")
   c:finish()
