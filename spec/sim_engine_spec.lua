@@ -103,10 +103,17 @@ describe("sim engine: originate, answer, play, hang up", function()
       end
       assert.equals("BUSY", status_of("b1"))
       assert.equals("CONGESTION", status_of("k1"))
-      assert.equals("NOANSWER", status_of("n1"))
       local d = wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "b1" end)
       assert.equals(17, d.cause)
       assert.equals("User busy", d.cause_txt)
+      -- the originate's timeout: Asterisk's dial API hangs the channel up
+      -- with cause 19 and publishes no Dial status (nor a hang-up request)
+      d = wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "n1" end)
+      assert.equals(19, d.cause)
+      for _, e in ipairs(events) do
+        if e.channel and e.channel.id == "n1" then assert.is_not.equal("ChannelHangupRequest", e.type) end
+        if e.type == "Dial" and e.peer.id == "n1" then assert.is_true(e.dialstatus == "" or e.dialstatus == "RINGING") end
+      end
       for _, e in ipairs(events) do assert.is_not.equal("StasisStart", e.type) end
       sim:close()
     end)
@@ -261,8 +268,23 @@ describe("sim engine: bridges", function()
       assert.equals(422, (req(sim, "POST", "/ari/bridges/br1/removeChannel", "channel=b")))
       wait_for(events, function(e) return e.type == "ChannelLeftBridge" and e.channel.id == "b" end)
       assert.equals(204, (req(sim, "DELETE", "/ari/bridges/br1")))
-      wait_for(events, function(e) return e.type == "BridgeDestroyed" end)
+      wait_for(events, function(e) return e.type == "ChannelLeftBridge" and e.channel.id == "a" end)
       assert.equals(404, (req(sim, "GET", "/ari/bridges/br1")))
+      -- once one of its channels was taken out with removeChannel, the app is
+      -- no longer subscribed to the bridge: no BridgeDestroyed (as Asterisk 22)
+      for _, e in ipairs(events) do assert.is_not.equal("BridgeDestroyed", e.type) end
+      -- a bridge destroyed with the channels still in it: BridgeDestroyed
+      assert.equals(200, (req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br0")))
+      assert.equals(204, (req(sim, "POST", "/ari/bridges/br0/addChannel", "channel=a,b")))
+      assert.equals(204, (req(sim, "DELETE", "/ari/bridges/br0")))
+      wait_for(events, function(e) return e.type == "BridgeDestroyed" and e.bridge.id == "br0" end)
+      -- a bridge the app played to keeps it subscribed (the announcer channel)
+      assert.equals(200, (req(sim, "POST", "/ari/bridges", "type=mixing&bridgeId=br2")))
+      assert.equals(204, (req(sim, "POST", "/ari/bridges/br2/addChannel", "channel=a")))
+      assert.equals(201, (req(sim, "POST", "/ari/bridges/br2/play", "media=sound:beep")))
+      assert.equals(204, (req(sim, "POST", "/ari/bridges/br2/removeChannel", "channel=a")))
+      assert.equals(204, (req(sim, "DELETE", "/ari/bridges/br2")))
+      wait_for(events, function(e) return e.type == "BridgeDestroyed" and e.bridge.id == "br2" end)
       sim:close()
     end)
   end)

@@ -298,3 +298,194 @@ describe("sim fidelity: tone detection and transfers", function()
     end)
   end)
 end)
+
+-- Behaviours measured against real Asterisk 22 by the differential check
+-- (spec/asterisk/differential_spec.lua); here without a real server.
+describe("sim fidelity: Local far ends running a simulated dialplan", function()
+  local SCN = "spec/fixtures/sim/caller.lua"
+  local function types(events, id)
+    local out = {}
+    for _, e in ipairs(events) do
+      local c = e.channel or e.peer
+      if c and c.id == id then
+        local extra = e.dialplan_app or e.dialstatus or e.digit or (e.type == "ChannelStateChange" and e.channel.state)
+          or e.cause
+        out[#out + 1] = e.type .. (extra ~= nil and ("(" .. tostring(extra) .. ")") or "")
+      end
+    end
+    return out
+  end
+
+  it("Local/dtmf@caller: ;2 answers, waits, sends 123# towards ;1; hang-up ends ;2 with the PBX's soft request", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/dtmf@caller&app=test-app&channelId=c1&otherChannelId=c2")
+      wait_for(events, function(e) return e.type == "ChannelDtmfReceived" and e.digit == "#" end, 5000)
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/c1")))
+      wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "c2" end)
+      assert.same({ "Dial()", "ChannelStateChange(Up)", "Dial(ANSWER)", "ChannelVarset", "StasisStart",
+        "ChannelDtmfReceived(1)", "ChannelDtmfReceived(2)", "ChannelDtmfReceived(3)", "ChannelDtmfReceived(#)",
+        "ChannelHangupRequest(32)", "StasisEnd", "ChannelVarset", "ChannelDestroyed(16)" }, types(events, "c1"))
+      assert.same({ "ChannelDialplan(Answer)", "ChannelStateChange(Up)", "ChannelDialplan(Wait)",
+        "ChannelDialplan(SendDTMF)", "ChannelHangupRequest(16)", "ChannelHangupRequest(16)", "ChannelDestroyed(16)" },
+        types(events, "c2"))
+      sim:close()
+    end)
+  end)
+
+  it("busy, congestion, ringing past the timeout, a context that does not exist", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/busy@caller&app=test-app&channelId=b1&otherChannelId=b2")
+      req(sim, "POST", "/ari/channels", "endpoint=Local/congestion@caller&app=test-app&channelId=k1&otherChannelId=k2")
+      req(sim, "POST", "/ari/channels", "endpoint=Local/ring@caller&app=test-app&channelId=r1&otherChannelId=r2&timeout=1")
+      req(sim, "POST", "/ari/channels", "endpoint=Local/x@nowhere&app=test-app&channelId=n1&otherChannelId=n2")
+      for _, id in ipairs { "b2", "k2", "r2", "n2" } do
+        wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == id end, 5000)
+      end
+      assert.same({ "Dial()", "Dial(BUSY)", "ChannelDestroyed(0)" }, types(events, "b1"))
+      assert.same({ "ChannelDialplan(Busy)", "ChannelStateChange(Busy)", "ChannelHangupRequest(0)",
+        "ChannelHangupRequest(16)", "ChannelDestroyed(17)" }, types(events, "b2"))
+      assert.same({ "Dial()", "Dial(CONGESTION)", "ChannelDestroyed(0)" }, types(events, "k1"))
+      assert.equals("ChannelDestroyed(34)", types(events, "k2")[5])
+      -- the originate's timeout: no Dial status, no hang-up request, cause 19
+      assert.same({ "Dial()", "ChannelStateChange(Ringing)", "Dial(RINGING)", "ChannelDestroyed(19)" },
+        types(events, "r1"))
+      assert.same({ "ChannelDestroyed(0)" }, types(events, "n1"))
+      assert.same({ "ChannelDestroyed(0)" }, types(events, "n2"))
+      sim:close()
+    end)
+  end)
+end)
+
+describe("sim fidelity: audio and caller id across a simulated Local pair", function()
+  local SCN = "spec/fixtures/sim/caller.lua"
+
+  it("TALK_DETECT on ;1 while ;2 plays: TalkingStarted, no TalkingFinished when the call ends first", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/playback@caller&app=test-app&channelId=t1&otherChannelId=t2")
+      wait_for(events, function(e) return e.type == "StasisStart" end, 5000)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/t1/variable", "variable=TALK_DETECT(set)&value=")))
+      wait_for(events, function(e) return e.type == "ChannelDestroyed" and e.channel.id == "t1" end, 5000)
+      local talk, status = {}, nil
+      for _, e in ipairs(events) do
+        if e.type:find("^ChannelTalking") then talk[#talk + 1] = e.type .. ":" .. e.channel.id end
+        if e.type == "ChannelVarset" and e.variable == "PLAYBACKSTATUS" then status = e.channel.id .. "=" .. e.value end
+      end
+      assert.same({ "ChannelTalkingStarted:t1" }, talk)
+      assert.equals("t2=SUCCESS", status)
+      sim:close()
+    end)
+  end)
+
+  it("a CONNECTEDLINE change on ;1 reaches ;2 as its caller id when ;2's Wait ends (here: after it is gone)", function()
+    ari.run(function()
+      local sim, events = new_sim { scenario = SCN, speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app&channelId=c1&otherChannelId=c2")
+      wait_for(events, function(e) return e.type == "ChannelDialplan" and e.dialplan_app == "Wait" end, 5000)
+      assert.equals(204, (req(sim, "POST", "/ari/channels/c1/variable", "variable=CONNECTEDLINE(num)&value=2000")))
+      for _, e in ipairs(events) do
+        assert.is_false(e.type == "ChannelCallerId" and e.channel.id == "c2")
+      end
+      assert.equals(204, (req(sim, "DELETE", "/ari/channels/c1")))
+      local last
+      for _, e in ipairs(events) do if e.channel and e.channel.id == "c2" then last = e end end
+      assert.equals("ChannelCallerId", last.type)
+      assert.equals("2000", last.channel.caller.number)
+      sim:close()
+    end)
+  end)
+end)
+
+describe("sim fidelity: errors, media and apps as Asterisk 22 answers them", function()
+  it("an endpoint technology with no channel driver is 500 Allocation failed", function()
+    ari.run(function()
+      local sim = new_sim { scenario = "spec/fixtures/sim/caller.lua" }
+      local s, b = req(sim, "POST", "/ari/channels", "endpoint=Nonexistent/foo&app=test-app")
+      assert.equals(500, s)
+      assert.same({ error = "Allocation failed" }, b)
+      assert.equals(200, (req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app")))
+      s, b = req(sim, "POST", "/ari/channels", "endpoint=nodevice&app=test-app")
+      assert.equals(400, s)
+      assert.equals("Invalid endpoint specified", b.message)
+      -- app wins over extension, as in Asterisk
+      assert.equals(200, (req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app&extension=s")))
+      sim:close()
+    end)
+  end)
+
+  it("an unknown media scheme plays nothing: PlaybackStarted, then no PlaybackFinished; a missing sound fails", function()
+    ari.run(function()
+      local sim, events = new_sim { speed = 20 }
+      req(sim, "POST", "/ari/channels", "endpoint=PJSIP/a&app=test-app&channelId=m1")
+      wait_for(events, function(e) return e.type == "StasisStart" end)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/m1/play/p1", "media=nosuchscheme:x")))
+      assert.equals(201, (req(sim, "POST", "/ari/channels/m1/play/p2", "media=sound:no-such-sound")))
+      local f = wait_for(events, function(e) return e.type == "PlaybackFinished" end)
+      assert.equals("p2", f.playback.id)
+      assert.equals("failed", f.playback.state)
+      local p1 = {}
+      for _, e in ipairs(events) do if e.playback and e.playback.id == "p1" then p1[#p1 + 1] = e.type end end
+      assert.same({ "PlaybackStarted" }, p1)
+      assert.equals(404, (req(sim, "GET", "/ari/playbacks/p1")))
+      sim:close()
+    end)
+  end)
+
+  it("recording durations: the audio that went into the file, less the silence that ended it", function()
+    ari.run(function()
+      local sim, events = new_sim { speed = 20, scenario = "spec/fixtures/sim/caller.lua" }
+      -- a channel that always carries audio (RTP), silent: 3 s of silence
+      -- end it, of which (3000 - 200) ms are cut in whole seconds: 3 - 2 = 1
+      sim.scenario.technologies = nil
+      req(sim, "POST", "/ari/channels", "endpoint=PJSIP/a&app=test-app&channelId=r1")
+      wait_for(events, function(e) return e.type == "StasisStart" end)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/r1/record", "name=quiet&format=wav&maxSilenceSeconds=3")))
+      local f = wait_for(events, function(e) return e.type == "RecordingFinished" end, 5000)
+      assert.equals(1, f.recording.duration)
+      -- a Local channel whose far end only waits sends no audio at all: 0 s
+      req(sim, "POST", "/ari/channels", "endpoint=Local/s@caller&app=test-app&channelId=l1")
+      wait_for(events, function(e) return e.type == "StasisStart" and e.channel.id == "l1" end, 5000)
+      assert.equals(201, (req(sim, "POST", "/ari/channels/l1/record", "name=quiet2&format=wav&maxDurationSeconds=2")))
+      f = wait_for(events, function(e) return e.type == "RecordingFinished" and e.recording.name == "quiet2" end, 5000)
+      assert.equals(0, f.recording.duration)
+      sim:close()
+    end)
+  end)
+
+  it("a variable set without a value is unset (ChannelVarset with \"\", then 404)", function()
+    ari.run(function()
+      local sim, events = new_sim()
+      req(sim, "POST", "/ari/channels/create", "endpoint=PJSIP/a&app=test-app&channelId=v1")
+      assert.equals(204, (req(sim, "POST", "/ari/channels/v1/variable", "variable=X&value=1")))
+      assert.equals(204, (req(sim, "POST", "/ari/channels/v1/variable", "variable=X")))
+      local set = wait_for(events, function(e) return e.type == "ChannelVarset" and e.variable == "X" and e.value == "" end)
+      assert.is_truthy(set)
+      assert.equals(404, (req(sim, "GET", "/ari/channels/v1/variable", "variable=X")))
+      assert.equals(204, (req(sim, "POST", "/ari/channels/v1/variable", "variable=Y&value=")))
+      local s, b = req(sim, "GET", "/ari/channels/v1/variable", "variable=Y")
+      assert.equals(200, s)
+      assert.equals("", b.value)
+      sim:close()
+    end)
+  end)
+
+  it("a second connection for an app gets it; the first gets ApplicationReplaced and stays open", function()
+    ari.run(function()
+      local json = require "ari.sim.json"
+      local sim = require("ari.sim").new { speed = 50 }
+      local first, second = {}, {}
+      local closed = false
+      sim:connect_events("dup", false, function(t) first[#first + 1] = json.decode(t) end,
+        function() closed = true end)
+      sim:connect_events("dup", false, function(t) second[#second + 1] = json.decode(t) end)
+      assert.equals("ApplicationReplaced", first[1].type)
+      assert.is_false(closed)
+      req(sim, "POST", "/ari/channels/create", "endpoint=PJSIP/a&app=dup&channelId=d1")
+      wait_for(second, function(e) return e.type == "StasisStart" end)
+      assert.equals(1, #first)
+      sim:close()
+    end)
+  end)
+end)

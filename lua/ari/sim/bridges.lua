@@ -22,6 +22,8 @@ return function(Sim, H, M)
     return self:deliver(etype, fields, self:targets(subs_only and {} or br.subs), br.call)
   end
 
+  -- BRIDGEPEER of each channel in the bridge: the names of the others
+  -- (ChannelVarset only when it changes; unset counts as "")
   local function set_bridgepeers(sim, br)
     for _, id in ipairs(br.channels) do
       local ch = sim.channels[id]
@@ -31,7 +33,7 @@ return function(Sim, H, M)
           if o ~= id and sim.channels[o] then peers[#peers + 1] = sim.channels[o].name end
         end
         local v = table.concat(peers, ",")
-        if ch.vars.BRIDGEPEER ~= v then sim:set_var(ch, "BRIDGEPEER", v) end
+        if (ch.vars.BRIDGEPEER or "") ~= v then sim:set_var(ch, "BRIDGEPEER", v) end
       end
     end
   end
@@ -41,7 +43,10 @@ return function(Sim, H, M)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch) end
     ch.bridge = br.id
     br.channels[#br.channels + 1] = ch.id
-    for app in pairs(ch.subs) do br.subs[app] = true end
+    -- a channel's apps are subscribed to the bridge it enters
+    for app in pairs(ch.subs) do
+      if not br.subs[app] then br.subs[app] = "join" end
+    end
     if #br.channels > 2 and br.bridge_type:find("mixing") then br.technology = "softmix" end
     local fields = { "bridge", self:bridge_json(br), "channel", self:snapshot(ch) }
     local subs = {}
@@ -53,7 +58,7 @@ return function(Sim, H, M)
     set_bridgepeers(self, br)
   end
 
-  function Sim:bridge_remove(br, ch, hanging)
+  function Sim:bridge_remove(br, ch)
     if not br or ch.bridge ~= br.id then return end
     for i, id in ipairs(br.channels) do
       if id == ch.id then table.remove(br.channels, i) break end
@@ -62,9 +67,11 @@ return function(Sim, H, M)
     local subs = {}
     for k in pairs(br.subs) do subs[k] = true end
     for k in pairs(ch.subs) do subs[k] = true end
+    -- the leaving channel's BRIDGEPEER is cleared before ChannelLeftBridge
+    if (ch.vars.BRIDGEPEER or "") ~= "" then self:set_var(ch, "BRIDGEPEER", "") end
     self:deliver("ChannelLeftBridge", { "bridge", self:bridge_json(br), "channel", self:snapshot(ch) },
       self:targets(subs), ch.call)
-    if not hanging then set_bridgepeers(self, br) end
+    set_bridgepeers(self, br)
     if br.video_source_id == ch.id then br.video_source_id = nil end
   end
 
@@ -116,8 +123,11 @@ return function(Sim, H, M)
   end
 
   function Sim:destroy_bridge(br)
-    for i = #br.channels, 1, -1 do
-      local ch = self.channels[br.channels[i]]
+    -- the channels leave in the order they entered (as Asterisk)
+    local ids = {}
+    for i, id in ipairs(br.channels) do ids[i] = id end
+    for _, id in ipairs(ids) do
+      local ch = self.channels[id]
       if ch then self:bridge_remove(br, ch) end
     end
     local q = br.playq
@@ -206,7 +216,17 @@ return function(Sim, H, M)
       if not ch.app then return 422, err_body("Channel not in Stasis application") end
       if ch.bridge ~= br.id then return 422, err_body("Channel not in this bridge") end
     end
-    for _, ch in ipairs(list) do sim:bridge_remove(br, ch) end
+    for _, ch in ipairs(list) do
+      sim:bridge_remove(br, ch)
+      -- Asterisk 22: once one of its channels is taken out with
+      -- removeChannel, an app is no longer subscribed to the bridge (even
+      -- with other channels of it still inside: no BridgeDestroyed then),
+      -- unless it played or recorded on the bridge (the announcer/recorder
+      -- channel keeps it) or subscribed explicitly.  Hang-ups leave it.
+      for app in pairs(ch.subs) do
+        if br.subs[app] == "join" then br.subs[app] = nil end
+      end
+    end
     return 204
   end
 

@@ -111,7 +111,25 @@ return function(Sim, H, M)
     if ch.state == state then return end
     ch.state = state
     self:chan_event(ch, "ChannelStateChange", { "channel", self:snapshot(ch) })
+    self:local_devstate(ch)
     if ch.far_waiters then self:wake_far(ch, "state") end
+  end
+
+  --- Asterisk re-reads the device state of a channel's device on each state
+  -- change and when the channel goes; for Local/exten@context it is INUSE
+  -- while the pair's ;2 runs its dialplan, NOT_INUSE once the call is being
+  -- torn down.  DeviceStateChanged reaches subscribeAll apps (and apps
+  -- subscribed to deviceState:Local/...).  Only Local devices are simulated.
+  function Sim:local_devstate(ch)
+    if ch.tech ~= "Local" then return end
+    local name = ch.name:match("^(.*)%-[^%-]*$")
+    if not name then return end
+    local other = ch.peer
+    local up = ch.alive and not ch.hanging and other ~= nil and other.alive and not other.hanging
+    local d = self.device_states[name]
+    local subs = d and d.subs or {}
+    self:deliver("DeviceStateChanged", { "device_state", obj { "name", name, "state", up and "INUSE" or "NOT_INUSE" } },
+      self:targets(subs), ch.call)
   end
 
   function Sim:set_var(ch, name, value, quiet)
@@ -130,7 +148,10 @@ return function(Sim, H, M)
   M.split_args = split_args
 
   --- Put a channel into a Stasis app (StasisStart).
-  function Sim:stasis_start(ch, appname, args, extra)
+  -- opts.direct: entered without the Stasis() dialplan application (snoop,
+  -- move): no STASISSTATUS, and the app's subscription ends with StasisEnd
+  -- unless the app was subscribed before.
+  function Sim:stasis_start(ch, appname, args, extra, opts)
     if not self:app_active(appname) then
       -- Stasis() fails for an unregistered application: the channel goes on
       -- in the dialplan, which the simulator ends with a hang-up.
@@ -139,11 +160,13 @@ return function(Sim, H, M)
       self:after(0, function() self:hangup(ch, 16) end)
       return false
     end
+    local direct = opts and opts.direct
     ch.app = appname
-    ch.subs[appname] = true
+    ch.stasis_direct = direct
+    if not ch.subs[appname] then ch.subs[appname] = direct and "stasis" or true end
     ch.dialplan.app_name = "Stasis"
     ch.dialplan.app_data = appname .. ((args and args ~= "") and ("," .. args) or "")
-    self:set_var(ch, "STASISSTATUS", "")
+    if not direct then self:set_var(ch, "STASISSTATUS", "") end
     local fields = { "args", split_args(args), "channel", self:snapshot(ch) }
     if extra then for _, v in ipairs(extra) do fields[#fields + 1] = v end end
     self:deliver("StasisStart", fields, { appname }, ch.call)
@@ -151,56 +174,85 @@ return function(Sim, H, M)
     return true
   end
 
-  function Sim:stasis_end(ch)
+  --- StasisEnd.  defer_status: the STASISSTATUS of a channel that goes on
+  -- in the dialplan is set when that ends (continueInDialplan of an
+  -- originated channel: Asterisk's Stasis() returns only then).
+  function Sim:stasis_end(ch, defer_status)
     if not ch.app then return end
     local app = ch.app
     ch.app = nil
     self:deliver("StasisEnd", { "channel", self:snapshot(ch) }, { app }, ch.call)
-    self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    if ch.subs[app] == "stasis" then ch.subs[app] = nil end
+    if ch.stasis_direct then
+      ch.stasis_direct = nil
+    elseif defer_status then
+      ch.pending_stasis_status = true
+    else
+      self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    end
+    self:wake_far(ch, "stasis_end")
   end
 
   --- Hang up a channel.  by_app: hung up through ARI (soft hangup request).
-  -- propagated: the other half of a Local pair going down with it (its
-  -- ChannelHangupRequest was sent already; a second one precedes
-  -- ChannelDestroyed, as in the run log).
-  function Sim:hangup(ch, cause, by_app, propagated)
+  -- opts.propagated: the other half of a Local pair going down with it (its
+  -- first ChannelHangupRequest was sent already, before the other half's
+  -- ChannelDestroyed, as Asterisk does); opts.quiet: no ChannelHangupRequest
+  -- (an originate that timed out, a far end that said busy, a call that
+  -- could not be placed); opts.peer_quiet: nor for the other half;
+  -- opts.explicit: the channel's own dialplan hung up (Hangup()).
+  -- A channel that runs a dialplan (the ;2 half of a Local pair) sends a
+  -- second, soft ChannelHangupRequest (cause 16) before ChannelDestroyed:
+  -- the PBX thread's own hang-up, as Asterisk does.
+  function Sim:hangup(ch, cause, by_app, opts)
     if not ch.alive or ch.hanging then return end
+    if type(opts) ~= "table" then opts = { propagated = opts and true or nil } end
     ch.hanging = true
     cause = cause or 16
     if by_app then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", 32, "soft", true, "channel", self:snapshot(ch) })
-    elseif not propagated and (ch.app or ch.state == "Up") then
+    elseif not (opts.propagated or opts.quiet or opts.explicit) and (ch.app or ch.state == "Up") then
       self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
     end
     -- an originate still dialling ends with Dial NOANSWER (as in the run log)
     local pending = ch.dial_pending
-    if pending then ch.dial_pending = nil; pending("NOANSWER") end
-    self:stop_channel_media(ch)
+    if pending then ch.dial_pending = nil; if not opts.quiet then pending("NOANSWER") end end
+    self:stop_channel_media(ch, by_app)
     if ch.bridge then self:bridge_remove(self.bridges[ch.bridge], ch, true) end
     self:stasis_end(ch)
     local peer = ch.peer
     if peer and peer.alive and not peer.hanging then
-      self:chan_event(peer, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(peer) })
+      if not opts.peer_quiet then
+        self:chan_event(peer, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(peer) })
+      end
     else
       peer = nil
     end
-    if propagated then
-      self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
+    if ch.pending_stasis_status then
+      ch.pending_stasis_status = nil
+      self:set_var(ch, "STASISSTATUS", "SUCCESS")
+    end
+    if ch.runs_dialplan == true and not opts.peer_quiet_self then
+      self:chan_event(ch, "ChannelHangupRequest", { "cause", 16, "soft", true, "channel", self:snapshot(ch) })
     end
     ch.alive = false
     self.channels[ch.id] = nil
     for i, id in ipairs(self.channel_order) do
       if id == ch.id then table.remove(self.channel_order, i) break end
     end
-    self:chan_event(ch, "ChannelDestroyed", { "cause", cause, "cause_txt", CAUSE_TXT[cause] or "Unknown",
+    local dcause = ch.dp_cause or cause
+    self:chan_event(ch, "ChannelDestroyed", { "cause", dcause, "cause_txt", CAUSE_TXT[dcause] or "Unknown",
       "channel", self:snapshot(ch) })
+    self:local_devstate(ch)
+    if ch.pending_cid then self:apply_deferred(ch) end
     if ch.dial_timer then ch.dial_timer.stop() end
     if ch.far_timers then for _, t in ipairs(ch.far_timers) do t.stop() end end
-    ch.hangup_cause = cause
+    ch.hangup_cause = dcause
     self:wake_far(ch, "hangup")
     if ch.on_destroyed then ch.on_destroyed(ch) end
     if self.on_channel_gone then self.on_channel_gone(ch) end
-    if peer then self:hangup(peer, cause, false, true) end
+    if peer then
+      self:hangup(peer, cause, false, { propagated = true, peer_quiet_self = opts.peer_quiet })
+    end
   end
 
   function Sim:answer(ch)
@@ -223,6 +275,8 @@ return function(Sim, H, M)
       context = ch.dialplan.context, exten = ch.dialplan.exten, call = ch.call, subscribe = subscribe,
     }
     peer.far = ch.far
+    -- ;2 runs the dialplan (its hang-up ends with the PBX's soft request)
+    peer.runs_dialplan = true
     ch.peer, peer.peer = peer, ch
     return peer
   end
@@ -245,12 +299,46 @@ return function(Sim, H, M)
 
   -- Outbound calls: the far end's behaviour ----------------------------------
 
-  --- The endpoint behaviour for `endpoint` (scenario patterns, else answer).
+  -- Technologies a simulated Asterisk has channel drivers for; dialling any
+  -- other is 500 "Allocation failed", as Asterisk answers for a technology
+  -- with no channel driver.  (The scenario's `technologies` replaces it.)
+  local TECHS = { PJSIP = true, SIP = true, IAX2 = true, DAHDI = true, Local = true, Motif = true,
+    UnicastRTP = true, AudioSocket = true, WebSocket = true, Console = true, Multicast = true,
+    Snoop = true, Announcer = true, Recorder = true, MulticastRTP = true, ALSA = true, OSS = true,
+    USTM = true, Skinny = true, MGCP = true, unistim = true, SCCP = true, H323 = true, OOH323 = true }
+  M.TECHS = TECHS
+
+  --- Is there a channel driver for endpoint technology `tech`?
+  function Sim:tech_known(tech)
+    local list = self.scenario and self.scenario.technologies
+    if list then
+      for _, t in ipairs(list) do if t:lower() == tech:lower() then return true end end
+      return false
+    end
+    for t in pairs(TECHS) do if t:lower() == tech:lower() then return true end end
+    return false
+  end
+
+  --- The endpoint behaviour for `endpoint`: a scenario pattern, else for
+  -- Local/exten@context the scenario's dialplan (or "does not exist" when
+  -- the scenario has a dialplan without that extension), else answer.
   function Sim:far_behaviour(endpoint)
-    local eps = self.scenario and self.scenario.endpoints
+    local scn = self.scenario
+    local eps = scn and scn.endpoints
     if eps then
       for _, e in ipairs(eps) do
         if endpoint:match(e.pattern) then return e end
+      end
+    end
+    local dp = scn and scn.dialplan
+    if dp then
+      local exten, context = endpoint:match("^Local/([^@/]+)@([^/]+)")
+      if not exten then exten, context = endpoint:match("^Local/([^@/]+)$"), "default" end
+      if exten then
+        context = context:gsub("/.*$", "")
+        local steps = M.dialplan_lookup(dp, context, exten)
+        if steps then return { dialplan = steps } end
+        return { nonexistent = true }
       end
     end
     return { answer_after = 0 }
@@ -261,6 +349,13 @@ return function(Sim, H, M)
   -- every Dial event; /dial only in the first one (run log: demo-A1 vs demo-C1).
   function Sim:dial_far(ch, dialstring, timeout_s, on_answer, caller, originating)
     local b = ch.behaviour or {}
+    local peer = ch.peer
+    if peer and b.nonexistent then
+      -- the Local channel cannot call exten@context: both halves go, with
+      -- no Dial event and no hang-up request (cause 0)
+      self:hangup(ch, 0, false, { quiet = true, peer_quiet = true })
+      return
+    end
     local function dial_ev(status)
       local fields = { "dialstatus", status, "forward", "",
         "dialstring", (status == "" or originating) and dialstring or "" }
@@ -273,17 +368,26 @@ return function(Sim, H, M)
     end
     dial_ev("")
     if originating then ch.dial_pending = dial_ev end
+    -- busy / congestion / unavailable: the Dial status, then the channel
+    -- goes without a hang-up request (a Local ;1 with cause 0, its ;2
+    -- keeps the cause its dialplan set)
     local function fail(status, cause)
       if not ch.alive then return end
       ch.dial_pending = nil
       dial_ev(status)
-      self:hangup(ch, cause)
+      self:hangup(ch, peer and 0 or cause, false, { quiet = true })
+    end
+    -- the originate's timeout: the dial gives up; no Dial status, no request
+    local function timed_out()
+      if not ch.alive or ch.state == "Up" then return end
+      ch.dial_pending = nil
+      self:hangup(ch, 19, false, { quiet = true })
     end
     ch.far_timers = ch.far_timers or {}
     local ring_ms = b.ring_after or 0
     local timers = ch.far_timers
     local function answered()
-      if not ch.alive then return end
+      if not ch.alive or ch.state == "Up" then return end
       ch.dial_pending = nil
       if ch.peer then self:answer(ch.peer) end
       self:answer(ch)
@@ -291,17 +395,25 @@ return function(Sim, H, M)
       if on_answer then on_answer() end
       self:start_far_script(ch)
     end
-    local peer = ch.peer
+    local function ringing()
+      if not ch.alive or ch.state ~= "Down" then return end
+      self:set_state(ch, "Ringing")
+      dial_ev("RINGING")
+    end
+    if timeout_s and timeout_s > 0 then
+      timers[#timers + 1] = self:after(timeout_s * 1000, timed_out)
+    end
+    if peer then peer.on_ring = ringing end
+    if peer and b.dialplan then
+      self:run_dialplan(ch, peer, b.dialplan, { answered = answered, ringing = ringing,
+        busy = function(status) fail(status, status == "BUSY" and 17 or 34) end })
+      return
+    end
     if peer and b.stasis then
       -- the Local channel's dialplan runs Stasis(app): ;2 enters the app
       -- ringing; ;1 is answered when the app answers ;2
       peer.on_local_answer = answered
       self:stasis_start(peer, b.stasis, b.args)
-      if timeout_s and timeout_s > 0 then
-        timers[#timers + 1] = self:after(timeout_s * 1000, function()
-          if ch.alive and ch.state ~= "Up" then fail("NOANSWER", 19) end
-        end)
-      end
       return
     end
     timers[#timers + 1] = self:after(ring_ms, function()
@@ -311,16 +423,12 @@ return function(Sim, H, M)
       if b.unavailable then return fail("CHANUNAVAIL", 3) end
       -- a Local channel's dialplan that answers at once never rings
       if not (peer and (b.answer_after or 0) == 0 and not b.ring_after and not b.no_answer) then
-        self:set_state(ch, "Ringing")
-        dial_ev("RINGING")
+        ringing()
       end
       local answer_after = b.answer_after or 0
       if b.no_answer then answer_after = nil end
-      if timeout_s and timeout_s > 0 and (answer_after == nil or answer_after >= timeout_s * 1000) then
-        timers[#timers + 1] = self:after(timeout_s * 1000, function() fail("NOANSWER", 19) end)
-        return
-      end
       if answer_after == nil then return end
+      if timeout_s and timeout_s > 0 and answer_after >= timeout_s * 1000 then return end
       timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), answered)
     end)
   end
@@ -407,35 +515,77 @@ return function(Sim, H, M)
     return 200, sim:snapshot(ch)
   end
 
+  -- Asterisk's body for a failed allocation (ast_ari_response_alloc_failed)
+  local function alloc_failed() return 500, obj { "error", "Allocation failed" } end
+  M.alloc_failed = alloc_failed
+
+  local FORMAT_NAMES = { ulaw = true, alaw = true, gsm = true, g722 = true, g729 = true, slin = true,
+    slin16 = true, slin48 = true, slin192 = true, opus = true, g726 = true, ilbc = true, speex = true,
+    h264 = true, vp8 = true, wav = true, siren7 = true, siren14 = true, testlaw = true }
+
+  -- The checks of Asterisk's originate / create, in its order.
+  local function check_formats(formats)
+    if formats == nil or formats == "" then return nil end
+    for f in (formats .. ","):gmatch("([^,]*),") do
+      f = f:match("^%s*(.-)%s*$")
+      if not FORMAT_NAMES[f] then return 400, err_body("Provided format (" .. f .. ") was not found") end
+    end
+    return nil
+  end
+
   local function originate(sim, p, ctx, id)
     if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Endpoint must be specified") end
+    if p.originator and p.originator ~= "" and p.formats and p.formats ~= "" then
+      return 400, err_body("Originator and formats can't both be specified")
+    end
     local tech, res = parse_endpoint(p.endpoint)
-    if not tech then return 400, err_body("Endpoint must be in the format technology/resource") end
+    if not tech or tech == "" or res == "" then return 400, err_body("Invalid endpoint specified") end
+    -- app wins over extension/context when both are given (as in Asterisk)
     if (p.app == nil or p.app == "") and (p.extension == nil or p.extension == "") then
       return 400, err_body("Application or extension must be specified")
     end
-    if p.app and p.app ~= "" and ((p.extension and p.extension ~= "") or (p.context and p.context ~= "")) then
-      return 400, err_body("Option 'app' is mutually exclusive with 'context', 'extension', 'priority', and 'label'")
-    end
-    local s, b = sim:id_conflict(id)
-    if s then return s, b end
-    s, b = sim:id_conflict(p.otherChannelId)
-    if s then return s, b end
     if p.originator and p.originator ~= "" and not sim.channels[p.originator] then
       return 400, err_body("Provided originator channel was not found")
     end
+    local s, b = check_formats(p.formats)
+    if s then return s, b end
+    s, b = sim:id_conflict(id)
+    if s then return s, b end
+    s, b = sim:id_conflict(p.otherChannelId)
+    if s then return s, b end
+    if not sim:tech_known(tech) then return alloc_failed() end
     local caller = parse_callerid(p.callerId)
     local ctxname, exten = "default", "s"
     if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
     local origin = p.originator and sim.channels[p.originator]
+    local app = (p.app ~= nil and p.app ~= "") and p.app or nil
     local ch = sim:new_channel {
       id = id, tech = tech, resource = res, state = "Down", caller = caller,
       connected = { name = caller.name, number = caller.number },
       context = ctxname, exten = exten, app_name = "AppDial2", app_data = "(Outgoing Line)",
-      subscribe = (p.app ~= nil and p.app ~= "") and p.app or nil,
       call = origin and origin.call or (sim.current_call_for_new or nil),
     }
-    if tech == "Local" then sim:local_peer(ch, p.otherChannelId, (p.app ~= nil and p.app ~= "") and p.app or nil) end
+    ch.originated = true
+    local peer
+    if tech == "Local" then peer = sim:local_peer(ch, p.otherChannelId, nil) end
+    -- before the app is subscribed (so for subscribeAll apps only): the
+    -- dial API's ChannelDialplan AppDial2 and, with a caller id, the
+    -- outgoing channel's ChannelCallerId and ChannelConnectedLine
+    sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "AppDial2", "dialplan_app_data", "(Outgoing Line)",
+      "channel", sim:snapshot(ch) })
+    local has_cid = caller.name ~= "" or caller.number ~= ""
+    local function cid_events(c)
+      sim:chan_event(c, "ChannelCallerId", { "caller_presentation", 0,
+        "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(c) })
+      sim:chan_event(c, "ChannelConnectedLine", { "channel", sim:snapshot(c) })
+    end
+    if has_cid then cid_events(ch) end
+    if app then
+      ch.subs[app] = true
+      if peer then peer.subs[app] = true end
+    end
+    -- the ;2 half takes the caller id too (its events reach the app)
+    if has_cid and peer then cid_events(peer) end
     ch.behaviour = sim:far_behaviour(p.endpoint)
     ch.endpoint = p.endpoint
     apply_vars(sim, ch, body_vars(ctx))
@@ -443,7 +593,10 @@ return function(Sim, H, M)
     sim:note(ch.call, "originate %s -> %s", p.endpoint, ch.id)
     sim:after(0, function()
       if not ch.alive then return end
-      sim:dial_far(ch, res, p.timeout or 30, function()
+      -- timeout: seconds; 0 (or none) is Asterisk's 30, -1 is none
+      local t = p.timeout
+      if t == nil or t == 0 then t = 30 end
+      sim:dial_far(ch, res, t, function()
         if p.app and p.app ~= "" then
           sim:stasis_start(ch, p.app, p.appArgs)
         else
@@ -460,14 +613,20 @@ return function(Sim, H, M)
   C.originateWithId = function(sim, p, ctx) return originate(sim, p, ctx, p.channelId) end
 
   C.create = function(sim, p, ctx)
+    if p.originator and p.originator ~= "" and p.formats and p.formats ~= "" then
+      return 400, err_body("Originator and formats can't both be specified")
+    end
     if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Endpoint must be specified") end
     if p.app == nil or p.app == "" then return 400, err_body("Application must be specified") end
     local tech, res = parse_endpoint(p.endpoint)
-    if not tech then return 400, err_body("Endpoint must be in the format technology/resource") end
-    local s, b = sim:id_conflict(p.channelId)
+    if not tech or tech == "" or res == "" then return 400, err_body("Invalid endpoint specified") end
+    local s, b = check_formats(p.formats)
+    if s then return s, b end
+    s, b = sim:id_conflict(p.channelId)
     if s then return s, b end
     s, b = sim:id_conflict(p.otherChannelId)
     if s then return s, b end
+    if not sim:tech_known(tech) then return alloc_failed() end
     local ctxname, exten = "default", "s"
     if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
     local ch = sim:new_channel { id = p.channelId, tech = tech, resource = res, state = "Down",
@@ -521,6 +680,19 @@ return function(Sim, H, M)
     if p.context then ch.dialplan.context = p.context end
     if p.extension then ch.dialplan.exten = p.extension end
     ch.dialplan.priority = p.priority or (ch.dialplan.priority + 1)
+    local dp = sim.scenario and sim.scenario.dialplan
+    local steps = dp and M.dialplan_lookup(dp, ch.dialplan.context, ch.dialplan.exten)
+    if steps then
+      -- the scenario's dialplan runs on the channel from that priority
+      local originated = ch.originated
+      if ch.bridge then sim:bridge_remove(sim.bridges[ch.bridge], ch) end
+      sim:stasis_end(ch, originated)
+      local rest = {}
+      for i = math.max(1, ch.dialplan.priority), #steps do rest[#rest + 1] = steps[i] end
+      sim:run_dialplan(ch.peer or ch, ch, rest, { first_priority = math.max(1, ch.dialplan.priority),
+        continued = true })
+      return 204
+    end
     sim:stasis_end(ch)
     if ch.bridge then sim:bridge_remove(sim.bridges[ch.bridge], ch) end
     ch.dialplan.app_name, ch.dialplan.app_data = "", ""
@@ -540,11 +712,13 @@ return function(Sim, H, M)
         "args", split_args(p.appArgs) }, { from }, ch.call)
       return 204
     end
-    ch.subs[p.app] = true
+    -- the destination app is subscribed while the channel is in it
+    if not ch.subs[p.app] then ch.subs[p.app] = "stasis" end
     ch.app = p.app
     ch.dialplan.app_data = p.app .. ((p.appArgs and p.appArgs ~= "") and ("," .. p.appArgs) or "")
     sim:deliver("StasisStart", { "args", split_args(p.appArgs), "channel", sim:snapshot(ch) }, { p.app }, ch.call)
     sim:deliver("StasisEnd", { "channel", sim:snapshot(ch) }, { from }, ch.call)
+    if ch.subs[from] == "stasis" then ch.subs[from] = nil end
     return 204
   end
 
@@ -577,7 +751,11 @@ return function(Sim, H, M)
   end
 
   C.answer = simple(function(sim, ch) sim:answer(ch) end)
-  C.ring = simple(function(_, ch) ch.ringing = true end)
+  C.ring = simple(function(_, ch)
+    ch.ringing = true
+    -- a Local ;2 indicating ringing: its ;1, being dialled, rings
+    if ch.on_ring then ch.on_ring() end
+  end)
   C.ringStop = simple(function(_, ch) ch.ringing = false end)
   C.progress = simple(function(_, ch) ch.progress = true end)
   local function dir_ok(d) return d == nil or d == "in" or d == "out" or d == "both" end
@@ -663,13 +841,26 @@ return function(Sim, H, M)
           "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(ch) })
       else
         sim:chan_event(ch, "ChannelConnectedLine", { "channel", sim:snapshot(ch) })
+        sim:local_connected(ch)
       end
       return nil
     elseif fn == "TALK_DETECT" or fn == "TONE_DETECT" or fn == "VOLUME" or fn == "PITCH_SHIFT" or fn == "DENOISE"
       or fn == "AGC" or fn == "JITTERBUFFER" then
       ch.funcs = ch.funcs or {}
       ch.funcs[fn .. "(" .. arg .. ")"] = value
-      if fn == "TALK_DETECT" then ch.talk_detect = arg ~= "remove" end
+      if fn == "TALK_DETECT" then
+        ch.talk_detect = arg ~= "remove"
+        ch.talk_silence_ms = tonumber((value or ""):match("^%s*(%d+)")) or 2500
+        if not ch.talk_detect then
+          ch.dp_talking = nil
+          if ch.dp_talk_timer then ch.dp_talk_timer.stop(); ch.dp_talk_timer = nil end
+        elseif ch.talking and ch.peer and ch.peer.dialplan_driven and not ch.dp_talking then
+          -- audio is already flowing from a simulated dialplan: talking now
+          ch.dp_talking = true
+          ch.dp_talk_start = sim:elapsed()
+          sim:chan_event(ch, "ChannelTalkingStarted", { "channel", sim:snapshot(ch) })
+        end
+      end
       if fn == "TONE_DETECT" then
         -- TONE_DETECT(freq[,duration[,options]]): freq 0 or option x stops it
         local freq, _, opts = arg:match("^([^,]*),?([^,]*),?(.*)$")
@@ -683,6 +874,12 @@ return function(Sim, H, M)
       return nil
     end
     if report then ch.report[name] = true end
+    if value == nil then
+      -- no value: the variable is unset (ChannelVarset with "")
+      sim:set_var(ch, name, "")
+      ch.vars[name] = nil
+      return nil
+    end
     sim:set_var(ch, name, value)
   end
 
@@ -701,7 +898,7 @@ return function(Sim, H, M)
     if not ch then return s, b end
     if p.variable == nil or p.variable == "" then return 400, err_body("Variable name is required") end
     if not ch.app then return 409, err_body("Channel not in Stasis application") end
-    s, b = set_var(sim, ch, p.variable, p.value or "", p.report_events)
+    s, b = set_var(sim, ch, p.variable, p.value, p.report_events)
     if s then return s, b end
     return 204
   end
@@ -738,15 +935,16 @@ return function(Sim, H, M)
 
   local SPY = { none = true, both = true, out = true, ["in"] = true }
   local function snoop(sim, p, id)
-    local ch, s, b = get_chan(sim, p.channelId)
-    if not ch then return s, b end
-    if p.app == nil or p.app == "" then return 400, err_body("Application name is required") end
+    -- Asterisk's checks, in its order
     if p.spy and not SPY[p.spy] then return 400, err_body("Invalid direction specified for spy") end
     if p.whisper and not SPY[p.whisper] then return 400, err_body("Invalid direction specified for whisper") end
     if (p.spy or "none") == "none" and (p.whisper or "none") == "none" then
-      return 400, err_body("Sppy or whisper direction must be specified")
+      return 400, err_body("Direction must be specified for at least spy or whisper")
     end
-    s, b = sim:id_conflict(id)
+    if p.app == nil or p.app == "" then return 400, err_body("Application name is required") end
+    local ch = sim.channels[p.channelId]
+    if not ch then return 404, err_body("Provided channel was not found") end
+    local s, b = sim:id_conflict(id)
     if s then return s, b end
     local n = sim:seq("snoop")
     local sn = sim:new_channel { id = id, name = string.format("Snoop/%s-%08x", ch.id, n), tech = "Snoop",
@@ -754,7 +952,10 @@ return function(Sim, H, M)
     sn.snooped = ch.id
     sim:chan_event(sn, "ChannelDialplan", { "dialplan_app", "Stasis", "dialplan_app_data",
       p.app .. (p.appArgs and ("," .. p.appArgs) or ""), "channel", sim:snapshot(sn) })
-    sim:stasis_start(sn, p.app, p.appArgs)
+    -- a snoop channel enters Stasis directly, not through the Stasis()
+    -- dialplan application: no STASISSTATUS, and its app is subscribed only
+    -- while it is in Stasis (no ChannelDestroyed after StasisEnd)
+    sim:stasis_start(sn, p.app, p.appArgs, nil, { direct = true })
     return 200, sim:snapshot(sn)
   end
   C.snoopChannel = function(sim, p) return snoop(sim, p, p.snoopId) end

@@ -204,13 +204,14 @@ function Sim:connect_events(app_names, subscribe_all, send, close_fn)
   local session = { apps = app_names, send = send, on_close = close_fn, open = true }
   for _, name in ipairs(app_names) do
     local a = self:app(name, true)
-    -- a second connection for the same app replaces the first
+    -- a second connection for the same app replaces the first: the first
+    -- gets ApplicationReplaced and no further events of that app, but stays
+    -- open (as Asterisk does; closing it would make a reconnecting client
+    -- take the app back, and so on)
     for old in pairs(a.sessions) do
       local ev = build_event(self, "ApplicationReplaced", {}, name)
       pcall(old.send, json.encode(ev))
       a.sessions[old] = nil
-      old.open = false
-      if old.on_close then pcall(old.on_close) end
     end
     a.sessions[session] = true
     if subscribe_all then a.subscribe_all = true end
@@ -362,7 +363,7 @@ end
 
 local handlers = {}
 M.handlers = handlers
-for _, modname in ipairs { "channels", "bridges", "media", "misc" } do
+for _, modname in ipairs { "channels", "dialplan", "bridges", "media", "misc" } do
   require("ari.sim." .. modname)(Sim, handlers, M)
 end
 

@@ -128,29 +128,64 @@ return function(Sim, H, M)
   end
   Sim.finish_playback = finish
 
+  -- Schemes Asterisk plays; an item with another scheme, a recording that
+  -- does not exist or a number that is not one is skipped: it has its
+  -- PlaybackStarted but no final update (res_stasis_playback's `continue`),
+  -- so a playback of only such items ends with no PlaybackFinished.
+  local SCHEMES = { sound = true, recording = true, number = true, digits = true, characters = true, tone = true }
+  local function item_duration(sim, uri, lang)
+    local scheme, rest = uri:match("^(%a+):(.*)$")
+    if not scheme or not SCHEMES[scheme] then return "skip" end
+    if scheme == "recording" and not sim.stored_recordings[rest] then return "skip" end
+    if scheme == "number" and not tonumber(rest:match("^%s*([-+]?%d+)") or "") then return "skip" end
+    return sim:media_duration(uri, lang)
+  end
+
+  -- A playback whose last item was skipped: it goes without an event.
+  local function vanish(sim, pb)
+    if pb.timer then pb.timer.stop(); pb.timer = nil end
+    sim.playbacks[pb.id] = nil
+    local q = pb.queue
+    if q then
+      for i, x in ipairs(q) do if x == pb then table.remove(q, i) break end end
+      if q.current == pb then q.current = nil end
+      if q.current == nil and q[1] then sim:after(0, function() start_next(sim, q) end) end
+    end
+  end
+
   -- Play item pb.idx from offset `from` (ms).
   local function play_item(sim, pb, from)
-    local dur = sim:media_duration(pb.media[pb.idx], pb.language)
+    local dur = item_duration(sim, pb.media[pb.idx], pb.language)
     pb.item_dur = dur
     pb.pos = from or 0
     pb.item_start = sim:elapsed()
+    local function next_item()
+      pb.idx = pb.idx + 1
+      pb.state = "playing"
+      sim:pb_event(pb, "PlaybackStarted")
+      play_item(sim, pb, 0)
+    end
+    local function item_done(final)
+      if pb.media[pb.idx + 1] then
+        pb.state = "continuing"
+        sim:pb_event(pb, "PlaybackContinuing")
+        next_item()
+      else
+        finish(sim, pb, final)
+      end
+    end
+    if dur == "skip" then
+      if pb.media[pb.idx + 1] then return next_item() end
+      return vanish(sim, pb)
+    end
     if dur == nil then
-      -- the file cannot be found: the playback fails
-      return finish(sim, pb, "failed")
+      -- the file cannot be found: this item fails
+      return item_done("failed")
     end
     if dur == math.huge then return end
     pb.timer = sim:after(math.max(0, dur - pb.pos), function()
       pb.timer = nil
-      if pb.media[pb.idx + 1] then
-        pb.state = "continuing"
-        sim:pb_event(pb, "PlaybackContinuing")
-        pb.idx = pb.idx + 1
-        pb.state = "playing"
-        sim:pb_event(pb, "PlaybackStarted")
-        play_item(sim, pb, 0)
-      else
-        finish(sim, pb, "done")
-      end
+      item_done("done")
     end)
   end
 
@@ -186,7 +221,10 @@ return function(Sim, H, M)
     return pb, snap
   end
 
-  function Sim:stop_channel_media(ch)
+  --- The channel is going: its playbacks end (PlaybackFinished `done` when
+  -- the app hung it up, `failed` when the far end did: the stream was cut,
+  -- as Asterisk reports it), its recordings finish.
+  function Sim:stop_channel_media(ch, by_app)
     local q = ch.playq
     if q then
       while q[1] do
@@ -198,7 +236,7 @@ return function(Sim, H, M)
           pb.queue = nil
           table.remove(q, 1)
           if pb.timer then pb.timer.stop(); pb.timer = nil end
-          pb.state = "done"
+          pb.state = by_app and "done" or "failed"
           self.playbacks[pb.id] = nil
           self:pb_event(pb, "PlaybackFinished")
         end
@@ -249,6 +287,9 @@ return function(Sim, H, M)
     if p.announcer_format and not FORMATS[p.announcer_format] then
       return 422, err_body("Announcer format not found")
     end
+    -- the announcer channel Asterisk puts in the bridge stays there, in
+    -- Stasis: the app stays subscribed to the bridge (BridgeDestroyed)
+    for app, how in pairs(br.subs) do if how == "join" then br.subs[app] = "media" end end
     return play(sim, "bridge", br, p)
   end
   B.playWithId = B.play
@@ -331,10 +372,25 @@ return function(Sim, H, M)
     return d
   end
 
-  function Sim:finish_recording(rec, state)
+  --- End a live recording.  silence_ms: the trailing silence that ended it.
+  -- As Asterisk (__ast_play_and_record): the duration is the audio that
+  -- went into the file, in whole seconds, less (silence - 200 ms) in whole
+  -- seconds when silence ended it.  A Local channel whose far end runs a
+  -- simulated dialplan only carries audio while that plays (Playback,
+  -- MusicOnHold): waiting or answering sends no frames, so recording such
+  -- a silent caller gives 0 s.
+  function Sim:finish_recording(rec, state, silence_ms)
     if self.live_recordings[rec.name] ~= rec then return end
     for _, t in ipairs(rec.timers) do t.stop() end
-    rec.duration_ms = recorded_ms(self, rec)
+    if rec.talk_start then
+      rec.talking_ms = (rec.talking_ms or 0) + (self:elapsed() - rec.talk_start)
+      rec.talk_start = nil
+    end
+    local frames_ms = recorded_ms(self, rec)
+    if rec.media_only then frames_ms = math.min(frames_ms, rec.talking_ms or 0) end
+    local secs = math.floor(frames_ms / 1000)
+    if silence_ms and silence_ms > 200 then secs = secs - (silence_ms - 200) // 1000 end
+    rec.duration_ms = math.max(0, secs) * 1000
     rec.talking_ms = math.min(rec.duration_ms, rec.talking_ms or 0)
     self.live_recordings[rec.name] = nil
     if state == "canceled" then
@@ -378,7 +434,7 @@ return function(Sim, H, M)
     if rec.silence_timer then rec.silence_timer.stop() end
     rec.silence_timer = self:after(rec.max_silence * 1000, function()
       rec.silence_timer = nil
-      if rec.state == "recording" then self:finish_recording(rec, "done") end
+      if rec.state == "recording" then self:finish_recording(rec, "done", rec.max_silence * 1000) end
     end)
     rec.timers[#rec.timers + 1] = rec.silence_timer
   end
@@ -414,7 +470,10 @@ return function(Sim, H, M)
     local rec = { name = p.name, format = p.format, state = "queued", target_kind = kind, target_id = target.id,
       target_uri = kind .. ":" .. target.id, if_exists = if_exists, terminate_on = term,
       max_duration = p.maxDurationSeconds, max_silence = p.maxSilenceSeconds, acc_ms = 0, timers = {},
-      call = target.call, subs = target.subs }
+      call = target.call, subs = target.subs,
+      -- a Local ;1 whose ;2 runs a simulated dialplan has audio only while it plays
+      media_only = kind == "channel" and target.peer ~= nil and target.peer.runs_dialplan ~= nil
+        and target.peer.dialplan_driven == true }
     local snap = sim:recording_json(rec)
     if kind == "channel" and target.bridge then
       sim:after(0, function()
@@ -450,6 +509,8 @@ return function(Sim, H, M)
   B.record = function(sim, p)
     local br = sim.bridges[p.bridgeId]
     if not br then return 404, err_body("Bridge not found") end
+    -- likewise the recorder channel
+    for app, how in pairs(br.subs) do if how == "join" then br.subs[app] = "media" end end
     return record(sim, "bridge", br, p)
   end
 

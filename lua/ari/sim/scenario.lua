@@ -22,7 +22,7 @@ function M.load(s)
   end
   if type(s) ~= "table" then error("scenario must be a table", 0) end
   local out = { app = s.app, calls = {}, endpoints = {}, load = {}, sounds = s.sounds,
-    endpoint_list = s.endpoint_list, timeout = s.timeout }
+    endpoint_list = s.endpoint_list, timeout = s.timeout, dialplan = s.dialplan, technologies = s.technologies }
   for i, c in ipairs(s.calls or {}) do
     if type(c) ~= "table" then error("scenario: calls[" .. i .. "] must be a table", 0) end
     out.calls[#out.calls + 1] = c
