@@ -276,6 +276,8 @@ local CAUSES = {
   [34] = "congestion", [38] = "congestion", [41] = "congestion", [42] = "congestion",
   [1] = "unavailable", [3] = "unavailable", [20] = "unavailable", [27] = "unavailable",
 }
+-- statuses of a Dial still in progress
+local RANG = { RINGING = true, PROGRESS = true, PROCEEDING = true }
 M.DIALSTATUS, M.CAUSES = DIALSTATUS, CAUSES
 
 --- Register a channel id the app is about to create (a snoop, a channel
@@ -369,9 +371,11 @@ function App:originate(opts)
         end
         local cause, status = call.hangup_cause, call.dialstatus
         if status == "" then status = nil end
-        local reason = DIALSTATUS[status or ""] or CAUSES[cause] or "failed"
+        -- a final status, else the cause, else: it rang and nobody answered
+        -- (Asterisk 18 ends an originate's timeout with cause 0 and no final status)
+        local reason = DIALSTATUS[status or ""] or CAUSES[cause] or (RANG[status or ""] and "no_answer") or "failed"
         local why
-        if status then why = "dial status " .. status .. ", " .. cause_text(cause, call.hangup_cause_txt)
+        if status then why = (RANG[status] and "last dial status " or "dial status ") .. status .. ", " .. cause_text(cause, call.hangup_cause_txt)
         else why = "no dial status, " .. cause_text(cause, call.hangup_cause_txt) end
         err = callmod.call_error("originate", reason, string.format("%s: %s (%s)", endpoint,
           (reason:gsub("_", " ")), why), { cause = cause, dialstatus = status, endpoint = endpoint })
