@@ -341,9 +341,12 @@ function Call:hangup(opts)
 end
 
 -- Leaving the app: the script's end must not hang the channel up.
+-- From then on the call's waits raise the Hangup error ("left the
+-- application") at once: the channel is no longer this script's.
 local function leave(self, op, params)
   self:_op("channels", op, params)
   self.left = true
+  self:_mark_hungup("left")
 end
 --- Send the channel back to the dialplan (opts: context, extension, priority, label).
 function Call:continue_in_dialplan(opts)
