@@ -68,13 +68,35 @@ ast.describe("real Asterisk: call:dial outcomes #core", function(inst)
   end)
 end)
 
+-- An events socket that opens only after delay_ms (fault injection: a slow
+-- WebSocket handshake), so that requests made at once race it for sure.
+local function late_websocket(delay_ms)
+  return function(o)
+    local core = require "ari.core"
+    local proxy, real, closed = {}, nil, false
+    local t = core.timer(delay_ms, function()
+      if not closed then real = require("ari.ws").connect(o) end
+    end)
+    function proxy.wait_open(_, ms)
+      while real == nil and not closed do ari.sleep(10) end
+      if real == nil then return nil, "closed" end
+      return real:wait_open(ms)
+    end
+    function proxy.close() closed = true; t:stop(); if real then real:close() end end
+    function proxy.state() return real and real:state() or "connecting" end
+    function proxy.stats() return real and real:stats() or { reconnects = 0 } end
+    return proxy
+  end
+end
+
 ast.describe("real Asterisk: app:originate outcomes #core", function(inst)
   it("right at script start: answered, busy, no such endpoint, far end hangs up first", function()
     local got = {}
     ast.run(function()
       local name = ast.app_name("orig")
-      -- no wait for the events socket here: originate must wait for it
-      local app = ari.app { app = name, url = inst.url, user = inst.user, password = inst.password }
+      -- no wait for the events socket here (and it opens late): originate must wait for it
+      local app = ari.app { app = name, url = inst.url, user = inst.user, password = inst.password,
+        websocket = late_websocket(500) }
       app.on_replaced = function() end
       local done = 0
       local function try(key, opts)
