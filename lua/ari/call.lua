@@ -179,6 +179,16 @@ function Call:_mark_hungup(why)
   if cancel and self._hangup_co == co then cancel = false end
   if cancel then sched.cancel(co, err) end
   for i = 1, #ws do ws[i].wake(HANGUP_MARK, err) end
+  local linked = self.linked -- dial's hangup_together: the other side goes too, now
+  if linked then
+    self.linked = nil
+    sched.spawn(function()
+      for i = 1, #linked do
+        local other = linked[i]
+        if not other.hungup then pcall(other.hangup, other) end
+      end
+    end)
+  end
   if self.co == nil and self.started and self.app then
     -- an originated call has no runner: it ends here
     sched.spawn(function()
@@ -661,8 +671,11 @@ function Call:dial(endpoint, opts)
     if not aok then pcall(peer.hangup, peer); error(aerr, 0) end
   end
   if opts.hangup_together ~= false then
-    self:on_hangup(function() if not peer.hungup then pcall(peer.hangup, peer) end end)
-    peer:on_hangup(function() if not self.hungup then pcall(self.hangup, self) end end)
+    -- as soon as either side hangs up (or leaves the app), so does the other
+    local l = self.linked or {}
+    l[#l + 1] = peer
+    self.linked = l
+    peer.linked = { self }
   end
   local bok, bridge = pcall(self.bridge_with, self, peer)
   if not bok then
