@@ -353,8 +353,13 @@ end
 -- Leaving the app: the script's end must not hang the channel up.
 -- From then on the call's waits raise the Hangup error ("left the
 -- application") at once: the channel is no longer this script's.
+-- StasisEnd often beats the REST reply: like our own DELETE, the request's
+-- wait is not cancelled by it.
 local function leave(self, op, params)
-  self:_op("channels", op, params)
+  self._hangup_co = coroutine.running()
+  local ok, err = pcall(self._op, self, "channels", op, params)
+  self._hangup_co = nil
+  if not ok then error(err, 0) end
   self.left = true
   self:_mark_hungup("left")
 end
