@@ -276,6 +276,8 @@ local CAUSES = {
   [34] = "congestion", [38] = "congestion", [41] = "congestion", [42] = "congestion",
   [1] = "unavailable", [3] = "unavailable", [20] = "unavailable", [27] = "unavailable",
 }
+M.EXIT_REPLACED = 3 -- the ari-lua host's exit status after ApplicationReplaced
+
 -- statuses of a Dial still in progress
 local RANG = { RINGING = true, PROGRESS = true, PROCEEDING = true }
 M.DIALSTATUS, M.CAUSES = DIALSTATUS, CAUSES
@@ -405,7 +407,9 @@ end
 -- say so loudly, end every call (their waits raise the Hangup error, their
 -- channels are hung up: nobody here can hear them any more), close the
 -- connection, then app.on_replaced(app) if set, else the process shuts
--- down (ari.shutdown) and the ari-lua host exits with status 1.
+-- down (ari.shutdown) and the ari-lua host exits with status 3
+-- (M.EXIT_REPLACED: a supervisor can tell it from a crash, and should not
+-- restart it only to take the name back).
 function App:_replaced()
   if self.replaced then return end
   self.replaced = true
@@ -437,7 +441,7 @@ function App:_replaced()
     if self.on_replaced then
       self.on_replaced(self)
     else
-      config.exit_code = config.exit_code or 1
+      config.exit_code = config.exit_code or M.EXIT_REPLACED
       require("ari").shutdown("application " .. self.name .. " replaced")
     end
   end)

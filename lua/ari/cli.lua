@@ -1,6 +1,7 @@
 -- ari.cli: the `ari-lua` command line.  main(argv) returns the exit code:
--- 0 clean, 1 script error (or the app ended on an error: config.exit_code,
--- e.g. ApplicationReplaced), 2 usage error.
+-- 0 clean, 1 script error, 2 usage error, or what a library part that
+-- ended the process set in config.exit_code (3: ari.app's Stasis
+-- application was registered by another connection, ApplicationReplaced).
 local core = require "ari.core"
 local config = require "ari.config"
 

@@ -74,7 +74,7 @@ ast.describe("real Asterisk: ApplicationReplaced", function(inst)
     local _ = old_out
   end)
 
-  it("the ari-lua host exits with status 1, saying why", function()
+  it("the ari-lua host exits with status 3, saying why", function()
     local dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. ast.sh_quote(dir)))
@@ -105,7 +105,7 @@ app:on_call(function(call) call:answer(); call:sleep(60000) end)
     got.rc = read(rc_file)
     got.out = read(out_file) or ""
     os.execute("rm -rf " .. ast.sh_quote(dir))
-    assert.equals("1", got.rc:match("%d+"), got.out)
+    assert.equals("3", got.rc:match("%d+"), got.out)
     assert.truthy(got.out:find("ApplicationReplaced", 1, true), got.out)
     assert.truthy(got.out:find(name, 1, true), got.out)
   end)
