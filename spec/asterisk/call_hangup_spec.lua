@@ -13,7 +13,8 @@ local LONG = "sound:demo-congrats" -- about 30 s
 ast.describe("real Asterisk: hang-up at every wait #core", function(inst)
   it("answer, play, get_digits, play_and_get_digits, record, dial, sleep, wait, bridge wait", function()
     local hooks = {}
-    local stats, survivor
+    local stats, survivor, legs_left
+    local leg_number = tostring(math.random(10000000, 99999999))
     local function case(exten, fn)
       return { exten = exten, fn = function(call, app)
         call:on_hangup(function(c) hooks[c] = (hooks[c] or 0) + 1 end)
@@ -35,7 +36,9 @@ ast.describe("real Asterisk: hang-up at every wait #core", function(inst)
           call:play_and_get_digits { media = LONG, max = 4, timeout = 10000 }
         end),
         record = case("short", function(call) call:record { max_duration = 10, terminate_on = "none" } end),
-        dial = case("short", function(call) call:dial("Local/ring@caller", { timeout = 10 }) end),
+        dial = case("short", function(call)
+          call:dial("Local/ring@caller", { timeout = 10, caller_id = "leg <" .. leg_number .. ">" })
+        end),
         sleep = case("short", function(call) call:sleep(10000) end),
         wait = case("short", function(call) call:wait("ChannelUserevent", { timeout = 10000 }) end),
         -- the script waits on something that is not the call itself
@@ -55,6 +58,14 @@ ast.describe("real Asterisk: hang-up at every wait #core", function(inst)
       }
       local r = cr.calls(app, cases, 30000)
       stats = app:stats()
+      -- the leg dial was ringing when its caller hung up is gone too
+      ast.poll(function()
+        legs_left = 0
+        for _, ch in ipairs(app.client.channels.list()) do
+          if ch.caller and ch.caller.number == leg_number then legs_left = legs_left + 1 end
+        end
+        return legs_left == 0
+      end, "the dialled leg to be dropped", 5000)
       return r
     end, 45000)
     for key, r in pairs(res) do
@@ -78,6 +89,7 @@ ast.describe("real Asterisk: hang-up at every wait #core", function(inst)
     assert.equals(1, stats.normal)
     assert.equals(10, stats.hangup)
     assert.equals(0, stats.error)
+    assert.equals(0, legs_left)
   end)
 
   it("wait_hangup returns true when the far end hangs up; a dialled peer hanging up ends the caller", function()
