@@ -84,7 +84,7 @@ ast.describe("real Asterisk: channel controls and variables", function(inst)
       local one = app:originate { endpoint = "Local/" .. name .. "@stasis-app", formats = "ulaw", timeout = 5 }
       ast.poll(function() return two ~= nil end, "the other half")
       local function talking(typ, what)
-        local ev = two:wait(typ, { timeout = 8000 })
+        local ev = two:wait(typ, { timeout = 15000 })
         got[what] = ev ~= nil
       end
       one:ring(); talking("ChannelTalkingStarted", "ring")
