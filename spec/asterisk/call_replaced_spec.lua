@@ -7,6 +7,7 @@ local ast = require "spec.support.asterisk"
 local ari = require "ari"
 local log = require "ari.log"
 local callmod = require "ari.call"
+local BIN = os.getenv("ARI_LUA_BIN") or "./ari-lua"
 
 local function read(path)
   local f = io.open(path)
@@ -88,7 +89,7 @@ app:on_call(function(call) call:answer(); call:sleep(60000) end)
     f:close()
     local name = ast.app_name("host")
     local rc_file, out_file = dir .. "/rc", dir .. "/out"
-    os.execute(("(%s ./ari-lua %s >%s 2>&1; echo $? >%s) &"):format(ast.env(inst, name), ast.sh_quote(script),
+    os.execute(("(%s %s %s >%s 2>&1; echo $? >%s) &"):format(ast.env(inst, name), BIN, ast.sh_quote(script),
       ast.sh_quote(out_file), ast.sh_quote(rc_file)))
     local got = {}
     ast.run(function()
