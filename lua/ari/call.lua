@@ -653,7 +653,7 @@ function Call:bridge_with(other, opts)
 end
 
 --- Originate to endpoint, wait for the answer and bridge it with this call.
--- opts: timeout (s, default 30), caller_id, variables, ringback (indicate
+-- opts: timeout (s, default 30), caller_id, variables, formats, ringback (indicate
 -- ringing to this call while dialling), hangup_together (default true: when
 -- either side hangs up, so does the other).  Returns the peer Call and the
 -- bridge; or nil, reason ("busy", "no_answer", "congestion",
@@ -664,7 +664,7 @@ function Call:dial(endpoint, opts)
   check_up(self)
   if opts.ringback then self:ring() end
   local ok, peer = pcall(self.app.originate, self.app, { endpoint = endpoint, timeout = opts.timeout,
-    caller_id = opts.caller_id, variables = opts.variables })
+    caller_id = opts.caller_id, variables = opts.variables, formats = opts.formats })
   if opts.ringback and not self.hungup then pcall(self.ring_stop, self) end
   if not ok then
     if getmetatable(peer) == CallError then return nil, peer.reason, peer end
