@@ -389,8 +389,20 @@ function Call:get_var(name)
   end
   error(res, 0)
 end
+--- Set a channel variable (value nil or "" clears it).  A get_var that
+-- follows sees the new value: Asterisk 18 applies the set after its reply,
+-- so for a plain variable (not a function such as "TALK_DETECT(set)") the
+-- call waits for the ChannelVarset event too (at most 1 s).
 function Call:set_var(name, value)
-  self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = value ~= nil and tostring(value) or nil }))
+  local v = value ~= nil and tostring(value) or nil
+  self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = v }))
+  if type(name) == "string" and not name:find("(", 1, true) then
+    local want, id = v or "", self.id
+    self:_wait(function(ev)
+      return ev.type == "ChannelVarset" and ev.variable == name and (ev.value or "") == want
+        and ev.channel ~= nil and ev.channel.id == id
+    end, 1000)
+  end
 end
 
 --- Sleep ms; a hang-up ends it with the Hangup error.
