@@ -364,7 +364,11 @@ function App:originate(opts)
         string.format("%s: no answer within %d s", endpoint, timeout), { endpoint = endpoint })
     elseif not ok then
       err = ev
-      if call.hungup and callmod.is_hangup(err) and err.channel_id == call.id then
+      if self.replaced then
+        err = callmod.call_error("originate", "failed", string.format(
+          "%s: application %s was replaced by another connection while dialling", endpoint, self.name),
+          { endpoint = endpoint })
+      elseif call.hungup and callmod.is_hangup(err) and err.channel_id == call.id then
         -- the far end never answered.  Dial's final status may come after
         -- the hang-up (a Local channel whose far half hung up: NOANSWER
         -- follows ChannelHangupRequest): wait for it or ChannelDestroyed

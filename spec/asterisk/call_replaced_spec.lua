@@ -27,17 +27,29 @@ ast.describe("real Asterisk: ApplicationReplaced", function(inst)
       local a = ari.app { app = name, url = inst.url, user = inst.user, password = inst.password }
       a.on_replaced = function(app) got.replaced = app end
       local hooks = 0
-      a:on_call(function(call)
+      local leg_number = tostring(math.random(10000000, 99999999))
+      a:on_call(function(call, args)
         call:on_hangup(function() hooks = hooks + 1 end)
         call:answer()
+        if args[1] == "dial" then
+          -- dialling when the app is replaced
+          local dok, peer, why, derr = pcall(call.dial, call, "Local/ring@caller",
+            { timeout = 20, caller_id = "leg <" .. leg_number .. ">" })
+          got.dial = { ok = dok, peer = peer, why = why, err = derr }
+          error(dok and derr or peer, 0)
+        end
         local wok, werr = pcall(call.get_digits, call, { max = 4, timeout = 20000 })
         got.wait_ok, got.wait_err = wok, werr
         error(werr, 0)
       end)
       a:wait_registered()
       local ch = ast.originate(a.client, "s", name)
-      ast.poll(function() return a:active() == 1 and a.calls[ch.id] and a.calls[ch.id].channel.state == "Up" end,
-        "the call in the first app")
+      ast.originate(a.client, "s", name, { appArgs = "dial" })
+      ast.poll(function()
+        if not (a.calls[ch.id] and a.calls[ch.id].channel.state == "Up") then return false end
+        for _, c in pairs(a.calls) do if c.state == "dialing" then return true end end
+        return false
+      end, "a call in the first app, another one dialling")
       -- the same name from another connection
       local b = ari.app { app = name, url = inst.url, user = inst.user, password = inst.password }
       b.on_replaced = function() got.b_replaced = true end
@@ -45,6 +57,13 @@ ast.describe("real Asterisk: ApplicationReplaced", function(inst)
       b:on_call(function(call) b_calls = b_calls + 1; call:hangup() end)
       ast.poll(function() return got.replaced ~= nil end, "ApplicationReplaced in the first app")
       got.a_active, got.a_hooks, got.a_accepting = a:active(), hooks, a.accepting
+      -- the leg being dialled was dropped
+      ast.poll(function()
+        for _, c in ipairs(b.client.channels.list()) do
+          if c.caller and c.caller.number == leg_number then return false end
+        end
+        return true
+      end, "the dialled leg to go")
       got.a_sockets = #a.client._sockets
       -- the channel the first app held was hung up
       ast.poll(function()
@@ -65,7 +84,16 @@ ast.describe("real Asterisk: ApplicationReplaced", function(inst)
     assert.is_true(callmod.is_hangup(got.wait_err))
     assert.truthy(tostring(got.wait_err):find("replaced", 1, true))
     assert.equals(0, got.a_active)
-    assert.equals(1, got.a_hooks)
+    assert.equals(2, got.a_hooks)
+    -- the dialling call: dial failed saying why, or its wait raised the Hangup error
+    local d = got.dial
+    if d.ok then
+      assert.is_nil(d.peer)
+      assert.equals("failed", d.why)
+      assert.truthy(tostring(d.err):find("replaced", 1, true), tostring(d.err))
+    else
+      assert.is_true(callmod.is_hangup(d.peer), tostring(d.peer))
+    end
     assert.is_false(got.a_accepting)
     assert.equals(0, got.a_sockets) -- no reconnect: the old socket is closed for good
     assert.is_nil(got.b_replaced_flag)
