@@ -321,7 +321,8 @@ end
 
 local function is_late_end(ev, id)
   if ev.type == "ChannelDestroyed" then return ev.channel.id == id end
-  return ev.type == "Dial" and ev.peer and ev.peer.id == id and (ev.dialstatus or "") ~= ""
+  local st = ev.dialstatus or ""
+  return ev.type == "Dial" and ev.peer and ev.peer.id == id and st ~= "" and not RANG[st]
 end
 
 --- Originate a call and wait until it answers (enters the app).
@@ -372,7 +373,8 @@ function App:originate(opts)
         -- the far end never answered.  Dial's final status may come after
         -- the hang-up (a Local channel whose far half hung up: NOANSWER
         -- follows ChannelHangupRequest): wait for it or ChannelDestroyed
-        if (call.dialstatus or "") == "" and not call.destroyed then
+        local st = call.dialstatus or ""
+        if (st == "" or RANG[st]) and not call.destroyed then
           call:_wait_late(function(e) return is_late_end(e, call.id) end, 2000)
         end
         local cause, status = call.hangup_cause, call.dialstatus
