@@ -75,6 +75,7 @@ function M.app(opts)
     subscribe_all = opts.subscribe_all, transport = opts.transport, websocket = opts.websocket,
     insecure = opts.insecure, cainfo = opts.cainfo,
   }
+  self.own_client = opts.client == nil
   self.router = self.client:add_router(function(ev) return self:_route(ev) end)
   -- calls whose channels vanished while the events socket was down end
   if self.client.on_reconnect then
@@ -113,6 +114,10 @@ end
 
 -- Route one event (the client calls this synchronously, in arrival order).
 function App:_route(ev)
+  if ev.type == "ApplicationReplaced" then
+    if ev.application == self.name then self:_replaced() end
+    return false
+  end
   local calls = self.calls
   local ch = ev.channel
   -- [hardening] a channel without a string id cannot be a call (found by spec/fuzz/fuzz_event.c)
@@ -271,6 +276,10 @@ local CAUSES = {
   [34] = "congestion", [38] = "congestion", [41] = "congestion", [42] = "congestion",
   [1] = "unavailable", [3] = "unavailable", [20] = "unavailable", [27] = "unavailable",
 }
+M.EXIT_REPLACED = 3 -- the ari-lua host's exit status after ApplicationReplaced
+
+-- statuses of a Dial still in progress
+local RANG = { RINGING = true, PROGRESS = true, PROCEEDING = true }
 M.DIALSTATUS, M.CAUSES = DIALSTATUS, CAUSES
 
 --- Register a channel id the app is about to create (a snoop, a channel
@@ -284,41 +293,100 @@ function App:expect(id)
 end
 function App:forget(call) self:_remove(call, "failed") end
 
+-- Requests that send a channel into this app (originate, create, snoop)
+-- need the app registered with Asterisk, i.e. its events socket open: a
+-- request sent before (right at script start, or while the socket
+-- reconnects) would create a channel whose StasisStart nobody receives.
+-- Waits for the socket (at most register_timeout ms, default 10000).
+function App:wait_registered(op)
+  if self.replaced then
+    error(callmod.call_error(op or "originate", "failed", "application " .. self.name
+      .. " was replaced by another connection"), 0)
+  end
+  local c = self.client
+  if c.wait_events == nil then return end
+  local ok, err = c:wait_events(self.register_timeout or 10000)
+  if not ok then
+    error(callmod.call_error(op or "originate", "failed", string.format(
+      "application %s is not registered with Asterisk (its events socket is not open: %s)",
+      self.name, tostring(type(err) == "table" and err.message or err)), { error = err }), 0)
+  end
+end
+
+-- A cause as text: "16 Normal Clearing".
+local function cause_text(cause, txt)
+  if cause == nil then return "no cause" end
+  return "cause " .. tostring(cause) .. ((txt and txt ~= "") and (" " .. txt) or "")
+end
+
+local function is_late_end(ev, id)
+  if ev.type == "ChannelDestroyed" then return ev.channel.id == id end
+  local st = ev.dialstatus or ""
+  return ev.type == "Dial" and ev.peer and ev.peer.id == id and st ~= "" and not RANG[st]
+end
+
 --- Originate a call and wait until it answers (enters the app).
 -- opts: endpoint, caller_id, timeout (seconds, default 30), variables,
 -- app_args, other_channel_id, originator, formats.  Returns the Call (not
 -- run by on_call); raises a CallError (reason "busy", "no_answer",
--- "congestion", "unavailable", "rejected", "failed"); a hang-up of the
--- calling call while waiting raises that call's hang-up error.
+-- "congestion", "unavailable", "rejected", "failed") naming the endpoint;
+-- a hang-up of the calling call while waiting raises that call's hang-up
+-- error.  Waits first until the app is registered (app:wait_registered).
 function App:originate(opts)
   opts = opts or {}
   if type(opts.endpoint) ~= "string" then error("originate: endpoint (a string) is required", 2) end
   local timeout = opts.timeout or 30
+  local endpoint = opts.endpoint
+  self:wait_registered("originate")
   local call = self:expect(opts.channel_id)
   call.state = "dialing"
   self.counters.originated = self.counters.originated + 1
   local ok, err = pcall(self.client.channels.originate, {
-    endpoint = opts.endpoint, app = self.name, appArgs = opts.app_args, channelId = call.id,
+    endpoint = endpoint, app = self.name, appArgs = opts.app_args, channelId = call.id,
     callerId = opts.caller_id, timeout = timeout, variables = opts.variables,
     otherChannelId = opts.other_channel_id, originator = opts.originator, formats = opts.formats,
   })
   local ev
   local sent = ok
+  if not ok and type(err) == "table" and err.kind == "http" and (err.status == 400 or err.status == 500) then
+    -- Asterisk could not create the channel: an unknown technology
+    -- (500 "Allocation failed": Bogus/1, PJSIP/x without PJSIP), a
+    -- malformed endpoint (400 "Invalid endpoint specified")
+    err = callmod.call_error("originate", "failed", string.format("cannot dial %s: %s (Asterisk: %d %s)",
+      endpoint, err.status == 500 and "Asterisk could not create a channel for it (unknown technology or resource?)"
+        or "Asterisk refused it", err.status, tostring(err.message)),
+      { endpoint = endpoint, status = err.status, error = err })
+  end
   if ok then
     -- the guard outlives Asterisk's own timeout, which ends the channel first
     ok, ev = pcall(call._wait, call, function(e) return e.type == "StasisStart" end, (timeout + 5) * 1000)
     if ok and ev == nil then
       ok, err = false, callmod.call_error("originate", "no_answer",
-        string.format("%s: no answer within %d s", opts.endpoint, timeout))
+        string.format("%s: no answer within %d s", endpoint, timeout), { endpoint = endpoint })
     elseif not ok then
       err = ev
-      if call.hungup and callmod.is_hangup(err) and err.channel_id == call.id then
-        -- the far end never answered
-        local cause = call.hangup_cause
-        local reason = DIALSTATUS[call.dialstatus or ""] or CAUSES[cause] or "failed"
-        err = callmod.call_error("originate", reason, string.format("%s: %s (%s%s)", opts.endpoint, reason,
-          call.dialstatus and call.dialstatus ~= "" and ("dial status " .. call.dialstatus .. ", ") or "",
-          "cause " .. tostring(cause)), { cause = cause, dialstatus = call.dialstatus, endpoint = opts.endpoint })
+      if self.replaced then
+        err = callmod.call_error("originate", "failed", string.format(
+          "%s: application %s was replaced by another connection while dialling", endpoint, self.name),
+          { endpoint = endpoint })
+      elseif call.hungup and callmod.is_hangup(err) and err.channel_id == call.id then
+        -- the far end never answered.  Dial's final status may come after
+        -- the hang-up (a Local channel whose far half hung up: NOANSWER
+        -- follows ChannelHangupRequest): wait for it or ChannelDestroyed
+        local st = call.dialstatus or ""
+        if (st == "" or RANG[st]) and not call.destroyed then
+          call:_wait_late(function(e) return is_late_end(e, call.id) end, 2000)
+        end
+        local cause, status = call.hangup_cause, call.dialstatus
+        if status == "" then status = nil end
+        -- a final status, else the cause, else: it rang and nobody answered
+        -- (Asterisk 18 ends an originate's timeout with cause 0 and no final status)
+        local reason = DIALSTATUS[status or ""] or CAUSES[cause] or (RANG[status or ""] and "no_answer") or "failed"
+        local why
+        if status then why = (RANG[status] and "last dial status " or "dial status ") .. status .. ", " .. cause_text(cause, call.hangup_cause_txt)
+        else why = "no dial status, " .. cause_text(cause, call.hangup_cause_txt) end
+        err = callmod.call_error("originate", reason, string.format("%s: %s (%s)", endpoint,
+          (reason:gsub("_", " ")), why), { cause = cause, dialstatus = status, endpoint = endpoint })
       end
     end
   end
@@ -337,6 +405,52 @@ function App:originate(opts)
   self.counters.started = self.counters.started + 1
   call:_set_channel(ev.channel)
   return call
+end
+
+--- Another connection registered this app's name with Asterisk
+-- (ApplicationReplaced): from now on Asterisk sends this app's events
+-- there, so this app is deaf.  Never fight over the name (no reconnect):
+-- say so loudly, end every call (their waits raise the Hangup error, their
+-- channels are hung up: nobody here can hear them any more), close the
+-- connection, then app.on_replaced(app) if set, else the process shuts
+-- down (ari.shutdown) and the ari-lua host exits with status 3
+-- (M.EXIT_REPLACED: a supervisor can tell it from a crash, and should not
+-- restart it only to take the name back).
+function App:_replaced()
+  if self.replaced then return end
+  self.replaced = true
+  self.accepting = false
+  -- a client of our own (not opts.client, which may serve other apps)
+  local owned = self.own_client
+  log.error("%s: another connection registered the Stasis application '%s' (ApplicationReplaced): this one "
+    .. "gets no more events; ending it (%d call(s) lost)", self.name, self.name, self.ncalls)
+  if owned then self.client:close_events() end
+  self.client:remove_router(self.router)
+  local list = {}
+  for _, call in pairs(self.calls) do list[#list + 1] = call end
+  sched.spawn(function()
+    for _, call in ipairs(list) do
+      local was_up = not call.hungup
+      call.replaced = true
+      call:_mark_hungup("ApplicationReplaced")
+      if was_up then pcall(self.client.channels.hangup, { channelId = call.id }) end
+      if call.co == nil and not call.removed then
+        -- not run by a script (dialling, expected): nobody else ends it
+        call:_run_hooks()
+        self:_remove(call, call.started and "hangup" or "failed")
+      end
+    end
+    -- scripts finish in their own coroutines: give them a moment
+    local deadline = core.now() + 2000
+    while self.ncalls > 0 and core.now() < deadline do sched.sleep(10) end
+    if owned then self.client:close() end
+    if self.on_replaced then
+      self.on_replaced(self)
+    else
+      config.exit_code = config.exit_code or M.EXIT_REPLACED
+      require("ari").shutdown("application " .. self.name .. " replaced")
+    end
+  end)
 end
 
 --- Stop taking new calls; let running calls finish within the grace period
@@ -446,15 +560,37 @@ function Bridge:leave(call)
   self.client.bridges.removeChannel { bridgeId = self.id, channel = chan_id(call) }
 end
 --- Play to everyone in the bridge; waits until the playback has finished
--- (returns its state: "done", "failed"...; nil if the bridge went away).
+-- (returns its state: "done", "failed" and a CallError naming the media;
+-- nil if the bridge went away or opts.timeout ms passed).  Media is
+-- checked as for call:play.
 function Bridge:play(media, opts)
   opts = opts or {}
+  local list = callmod.check_media("bridge play", media)
   local pid = uuid.new()
-  self.client.bridges.playWithId { bridgeId = self.id, playbackId = pid, lang = opts.lang,
-    media = type(media) == "string" and { media } or media }
-  local ev = self:wait(function(ev) return ev.type == "PlaybackFinished" and ev.playback.id == pid end,
-    { timeout = opts.timeout })
-  return ev and ev.playback.state
+  self.client.bridges.playWithId { bridgeId = self.id, playbackId = pid, lang = opts.lang, media = list }
+  local function finished(ev) return ev.type == "PlaybackFinished" and ev.playback.id == pid end
+  local function waitf(ms) return self:wait(finished, { timeout = ms }) end
+  local ev = callmod.wait_playback(self.client, pid, function(ms)
+    local e = waitf(ms)
+    if e == nil and self.gone then return "gone" end
+    return e
+  end, opts.timeout, waitf)
+  if ev == "gone" then return nil end
+  if ev == "vanished" then
+    return "failed", callmod.call_error("bridge play", "failed", "playback of " .. table.concat(list, ", ")
+      .. " ended without finishing", { media = table.concat(list, ", ") })
+  end
+  if ev == nil then
+    if not self.gone then pcall(self.client.playbacks.stop, { playbackId = pid }) end
+    return nil
+  end
+  local state = ev.playback.state
+  if state == "failed" then
+    local what = ev.playback.media_uri or table.concat(list, ", ")
+    return state, callmod.call_error("bridge play", "failed", "cannot play " .. what
+      .. " (no such file, or not playable)", { media = what })
+  end
+  return state
 end
 function Bridge:moh(class) self.client.bridges.startMoh { bridgeId = self.id, mohClass = class } end
 function Bridge:stop_moh() self.client.bridges.stopMoh { bridgeId = self.id } end

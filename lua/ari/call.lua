@@ -107,7 +107,9 @@ function Call:_set_channel(ch)
 end
 
 function Call:_hangup_error()
-  return setmetatable({ message = self.left and "left the application" or "hung up", hangup = true,
+  local msg = self.replaced and "lost: the application was replaced (see the error log)"
+    or self.left and "left the application" or "hung up"
+  return setmetatable({ message = msg, hangup = true,
     channel_id = self.id, cause = self.hangup_cause, event = self.hangup_event }, Hangup)
 end
 
@@ -131,6 +133,8 @@ function Call:_deliver(ev)
     if HANGUP_EVENTS[t] then
       if t == "ChannelHangupRequest" or t == "ChannelDestroyed" then
         self.hangup_cause = ev.cause or self.hangup_cause
+        self.hangup_cause_txt = ev.cause_txt or self.hangup_cause_txt
+        if t == "ChannelDestroyed" then self.destroyed = true end
       end
       self:_mark_hungup(t)
     end
@@ -175,6 +179,16 @@ function Call:_mark_hungup(why)
   if cancel and self._hangup_co == co then cancel = false end
   if cancel then sched.cancel(co, err) end
   for i = 1, #ws do ws[i].wake(HANGUP_MARK, err) end
+  local linked = self.linked -- dial's hangup_together: the other side goes too, now
+  if linked then
+    self.linked = nil
+    sched.spawn(function()
+      for i = 1, #linked do
+        local other = linked[i]
+        if not other.hungup then pcall(other.hangup, other) end
+      end
+    end)
+  end
   if self.co == nil and self.started and self.app then
     -- an originated call has no runner: it ends here
     sched.spawn(function()
@@ -228,6 +242,23 @@ function Call:_wait(match, timeout)
   local ev, err = sched.suspend(wait_start, self, waiter, wait_end)
   wait_end(self, waiter)
   if ev == HANGUP_MARK then error(err, 0) end
+  return ev
+end
+
+-- Wait for an event even once the call has hung up (the late events of
+-- a channel that is going away: Dial's final status, ChannelDestroyed):
+-- the mailbox first, else the next to arrive; nil on timeout or when the
+-- call is released.
+function Call:_wait_late(match, timeout)
+  local q = self.queue
+  for i = 1, #q do
+    if match(q[i]) then return table.remove(q, i) end
+  end
+  if self.removed then return nil end
+  local waiter = { match = match, co = coroutine.running(), timeout = timeout }
+  local ev = sched.suspend(wait_start, self, waiter, wait_end)
+  wait_end(self, waiter)
+  if ev == HANGUP_MARK then return nil end
   return ev
 end
 
@@ -330,9 +361,17 @@ function Call:hangup(opts)
 end
 
 -- Leaving the app: the script's end must not hang the channel up.
+-- From then on the call's waits raise the Hangup error ("left the
+-- application") at once: the channel is no longer this script's.
+-- StasisEnd often beats the REST reply: like our own DELETE, the request's
+-- wait is not cancelled by it.
 local function leave(self, op, params)
-  self:_op("channels", op, params)
+  self._hangup_co = coroutine.running()
+  local ok, err = pcall(self._op, self, "channels", op, params)
+  self._hangup_co = nil
+  if not ok then error(err, 0) end
   self.left = true
+  self:_mark_hungup("left")
 end
 --- Send the channel back to the dialplan (opts: context, extension, priority, label).
 function Call:continue_in_dialplan(opts)
@@ -360,8 +399,20 @@ function Call:get_var(name)
   end
   error(res, 0)
 end
+--- Set a channel variable (value nil or "" clears it).  A get_var that
+-- follows sees the new value: Asterisk 18 applies the set after its reply,
+-- so for a plain variable (not a function such as "TALK_DETECT(set)") the
+-- call waits for the ChannelVarset event too (at most 1 s).
 function Call:set_var(name, value)
-  self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = value ~= nil and tostring(value) or nil }))
+  local v = value ~= nil and tostring(value) or nil
+  self:_op("channels", "setChannelVar", with_id(self, { variable = name, value = v }))
+  if type(name) == "string" and not name:find("(", 1, true) then
+    local want, id = v or "", self.id
+    self:_wait(function(ev)
+      return ev.type == "ChannelVarset" and ev.variable == name and (ev.value or "") == want
+        and ev.channel ~= nil and ev.channel.id == id
+    end, 1000)
+  end
 end
 
 --- Sleep ms; a hang-up ends it with the Hangup error.
@@ -373,15 +424,92 @@ function Call:flush_digits() local d = self.digits; self.digits = ""; return d e
 
 -- Playback --------------------------------------------------------------
 
+-- Media URI schemes Asterisk plays (res_stasis_playback); a URI with any
+-- other scheme is refused before anything is sent: Asterisk would accept
+-- it (201) and then never end the playback.  Add to this table if an
+-- Asterisk learns a new scheme.
+local SCHEMES = { sound = true, recording = true, number = true, digits = true, characters = true, tone = true }
+M.MEDIA_SCHEMES = SCHEMES
+
+local function media_text(list) return table.concat(list, ", ") end
+
+--- The media as a list of URIs, checked: raises a CallError (reason
+-- "invalid") for anything Asterisk would not play.
+function M.check_media(op, media)
+  local list = type(media) == "string" and { media } or media
+  if type(list) ~= "table" or #list == 0 then
+    error(call_error(op, "invalid", "media must be a URI or a non-empty list of URIs, got "
+      .. (type(list) == "table" and "an empty list" or type(media))), 0)
+  end
+  for i = 1, #list do
+    local m = list[i]
+    if type(m) ~= "string" then
+      error(call_error(op, "invalid", "media URI #" .. i .. " is a " .. type(m) .. ", not a string"), 0)
+    end
+    local scheme, rest = m:match("^(%a+):(.*)$")
+    if scheme == nil or not SCHEMES[scheme] then
+      local known = {}
+      for k in pairs(SCHEMES) do known[#known + 1] = k .. ":" end
+      table.sort(known)
+      error(call_error(op, "invalid", string.format("cannot play %q: unknown media scheme (Asterisk plays %s)",
+        m, table.concat(known, " ")), { media = m }), 0)
+    end
+    if scheme == "number" and not rest:find("^%s*[+-]?%d") then
+      error(call_error(op, "invalid", string.format("cannot play %q: not a number", m), { media = m }), 0)
+    end
+  end
+  return list
+end
+
+-- How long a playback may go unheard of before its existence is checked,
+-- doubling after each check up to the max (ms).  Asterisk sends no
+-- PlaybackFinished for some media it cannot play (a recording: that does
+-- not exist): the playback just vanishes (GET /playbacks/{id} -> 404).
+M.PLAYBACK_CHECK_MS, M.PLAYBACK_CHECK_MAX_MS = 2000, 32000
+
+--- Wait for a playback's end: waitf(ms) -> a matching event or nil (on
+-- timeout); the playback is checked whenever nothing came for a while.
+-- Returns the event, "vanished" (gone without PlaybackFinished) or nil
+-- when timeout (ms, total) ran out.  Used by Call:play and Bridge:play.
+function M.wait_playback(client, pid, waitf, timeout, finished_wait)
+  local deadline = timeout and core.now() + timeout
+  local interval = M.PLAYBACK_CHECK_MS
+  while true do
+    local ms = interval
+    if deadline then
+      local left = deadline - core.now()
+      if left <= 0 then return nil end
+      if left < ms then ms = left end
+    end
+    local ev = waitf(ms)
+    if ev then return ev end
+    if deadline and core.now() >= deadline then return nil end
+    local ok, err = pcall(client.playbacks.get, { playbackId = pid })
+    if not ok then
+      if M.is_hangup(err) or getmetatable(err) == nil then error(err, 0) end
+      if type(err) == "table" and err.status == 404 then
+        -- gone: its PlaybackFinished may still be on its way
+        ev = finished_wait(1000)
+        return ev or "vanished"
+      end
+      -- anything else (a transport hiccup): keep waiting
+    end
+    interval = math.min(interval * 2, M.PLAYBACK_CHECK_MAX_MS)
+  end
+end
+
 --- Play media (a URI or a list of URIs) and wait until it has finished.
 -- opts: lang, interrupt_on_dtmf (true = any digit, or a string of the
 -- digits that interrupt), timeout (ms; the playback is stopped then).
--- Returns "done", "failed" (media not found...), "timeout", or the digit
--- that interrupted it (the digit stays in the type-ahead buffer).  A digit
--- already typed ahead interrupts at once: nothing is played.
+-- Returns "done", "timeout", the digit that interrupted it (the digit
+-- stays in the type-ahead buffer), or "failed" and a CallError naming the
+-- media (not found, not playable).  A digit already typed ahead interrupts
+-- at once: nothing is played.  A URI with a scheme Asterisk does not play
+-- (or number: without a number) raises a CallError (reason "invalid").
 function Call:play(media, opts)
   opts = opts or {}
   check_up(self)
+  local list = M.check_media("play", media)
   local interrupt = opts.interrupt_on_dtmf
   if interrupt == true then interrupt = "0123456789*#ABCD" end
   if interrupt then
@@ -391,8 +519,7 @@ function Call:play(media, opts)
     end
   end
   local pid = uuid.new()
-  self:_op("channels", "playWithId", with_id(self, { playbackId = pid,
-    media = type(media) == "string" and { media } or media,
+  self:_op("channels", "playWithId", with_id(self, { playbackId = pid, media = list,
     lang = opts.lang, offsetms = opts.offsetms, skipms = opts.skipms }))
   local function finished(ev)
     return ev.type == "PlaybackFinished" and ev.playback.id == pid
@@ -404,10 +531,35 @@ function Call:play(media, opts)
       return finished(ev)
     end
   end
-  local ev = self:_wait(match, opts.timeout)
+  local ev = M.wait_playback(self.client, pid, function(ms) return self:_wait(match, ms) end, opts.timeout,
+    function(ms) return self:_wait(finished, ms) end)
+  -- the media last started (PlaybackStarted/Continuing in the mailbox) names what failed
+  local current
+  local q = self.queue
+  for i = #q, 1, -1 do
+    local e = q[i]
+    local pb = e.playback
+    if pb and pb.id == pid then
+      current = current or pb.media_uri
+      table.remove(q, i)
+    end
+  end
+  if ev == "vanished" then
+    local what = current or media_text(list)
+    local err = call_error("play", "failed", string.format("playback of %s ended without finishing%s",
+      what, what:find("^recording:") and " (no such stored recording?)" or ""), { media = what })
+    self.log:warn("%s", tostring(err))
+    return "failed", err
+  end
   if ev and ev.type == "PlaybackFinished" then
     local state = ev.playback.state or "done"
-    if state == "failed" then self.log:warn("playback of %s failed", tostring(type(media) == "table" and media[1] or media)) end
+    if state == "failed" then
+      local what = ev.playback.media_uri or current or media_text(list)
+      local err = call_error("play", "failed", "cannot play " .. what .. " (no such file, or not playable)",
+        { media = what })
+      self.log:warn("%s", tostring(err))
+      return state, err
+    end
     return state
   end
   -- interrupted by a digit or timed out: stop the playback, consume its end
@@ -523,7 +675,7 @@ function Call:bridge_with(other, opts)
 end
 
 --- Originate to endpoint, wait for the answer and bridge it with this call.
--- opts: timeout (s, default 30), caller_id, variables, ringback (indicate
+-- opts: timeout (s, default 30), caller_id, variables, formats, ringback (indicate
 -- ringing to this call while dialling), hangup_together (default true: when
 -- either side hangs up, so does the other).  Returns the peer Call and the
 -- bridge; or nil, reason ("busy", "no_answer", "congestion",
@@ -534,7 +686,7 @@ function Call:dial(endpoint, opts)
   check_up(self)
   if opts.ringback then self:ring() end
   local ok, peer = pcall(self.app.originate, self.app, { endpoint = endpoint, timeout = opts.timeout,
-    caller_id = opts.caller_id, variables = opts.variables })
+    caller_id = opts.caller_id, variables = opts.variables, formats = opts.formats })
   if opts.ringback and not self.hungup then pcall(self.ring_stop, self) end
   if not ok then
     if getmetatable(peer) == CallError then return nil, peer.reason, peer end
@@ -546,8 +698,11 @@ function Call:dial(endpoint, opts)
     if not aok then pcall(peer.hangup, peer); error(aerr, 0) end
   end
   if opts.hangup_together ~= false then
-    self:on_hangup(function() if not peer.hungup then pcall(peer.hangup, peer) end end)
-    peer:on_hangup(function() if not self.hungup then pcall(self.hangup, self) end end)
+    -- as soon as either side hangs up (or leaves the app), so does the other
+    local l = self.linked or {}
+    l[#l + 1] = peer
+    self.linked = l
+    peer.linked = { self }
   end
   local bok, bridge = pcall(self.bridge_with, self, peer)
   if not bok then
@@ -564,6 +719,7 @@ end
 function Call:snoop(opts)
   opts = opts or {}
   check_up(self)
+  self.app:wait_registered("snoop")
   local snoop = self.app:expect()
   local ok, err = pcall(self.client.channels.snoopChannelWithId, { channelId = self.id, snoopId = snoop.id,
     spy = opts.spy or "both", whisper = opts.whisper or "none", app = self.app.name, appArgs = opts.app_args })

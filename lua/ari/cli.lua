@@ -1,5 +1,7 @@
 -- ari.cli: the `ari-lua` command line.  main(argv) returns the exit code:
--- 0 clean, 1 script error, 2 usage error.
+-- 0 clean, 1 script error, 2 usage error, or what a library part that
+-- ended the process set in config.exit_code (3: ari.app's Stasis
+-- application was registered by another connection, ApplicationReplaced).
 local core = require "ari.core"
 local config = require "ari.config"
 
@@ -151,6 +153,9 @@ local function run_main(fn, ...)
   end, ...)
   core.run()
   for _, s in ipairs(sigs) do s:close() end
+  -- a library part that ended the process on an error (ari.app on
+  -- ApplicationReplaced) sets config.exit_code
+  if rc == 0 and config.exit_code then rc = config.exit_code end
   return rc
 end
 

@@ -1037,6 +1037,30 @@ function Client:_open_events(op, params)
   return conn
 end
 
+--- Wait (in a coroutine) until the events socket is open, i.e. the
+-- client's Stasis applications are registered with Asterisk (a channel
+-- sent to an application that is not registered never reaches it).
+-- Returns true at once when it is open (or when the client has no socket
+-- of its own), else waits up to timeout_ms: true, or nil and the error.
+function Client:wait_events(timeout_ms)
+  local socks = self._sockets
+  for i = 1, #socks do
+    local conn = socks[i]
+    if conn.wait_open then
+      local ok, err = conn:wait_open(timeout_ms)
+      if not ok then return nil, err end
+    end
+  end
+  return true
+end
+
+--- Close the events socket(s) only (no reconnect); REST goes on working.
+function Client:close_events()
+  local socks = self._sockets
+  self._sockets = {}
+  for _, conn in ipairs(socks) do pcall(conn.close, conn) end
+end
+
 --- Close the event socket(s); waits end with nil, "closed".
 function Client:close()
   if self._closed then return end

@@ -16,16 +16,22 @@ end
 
 local client = client_mod.connect { url = "http://127.0.0.1:1", user = "u", password = "p",
   events = false, transport = stub }
-local app = app_mod.app { app = "test-app", client = client }
 local counts = { handled = 0, calls = 0 }
-app:on_call(function(call, args)
-  counts.calls = counts.calls + 1
-  call:answer()
-  call:set_var("X", tostring(args[1] or ""))
-  call:play("sound:hello-world")
-  call:get_digits { max = 2, timeout = 50 }
-  call:wait("ChannelVarset", { timeout = 10 })
-end)
+local function new_app()
+  local a = app_mod.app { app = "test-app", client = client }
+  a:on_call(function(call, args)
+    counts.calls = counts.calls + 1
+    call:answer()
+    call:set_var("X", tostring(args[1] or ""))
+    call:play("sound:hello-world")
+    call:get_digits { max = 2, timeout = 50 }
+    call:wait("ChannelVarset", { timeout = 10 })
+  end)
+  -- ApplicationReplaced (in the corpus) ends an app: here, a new one takes over
+  a.on_replaced = function() end
+  return a
+end
+local app = new_app()
 client:on("*", function(ev)
   counts.handled = counts.handled + 1
   local _ = tostring(ev.type) .. tostring(ev.channel and ev.channel.id)
@@ -40,6 +46,7 @@ end)
 local function route(v)
   if v == nil then return end
   client:dispatch(v)
+  if app.replaced then app = new_app() end
   -- end every call that is still live: as Asterisk would after a hang-up
   local ids = {}
   for id in pairs(app.calls) do ids[#ids + 1] = id end
