@@ -10,11 +10,16 @@ usage: ari-lua [options] script.lua [args...]
        ari-lua sim --listen HOST:PORT [scenario.lua]
 
 Runs script.lua as a coroutine on ari-lua's event loop, connected to Asterisk
-ARI.  Options (environment defaults in brackets):
+ARI.  Options go before the script; what follows it is the script's (its
+`...` and `arg`).  It exits when the script has returned and nothing waits
+for calls or events (no on_call, client:on or pending timer; see
+docs/getting-started.md), else on SIGINT/SIGTERM.
+Options (environment defaults in brackets):
   --url URL             ARI base URL, e.g. http://127.0.0.1:8088 [ARI_URL]
   --user NAME           ARI user [ARI_USER]
   --password SECRET     ARI password [ARI_PASSWORD]
-  --app NAME            Stasis application name [ARI_APP]
+  --app NAME            Stasis application name; wins over the name the
+                        script gives (ari.app "hello") [ARI_APP]
   --log-level LEVEL     error, warn, info (default) or debug
   --log-format FORMAT   text (default) or json
   --shutdown-grace MS   on SIGINT/SIGTERM, how long running calls may finish

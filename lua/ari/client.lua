@@ -715,7 +715,9 @@ function M.connect(opts)
   if opts.transport == "websocket" then require("ari.wstransport").install(self, opts) end
   -- [/modes]
   local app = opts.app
-  if app == nil then app = config.app end
+  if app == nil or (type(app) == "string" and not app:find(",", 1, true)) then
+    app = config.app_name(app) -- --app / ARI_APP wins over the script's name (ari.config)
+  end
   local apps = app
   if type(app) == "string" then
     apps = {}
