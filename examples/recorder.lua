@@ -28,7 +28,9 @@ app:on_call(function(call)
   local kept = false
   call:on_hangup(function()
     -- a caller who hangs up before choosing "keep" leaves nothing behind
-    if not kept then pcall(call.client.recordings.deleteStored, { recordingName = name }) end
+    if not kept and pcall(call.client.recordings.deleteStored, { recordingName = name }) then
+      call.log:info("hung up before keeping it: deleted %s", name)
+    end
   end)
   local takes, rec = 0, nil
   while true do
