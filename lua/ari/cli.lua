@@ -124,7 +124,6 @@ local function idle()
   end
   return not require("ari").timers_pending()
 end
-M.idle = idle
 
 local IDLE_CHECK_MS = 100
 local exit_when_idle = false -- the real host (not --sim, which ends with its scenario)
