@@ -1,14 +1,23 @@
 -- conference.lua: a meet-me conference room.  Callers enter a PIN-less
--- room named by the Stasis argument (default "main"); the first one hears
--- music on hold until someone joins, every arrival and departure is
--- announced to the room with a beep, and the room closes when the last
--- caller leaves.  Pressing '*' mutes/unmutes yourself.
+-- room; the first one hears music on hold until someone joins, every
+-- arrival and departure is announced to the room with a beep, and the
+-- room closes when the last caller leaves.  Pressing '*' mutes/unmutes
+-- yourself.
 --
 --   ari-lua --sim=examples/scenarios/conference.lua examples/conference.lua
---   ari-lua --url http://pbx:8088 --user u --password p examples/conference.lua
+--   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/conference.lua main
+--
+-- Knobs: the room: the call's Stasis argument, else the script's first
+-- argument, else $ROOM, else "main" (the mixing bridge is named
+-- conf-<room>).  The music on hold class: $MOH_CLASS (default: Asterisk's
+-- default class).  The app name ("conference"; --app NAME or ARI_APP).
+-- ari-lua's options go before the script.
 --
 -- Dialplan on a real Asterisk:  exten => 600,1,Stasis(conference,main)
 local ari = require "ari"
+
+local ROOM = (...) or os.getenv("ROOM") or "main"
+local MOH_CLASS = os.getenv("MOH_CLASS")
 
 local app = ari.app "conference"
 local rooms = {}   -- name -> { bridge = Bridge, count = n }
@@ -28,7 +37,7 @@ local function room(name)
 end
 
 app:on_call(function(call, args)
-  local name = args[1] or "main"
+  local name = args[1] or ROOM
   call:answer()
   call:play("sound:conf-enteringno")         -- "you are now entering the conference"
   local r = room(name)
@@ -39,7 +48,7 @@ app:on_call(function(call, args)
       rooms[name] = nil
       pcall(r.bridge.destroy, r.bridge)
     elseif r.count == 1 then
-      pcall(r.bridge.moh, r.bridge)           -- the one left waits with music
+      pcall(r.bridge.moh, r.bridge, MOH_CLASS) -- the one left waits with music
     else
       pcall(r.bridge.play, r.bridge, "sound:beep")
     end
@@ -47,7 +56,7 @@ app:on_call(function(call, args)
   r.bridge:join(call)
   call.log:info("joined room %s (%d in it)", name, r.count)
   if r.count == 1 then
-    r.bridge:moh()
+    r.bridge:moh(MOH_CLASS)
   else
     if r.count == 2 then r.bridge:stop_moh() end
     r.bridge:play("sound:beep")

@@ -1,15 +1,20 @@
 -- dashboard.lua: a text dashboard of an Asterisk, from the ARI REST API:
 -- system info, endpoints (by state), channels (state, caller, age),
 -- bridges (type, members) and counts of the events seen.  Prints a new
--- snapshot when calls come and go (and at most every INTERVAL ms), until
--- Ctrl-C.  It registers as the Stasis app "dashboard" subscribed to all
--- events, so it sees every channel and bridge; it never touches a call.
+-- snapshot when calls come and go (at most one every INTERVAL ms), until
+-- Ctrl-C (or SIGTERM).  It registers as the Stasis app "dashboard"
+-- subscribed to all events, so it sees every channel and bridge; it never
+-- touches a call.
 --
 --   ari-lua --sim=examples/scenarios/dashboard.lua examples/dashboard.lua
---   ari-lua --url http://pbx:8088 --user u --password p examples/dashboard.lua [INTERVAL_MS]
+--   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/dashboard.lua 5000
+--
+-- Knobs: INTERVAL, the script's first argument (else $INTERVAL, else
+-- 1000 ms).  The app name ("dashboard"; --app NAME or ARI_APP).  ari-lua's
+-- options go before the script.
 local ari = require "ari"
 
-local INTERVAL = tonumber((...)) or 1000
+local INTERVAL = tonumber((...)) or tonumber(os.getenv("INTERVAL") or "") or 1000
 local client = ari.connect { app = "dashboard", subscribe_all = true }
 
 local counts, total = {}, 0

@@ -1,11 +1,17 @@
--- Lists the channels, bridges and endpoints of an Asterisk.
---   ari-lua examples/list-channels.lua --url http://127.0.0.1:8088 --user u --password p
---   (or ARI_URL / ARI_USER / ARI_PASSWORD with lua5.4)
+-- list-channels.lua: lists the channels, bridges and endpoints of an
+-- Asterisk, then exits (REST only: no Stasis app, no events socket).
+--
+--   ari-lua --url http://127.0.0.1:8088 --user asterisk --password secret examples/list-channels.lua
+--   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/list-channels.lua
+--
+-- ari-lua's options (--url, --user, --password) go before the script: what
+-- follows the script is passed to it.  It also runs under a plain lua5.4
+-- with ari-lua installed (ARI_URL, ARI_USER, ARI_PASSWORD from the
+-- environment): lua5.4 examples/list-channels.lua
 local ari = require "ari"
 
 local function main()
-  -- no app: REST only, no event socket
-  local client = ari.connect { events = false }
+  local client = ari.connect { events = false }   -- REST only
   local channels = client.channels.list()
   print(("%d channel(s)"):format(#channels))
   for _, ch in ipairs(channels) do

@@ -1,25 +1,31 @@
 -- pin.lua: a PIN check with play_and_get_digits.  The caller has three
--- tries to enter the 4-digit PIN (ended by '#' or after 4 digits); a
--- correct PIN plays a welcome, three failures play goodbye and hang up.
--- The PIN comes from the channel variable PIN (set it in the dialplan) or
--- the environment (PIN, default 1234).
+-- tries to enter the PIN (ended by '#' or once it has the PIN's length); a
+-- correct PIN plays "thank you", three failures play goodbye; then the call
+-- is hung up.
 --
 --   ari-lua --sim=examples/scenarios/pin.lua examples/pin.lua
---   ari-lua --url http://pbx:8088 --user u --password p examples/pin.lua
+--   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/pin.lua 4321
+--
+-- Knobs: the PIN: the channel variable PIN if the dialplan sets it, else
+-- the script's first argument, else $PIN, else 1234.  The app name ("pin";
+-- --app NAME or ARI_APP).  ari-lua's options go before the script.
 --
 -- Dialplan on a real Asterisk:  exten => 300,1,Set(PIN=4321)
 --                                same => n,Stasis(pin)
 local ari = require "ari"
 
+local DEFAULT_PIN = (...) or os.getenv("PIN") or "1234"
+
 local app = ari.app "pin"
 
 app:on_call(function(call)
   call:answer()
-  local pin = call:get_var("PIN") or os.getenv("PIN") or "1234"
+  local pin = call:get_var("PIN")
+  if pin == nil or pin == "" then pin = DEFAULT_PIN end
   local entered = call:play_and_get_digits {
     media = "sound:agent-pass",        -- "please enter your password followed by the pound key"
-    invalid = "sound:auth-incorrect",
-    min = 4, max = 4, tries = 3,
+    invalid = "sound:auth-incorrect",  -- "login incorrect"
+    min = #pin, max = #pin, tries = 3,
     timeout = 5000, interdigit_timeout = 3000, terminators = "#",
     regexp = pin:gsub("%p", "%%%0"),   -- only the right PIN is valid input
   }

@@ -4,17 +4,29 @@
 -- After every agent was tried ROUNDS times, the caller hears goodbye.
 --
 --   ari-lua --sim=examples/scenarios/queue.lua examples/queue.lua
---   ari-lua --url http://pbx:8088 --user u --password p examples/queue.lua
+--   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/queue.lua PJSIP/alice PJSIP/bob
+--
+-- Knobs: the agents' endpoints: the script's arguments, else $AGENTS
+-- (comma-separated), else PJSIP/agent1, PJSIP/agent2, PJSIP/agent3.  How
+-- long one agent rings: $RING_SECONDS (default 15); times through the list
+-- before giving up: $ROUNDS (default 2); the music on hold class:
+-- $MOH_CLASS (default "default").  The app name ("queue"; --app NAME or
+-- ARI_APP).  ari-lua's options go before the script.
 --
 -- On a real Asterisk, send callers to the queue from the dialplan:
 --   exten => 500,1,Stasis(queue)
--- and list your agents' endpoints in AGENTS.
 local ari = require "ari"
 local callmod = require "ari.call"
 
-local AGENTS = { "PJSIP/agent1", "PJSIP/agent2", "PJSIP/agent3" }
-local RING_SECONDS = 15   -- how long one agent rings
-local ROUNDS = 2          -- times through the agent list before giving up
+local AGENTS = { ... }
+if #AGENTS == 0 then
+  for a in (os.getenv("AGENTS") or "PJSIP/agent1,PJSIP/agent2,PJSIP/agent3"):gmatch("[^,%s]+") do
+    AGENTS[#AGENTS + 1] = a
+  end
+end
+local RING_SECONDS = tonumber(os.getenv("RING_SECONDS") or "") or 15   -- how long one agent rings
+local ROUNDS = tonumber(os.getenv("ROUNDS") or "") or 2                -- times through the agent list
+local MOH_CLASS = os.getenv("MOH_CLASS") or "default"
 
 local app = ari.app "queue"
 
@@ -28,7 +40,7 @@ local function holding_bridge()
     creating = false
     if not ok then error(b, 0) end
     holding = b
-    holding:moh("default")
+    holding:moh(MOH_CLASS)
   end
   return holding
 end
@@ -40,7 +52,7 @@ local next_agent = 1
 
 app:on_call(function(call)
   call:answer()
-  call:play("sound:pbx-transfer")
+  call:play("sound:pls-hold-while-try")          -- "please hold while I try to connect your call"
   local hold = holding_bridge()
   hold:join(call)
   call.log:info("waiting in the queue")

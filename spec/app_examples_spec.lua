@@ -93,3 +93,72 @@ describe("examples under --sim", function()
     assert.equals(1, count(tr, "BridgeDestroyed"))
   end)
 end)
+
+-- The headers: each example shows command lines that work (ari-lua's
+-- options before the script), documents every knob it reads, and its
+-- --sim command line runs green as written.
+describe("the examples' headers", function()
+  local function header(path)
+    local f = assert(io.open(path))
+    local lines = {}
+    for line in f:lines() do
+      if not line:match("^%-%-") then break end
+      lines[#lines + 1] = line
+    end
+    f:close()
+    return lines
+  end
+
+  local examples = {}
+  local p = io.popen("ls examples/*.lua")
+  for path in p:lines() do examples[#examples + 1] = path end
+  p:close()
+
+  for _, path in ipairs(examples) do
+    local lines = header(path)
+    local cmds = {}
+    for _, line in ipairs(lines) do
+      local cmd = line:match("^%-%-%s%s+(.-)%s*$") -- an indented line: a command
+      if cmd and (cmd:find("^ari%-lua%s") or cmd:find("^[%u_]+=%S+.-%sari%-lua%s")) then
+        cmds[#cmds + 1] = (cmd:gsub("%s+#.*$", ""))
+      end
+    end
+
+    it(path .. ": command lines with ari-lua's options before the script", function()
+      assert.is_true(#cmds >= 1, "no command line in the header")
+      for _, cmd in ipairs(cmds) do
+        local after = cmd:match("examples/[%w%-]+%.lua(.*)$")
+        assert.is_not_nil(after, cmd)
+        assert.is_nil(after:match("%s%-%-[%a%-]+"), "an option after the script: " .. cmd)
+      end
+    end)
+
+    it(path .. ": every environment variable it reads is in its header", function()
+      local f = assert(io.open(path))
+      local src = f:read("a")
+      f:close()
+      local text = table.concat(lines, "\n")
+      for var in src:gmatch('os%.getenv%("([%w_]+)"%)') do
+        assert.truthy(text:find("$" .. var, 1, true) or text:find(var .. "=", 1, true),
+          var .. " is read but not documented in the header of " .. path)
+      end
+      if src:find('ari%.app "') or src:find("app = \"") then
+        assert.truthy(text:find("--app", 1, true), "the header does not say how to rename the app")
+      end
+    end)
+
+    for _, cmd in ipairs(cmds) do
+      if cmd:find("^ari%-lua %-%-sim") then
+        it(path .. ": '" .. cmd .. "' exits 0", function()
+          local run = cmd:gsub("^ari%-lua ", bin .. " --sim-speed 20 ")
+          local h = io.popen("timeout -k 5 120 " .. run .. " 2>&1; echo \"rc=$?\"")
+          local out = h:read("a")
+          h:close()
+          assert.equals("0", out:match("rc=(%d+)%s*$"), out)
+          assert.is_nil(out:find("script error", 1, true), out)
+          assert.matches("simulation over", out)
+        end)
+      end
+    end
+  end
+end)

@@ -4,6 +4,7 @@ return {
   app = "click-to-call",
   timeout = 120000,   -- a safety net: end the run after 2 simulated minutes
   calls = {},
+  sounds = { ["pls-hold-while-try"] = 2000 },
   endpoints = {
     ["PJSIP/busy-*"] = { busy = true },
     ["PJSIP/alice"] = { answer_after = 2000 },

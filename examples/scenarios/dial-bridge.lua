@@ -5,7 +5,8 @@
 return {
   app = "dial-bridge",
   timeout = 120000,
-  sounds = { ["vm-isonphone"] = 1500, ["vm-isunavail"] = 1500 },
+  sounds = { ["vm-isonphone"] = 1500, ["vm-isunavail"] = 1500, ["all-circuits-busy-now"] = 1500,
+    ["cannot-complete-as-dialed"] = 3000 },
   calls = {
     { from = "1001", to = "2001", script = { { "wait_bridge", timeout = 30000 }, { "wait_hangup", timeout = 30000 } } },
     { from = "1002", to = "2002", at = 100, script = { { "wait_hangup", timeout = 30000 } } },

@@ -6,8 +6,8 @@
 return {
   app = "ivr-menu",
   timeout = 120000,
-  sounds = { ["demo-instruct"] = 4000, ["option-is-invalid"] = 1500, ["vm-goodbye"] = 1000, ["vm-from"] = 800,
-    transfer = 1200, ["vm-nobodyavail"] = 2000 },
+  sounds = { ["demo-instruct"] = 4000, ["pm-invalid-option"] = 1500, ["vm-goodbye"] = 1000, ["vm-from"] = 800,
+    transfer = 1200, ["vm-nobodyavail"] = 2000, ["vm-unknown-caller"] = 1000 },
   calls = {
     { from = "1001", script = { { "wait_answer" }, { "wait_playback" }, { "wait_playback_start" }, { "sleep", 500 },
       { "dtmf", "1" }, { "wait_playback" }, { "wait_playback" }, { "wait_playback" }, { "hangup" } } },

@@ -46,7 +46,7 @@ end
 function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
   opts = opts or {}
-  local name = opts.app or config.app
+  local name = config.app_name(opts.app) -- --app / ARI_APP wins (ari.config)
   if not name then error("ari.app: no application name (give one, or --app / ARI_APP)", 2) end
   -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
   if M.reuse then local prev = M.reuse(name); if prev then return prev end end

@@ -12,12 +12,17 @@ usage: ari-lua [options] script.lua [args...]
        ari-lua sim --listen HOST:PORT [scenario.lua]
 
 Runs script.lua as a coroutine on ari-lua's event loop, connected to Asterisk
-ARI.  Options (environment defaults in brackets):
+ARI.  Options go before the script; what follows it is the script's (its
+`...` and `arg`).  It exits when the script has returned and nothing waits
+for calls or events (no on_call, client:on or pending timer; see
+docs/getting-started.md), else on SIGINT/SIGTERM.
+Options (environment defaults in brackets):
   --url URL             ARI base URL, e.g. http://127.0.0.1:8088 (http:// is
                         assumed without a scheme; a trailing /ari is fine) [ARI_URL]
   --user NAME           ARI user [ARI_USER]
   --password SECRET     ARI password [ARI_PASSWORD]
-  --app NAME            Stasis application name [ARI_APP]
+  --app NAME            Stasis application name; wins over the name the
+                        script gives (ari.app "hello") [ARI_APP]
   --log-level LEVEL     error, warn, info (default) or debug (debug: connection,
                         each REST request and each event)
   --log-format FORMAT   text (default) or json
@@ -104,6 +109,31 @@ local function apply(opts)
   end
 end
 
+-- [one-shot] When the host exits by itself (docs/getting-started.md): the
+-- script's main chunk has returned and nothing is left that waits for
+-- Asterisk: no app takes calls (on_call) or has a call, no client or object
+-- has an event handler (client:on, channel:on...), no coroutine is alive (a
+-- wait, ari.spawn) and no ari.timer is still to fire.  The events sockets
+-- alone do not keep it running: it shuts down as on SIGTERM and exits 0.
+local function idle()
+  local sched = require "ari.sched"
+  if sched.live() > 0 then return false end
+  local appmod = package.loaded["ari.app"]
+  if appmod then
+    for _, a in ipairs(appmod.apps) do
+      if a.ncalls > 0 or (a.handler ~= nil and a.accepting) then return false end
+    end
+  end
+  for c in require("ari.models").each_client() do
+    if c:listening() then return false end
+  end
+  return not require("ari").timers_pending()
+end
+
+local IDLE_CHECK_MS = 100
+local exit_when_idle = false -- the real host (not --sim, which ends with its scenario)
+-- [/one-shot]
+
 -- Run `fn` as the main coroutine, then the loop until nothing is pending.
 -- Returns 0, or 1 when the main coroutine raised.
 local function run_main(fn, ...)
@@ -143,7 +173,23 @@ local function run_main(fn, ...)
     ari.on_shutdown(function() metrics.stop() end)
   end
   -- [/ari.reload / ari.metrics]
+  -- [one-shot] once the main chunk has returned: exit when idle()
+  local function watch_idle()
+    local t
+    t = core.timer(IDLE_CHECK_MS, function()
+      if stopping or ari.shutting_down() then t:stop(); return end
+      if not idle() then return end
+      t:stop()
+      ari.shutdown("the script has finished; nothing waits for calls or events")
+      local open = {}
+      for c in require("ari.models").each_client() do open[#open + 1] = c end
+      for _, c in ipairs(open) do pcall(c.close, c) end
+    end, IDLE_CHECK_MS)
+    t:unref()
+  end
+  -- [/one-shot]
   sched.spawn(fn, function(ok, err)
+    if ok and exit_when_idle then watch_idle() end -- [one-shot]
     if not ok then
       rc = 1
       io.stderr:write("ari-lua: ", tostring(err), "\n")
@@ -204,6 +250,7 @@ function M.main(argv)
     local tok, terr = client.open_transcript(config.transcript)
     if not tok then io.stderr:write("ari-lua: cannot write transcript: ", tostring(terr), "\n"); return 1 end
   end
+  exit_when_idle = true -- [one-shot]
   local rc = run_main(chunk, table.unpack(args))
   client.close_transcript()
   return rc

@@ -899,6 +899,23 @@ function Client:once(etype, fn)
   return h
 end
 
+--- Does a handler wait for this client's events (client:on, or obj:on
+-- of a channel, bridge...)?  The host exits when nothing does (ari.cli).
+function Client:listening()
+  if self._closed then return false end
+  local function live(lists)
+    for _, lst in pairs(lists) do
+      for _, h in ipairs(lst) do if not h.dead then return true end end
+    end
+    return false
+  end
+  if live(self._on) then return true end
+  for _, reg in pairs(self._objs) do
+    for _, e in pairs(reg) do if live(e.on) then return true end end
+  end
+  return false
+end
+
 --- client:off(type [, fn_or_handle]): remove handlers (all of that type
 -- without fn).
 function Client:off(etype, fn)
@@ -1160,7 +1177,9 @@ function M.connect(opts)
   end
   -- [/modes]
   local app = opts.app
-  if app == nil then app = config.app end
+  if app == nil or (type(app) == "string" and not app:find(",", 1, true)) then
+    app = config.app_name(app) -- --app / ARI_APP wins over the script's name (ari.config)
+  end
   local apps = app
   if type(app) == "string" then
     apps = {}

@@ -18,8 +18,17 @@ M.sleep = sched.sleep
 M.run = sched.run
 
 --- ari.timer(ms, fn [, repeat_ms]) runs fn (as its own coroutine) after ms.
+local timers = setmetatable({}, { __mode = "k" }) -- the script's timers (an active one is anchored by the core)
 function M.timer(ms, fn, rep)
-  return core.timer(ms, function() sched.spawn(fn) end, rep)
+  local t = core.timer(ms, function() sched.spawn(fn) end, rep)
+  timers[t] = true
+  return t
+end
+
+--- Is an ari.timer still to fire?  (The host does not exit while one is.)
+function M.timers_pending()
+  for t in pairs(timers) do if t:active() then return true end end
+  return false
 end
 
 --- Milliseconds of the loop's monotonic clock.

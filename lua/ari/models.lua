@@ -62,6 +62,8 @@ M.route_key = route_key
 -- attached) / drop it.
 function M.add_client(c) clients[c] = true end
 function M.remove_client(c) clients[c] = nil end
+--- Every client not closed yet: for c in models.each_client() do ... end
+function M.each_client() return next, clients, nil end
 
 --- The client an object belongs to (or nil).
 function M.client_of(obj)

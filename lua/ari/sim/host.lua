@@ -59,7 +59,8 @@ function M.run(chunk, args, opts, run_main)
   config.password = sim.password
   require("ari.log").add_secret(sim.password)
   local scen = require "ari.sim.scenario"
-  local want_app = sim.scenario.app or config.app
+  -- the scenario's app, renamed like the script's by --app / ARI_APP (ari.config.app_name)
+  local want_app, resolved = nil, false
   local finished = false
   local main_done = false
   local function finish(reason)
@@ -85,6 +86,10 @@ function M.run(chunk, args, opts, run_main)
   end
   -- [/ship]
   sim.connect_hooks[#sim.connect_hooks + 1] = function(apps)
+    if not resolved then
+      want_app, resolved = config.app_name(sim.scenario.app, false), true
+      if sim.scenario.app then sim.scenario.app = want_app end -- its calls go to the renamed app
+    end
     for _, app in ipairs(apps) do
       if want_app == nil or want_app == app then
         scen.start(sim, app, all_calls_ended)
