@@ -23,17 +23,6 @@ local CALLER_ID = os.getenv("CALLER_ID") or "Click to call <100>"
 
 local app = ari.app "click-to-call"
 
--- Asterisk only sends an originated channel to an app whose events socket
--- is connected: wait until the app is registered.
-local function wait_registered()
-  for _ = 1, 100 do
-    if pcall(app.client.applications.get, { applicationName = app.name }) then return end
-    ari.sleep(100)
-  end
-  error("the app never registered (is the events WebSocket reachable?)")
-end
-
-wait_registered()
 ari.log.info("calling %s", first)
 local ok, a = pcall(app.originate, app, { endpoint = first, timeout = RING_SECONDS, caller_id = CALLER_ID })
 if not ok then

@@ -465,13 +465,7 @@ ast.describe("real Asterisk: every example runs unchanged", function(inst)
     end)
   end)
 
-  -- Asterisk 18 ends an originate that timed out with cause 0 and no
-  -- NOANSWER Dial event: the Call layer (app:originate) reports "failed".
-  local it_no_answer = ast.at_least(20) and it or function(name)
-    pending(name .. ": on Asterisk 18 a timed-out originate is reported as 'failed', not 'no_answer' "
-      .. "(app:originate maps cause 0 without dialstatus to failed; Call-layer defect)")
-  end
-  it_no_answer("dial-bridge: no answer ($DIAL_TIMEOUT) is announced", function()
+  it("dial-bridge: no answer ($DIAL_TIMEOUT) is announced", function()
     with_example(inst, "dial-bridge", { env = "DIAL_TARGET=Local/ring@caller DIAL_TIMEOUT=2" }, function(ph, p, app)
       local id, other = ph:call(app)
       p:wait_line("Local/ring@caller: no_answer", "the far end not to answer")

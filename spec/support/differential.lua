@@ -51,9 +51,12 @@ function M.check(url, user, password, allow, opts)
           lines[#lines + 1] = string.format("  %s only in %s [%s]: %s", d.allowed and "allowed" or "DIFF", d.only,
             d.section, d.line)
         end
+        -- both transcripts where a difference is not allowed (or DIFF_VERBOSE)
+        local unexplained = false
+        for _, d in ipairs(c.diffs) do if not d.allowed then unexplained = true end end
         if #lines > 0 or opts.verbose then
           out.reports[#out.reports + 1] = "flow: " .. f.name .. "\n" .. table.concat(lines, "\n")
-            .. (opts.verbose and ("\n" .. T.render("real", nr) .. "\n" .. T.render("sim", ns)) or "")
+            .. ((opts.verbose or unexplained) and ("\n" .. T.render("real", nr) .. "\n" .. T.render("sim", ns)) or "")
         end
       end
     end
