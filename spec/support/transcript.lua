@@ -279,7 +279,8 @@ end
 M.diff = diff
 
 -- Is a difference allowed?  allow entries: { flow = pattern (optional),
--- group = pattern (optional), only = "real" | "sim", line = pattern, reason }.
+-- group = pattern (optional), only = "real" | "sim", line = pattern,
+-- reorder = true (optional: the line is only elsewhere, see compare), reason }.
 local function allowed(allow, flow, section, only, line)
   for _, a in ipairs(allow or {}) do
     if (a.flow == nil or flow:find(a.flow)) and (a.group == nil or section:find(a.group))
@@ -297,12 +298,25 @@ end
 function M.compare(real, sim, allow, flow)
   local res = { compared = 0, diffs = {} }
   local function section(name, a, b)
+    local mine = {}
     for _, d in ipairs(diff(a or {}, b or {})) do
       if d.op ~= " " then
         local only = d.op == "-" and "real" or "sim"
-        res.diffs[#res.diffs + 1] = { section = name, only = only, line = d.line,
+        mine[#mine + 1] = { section = name, only = only, line = d.line,
           allowed = allowed(allow, flow, name, only, d.line) }
       end
+    end
+    -- an entry with reorder = true allows a line only at another place:
+    -- the same line must be missing on the other side of this section too
+    for _, d in ipairs(mine) do
+      if d.allowed and d.allowed.reorder then
+        local moved = false
+        for _, o in ipairs(mine) do
+          if o.only ~= d.only and o.line == d.line then moved = true end
+        end
+        if not moved then d.allowed = nil end
+      end
+      res.diffs[#res.diffs + 1] = d
     end
   end
   section("rest", real.rest, sim.rest)
