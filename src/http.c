@@ -166,7 +166,11 @@ void http_complete(http_ctx *h, http_req *r, CURLcode rc) {
   core_loop *c = h->c;
   http_done d;
   if (c->closing) return;
-  if (!lua_checkstack(c->L, 8)) return;
+  if (!lua_checkstack(c->L, 8)) {
+    core_log(c, CORE_LOG_ERROR, "http: C stack overflow, the callback of a request is not called");
+    core_unref(c, http_finish(r));
+    return;
+  }
   if (rc == CURLE_OK && !r->head_done) {
     /* curl accepts a connection closed in the middle of the header block
      * as a complete response: it is not one */

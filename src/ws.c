@@ -53,15 +53,85 @@ static char *ws_strndup(const char *s, size_t n) {
 
 static int ws_can_call(ws_conn *k) { return !k->dead && !k->c->closing; }
 
-/* Call handler ref with the values already pushed after it. */
-static void ws_call(ws_conn *k, int ref, int nargs) {
-  if (!ws_can_call(k) || ref == LUA_NOREF) {
-    lua_pop(k->c->L, nargs);
+enum { WS_EV_OPEN, WS_EV_MESSAGE, WS_EV_CLOSE, WS_EV_ERROR };
+
+/* One handler call: ws_event_cf's argument. */
+typedef struct ws_event {
+  ws_conn *k;
+  int ref;          /* the handler */
+  int kind;         /* WS_EV_* */
+  int code, again;  /* WS_EV_CLOSE */
+  const char *text; /* the close reason, the error message */
+} ws_event;
+
+/* Run through core_call, so that running out of memory while building the
+ * arguments (a decoded JSON message can be large) is reported like an
+ * error of the handler instead of unwinding through libuv and lws:
+ *   on_open(), on_error(msg), on_close(code, reason, again),
+ *   on_message(text, binary), with opts.json on_message(value) or
+ *   on_message(nil, err, text) for a text message that does not decode. */
+static int ws_event_cf(lua_State *L) {
+  ws_event *e = (ws_event *)lua_touserdata(L, 1);
+  ws_conn *k = e->k;
+  const char *rx = k->rx.p ? k->rx.p : "";
+  int nargs = 0;
+  lua_settop(L, 0);
+  core_push_ref(k->c, e->ref);
+  switch (e->kind) {
+  case WS_EV_ERROR:
+    lua_pushstring(L, e->text);
+    nargs = 1;
+    break;
+  case WS_EV_CLOSE:
+    lua_pushinteger(L, e->code);
+    lua_pushstring(L, e->text);
+    lua_pushboolean(L, e->again);
+    nargs = 3;
+    break;
+  case WS_EV_MESSAGE:
+    if (k->json && !k->rx_binary) {
+      char err[256];
+      err[0] = '\0';
+      if (json_decode_buf(L, rx, k->rx.len, err, sizeof err) == 0) {
+        nargs = 1;
+      } else {
+        lua_pushnil(L);
+        lua_pushstring(L, err[0] ? err : "invalid JSON");
+        lua_pushlstring(L, rx, k->rx.len);
+        nargs = 3;
+      }
+    } else {
+      lua_pushlstring(L, rx, k->rx.len);
+      lua_pushboolean(L, k->rx_binary);
+      nargs = 2;
+    }
+    break;
+  default:
+    break;
+  }
+  lua_call(L, nargs, 0);
+  return 0;
+}
+
+/* Call handler ref with what kind needs (nothing when the conn is dead or
+ * the state closing). */
+static void ws_emit(ws_conn *k, int ref, int kind, int code, const char *text, int again) {
+  ws_event e;
+  core_loop *c = k->c;
+  if (!ws_can_call(k) || ref == LUA_NOREF) return;
+  if (!lua_checkstack(c->L, 4)) {
+    core_log(c, CORE_LOG_ERROR, "ws %s: C stack overflow, a handler call is lost", k->host);
     return;
   }
-  core_push_ref(k->c, ref);
-  lua_insert(k->c->L, -1 - nargs);
-  core_call(k->c, nargs, 0);
+  e.k = k;
+  e.ref = ref;
+  e.kind = kind;
+  e.code = code;
+  e.text = text;
+  e.again = again;
+  lua_pushcfunction(c->L, ws_event_cf);
+  lua_pushlightuserdata(c->L, &e);
+  core_call(c, 1, 0);
 }
 
 void ws_emit_error(ws_conn *k, const char *msg) {
@@ -69,17 +139,18 @@ void ws_emit_error(ws_conn *k, const char *msg) {
     core_log(k->c, CORE_LOG_WARN, "ws %s: %s", k->host ? k->host : "?", msg);
     return;
   }
-  lua_pushstring(k->c->L, msg);
-  ws_call(k, k->on_error, 1);
+  ws_emit(k, k->on_error, WS_EV_ERROR, 0, msg, 0);
 }
 
-void ws_emit_open(ws_conn *k) { ws_call(k, k->on_open, 0); }
+void ws_emit_open(ws_conn *k) { ws_emit(k, k->on_open, WS_EV_OPEN, 0, NULL, 0); }
 
 void ws_emit_close(ws_conn *k, int code, const char *reason, int again) {
-  lua_pushinteger(k->c->L, code);
-  lua_pushstring(k->c->L, reason);
-  lua_pushboolean(k->c->L, again);
-  ws_call(k, k->on_close, 3);
+  ws_emit(k, k->on_close, WS_EV_CLOSE, code, reason, again);
+}
+
+void ws_emit_message(ws_conn *k) {
+  k->messages++;
+  ws_emit(k, k->on_message, WS_EV_MESSAGE, 0, NULL, 0);
 }
 
 void ws_unanchor(ws_conn *k) {
@@ -97,30 +168,6 @@ static void ws_release_refs(ws_conn *k) {
     core_unref(k->c, k->on_error);
   }
   k->on_open = k->on_message = k->on_close = k->on_error = LUA_NOREF;
-}
-
-void ws_emit_message(ws_conn *k) {
-  lua_State *L = k->c->L;
-  k->messages++;
-  if (!ws_can_call(k) || k->on_message == LUA_NOREF) return;
-  if (k->json && !k->rx_binary) {
-    char err[256];
-    int top = lua_gettop(L);
-    err[0] = '\0';
-    if (json_decode_buf(L, k->rx.p ? k->rx.p : "", k->rx.len, err, sizeof err) == 0) {
-      ws_call(k, k->on_message, 1);
-      return;
-    }
-    lua_settop(L, top);
-    lua_pushnil(L);
-    lua_pushstring(L, err[0] ? err : "invalid JSON");
-    lua_pushlstring(L, k->rx.p ? k->rx.p : "", k->rx.len);
-    ws_call(k, k->on_message, 3);
-    return;
-  }
-  lua_pushlstring(L, k->rx.p ? k->rx.p : "", k->rx.len);
-  lua_pushboolean(L, k->rx_binary);
-  ws_call(k, k->on_message, 2);
 }
 
 static ws_ctx *ws_get_ctx(lua_State *L, core_loop *c) {
