@@ -453,6 +453,7 @@ static void ws_lost(ws_conn *k, int code, const char *reason) {
 }
 
 /* ---------------------------------------------------------------- lws callback */
+
 static void ws_receive(ws_conn *k, struct lws *wsi, const char *in, size_t len) {
   int final;
   k->last_rx_at = uv_now(&k->c->uv);
