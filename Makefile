@@ -55,6 +55,12 @@ all: ari-lua $(BUILD)/ari/core.so $(BUILD)/bin/ari-lua
 
 test check valgrind fuzz-build: WERROR = -Werror
 
+# spec/oom_spec.lua's host: ari.core in a Lua state whose allocator fails on
+# demand (not installed).
+$(BUILD)/test/oom_host: spec/oom/oom_host.c $(OBJS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(OBJS) $(DEP_LIBS) $(LUA_LIBS) -lm
+
 ari-lua: $(BUILD)/obj/main-tree.o $(OBJS)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(DEP_LIBS) $(LUA_LIBS) -lm
 
@@ -77,7 +83,7 @@ $(BUILD)/obj/%.o: src/%.c $(HDRS) Makefile
 # The whole suite: the simulator-backed specs, then the real-server specs
 # (spec/asterisk/) against a real Asterisk 22 started for them (reported
 # skipped where ../shared/asterisk is absent).
-test: test-deps all
+test: test-deps all $(BUILD)/test/oom_host
 	lua5.4 tools/run-tests.lua -j $(JOBS) --asterisk 22
 
 # Only the real-server specs, against Asterisk $(ASTERISK) (18, 20, 22 or 23);
@@ -93,9 +99,9 @@ test-asterisk: test-deps all
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 check: test-deps
 	$(MAKE) BUILD=build/asan CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" WERROR=-Werror \
-	  build/asan/ari-lua build/asan/ari/core.so
+	  build/asan/ari-lua build/asan/ari/core.so build/asan/test/oom_host
 	LUA_PATH_5_4="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
-	  ARI_LUA_BIN=build/asan/ari-lua BUSTED="build/asan/ari-lua --plain /usr/bin/busted" \
+	  ARI_LUA_BIN=build/asan/ari-lua ARI_OOM_HOST=build/asan/test/oom_host BUSTED="build/asan/ari-lua --plain /usr/bin/busted" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  lua5.4 tools/run-tests.lua -j $(JOBS)
 

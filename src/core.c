@@ -65,14 +65,55 @@ static int core_traceback(lua_State *L) {
   return 1;
 }
 
-static void core_report(core_loop *c, const char *msg) {
+/* The logger's or the error handler's call, run by lua_pcall as a C
+ * function, so that pushing its strings happens under protection: running
+ * out of memory there falls back to stderr instead of unwinding through
+ * libuv.  a, then b when not NULL, are the arguments. */
+typedef struct core_msg {
+  int ref;
+  const char *a, *b;
+} core_msg;
+
+static int core_msg_cf(lua_State *L) {
+  core_msg *m = (core_msg *)lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, m->ref);
+  lua_pushstring(L, m->a);
+  if (m->b != NULL) lua_pushstring(L, m->b);
+  lua_call(L, m->b != NULL ? 2 : 1, 0);
+  return 0;
+}
+
+/* An error value as text, without converting it (which may allocate). */
+static const char *core_errtext(lua_State *L, int idx) {
+  return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : "(error object is not a string)";
+}
+
+/* Call the function at ref with a [, b], protected: 0, or -1 with the
+ * reason in err (the stack is left as it was either way). */
+static int core_msg_call(core_loop *c, int ref, const char *a, const char *b, char *err, size_t errlen) {
   lua_State *L = c->L;
+  core_msg m;
+  if (!lua_checkstack(L, 4)) {
+    snprintf(err, errlen, "C stack overflow");
+    return -1;
+  }
+  m.ref = ref;
+  m.a = a;
+  m.b = b;
+  lua_pushcfunction(L, core_msg_cf);
+  lua_pushlightuserdata(L, &m);
+  if (lua_pcall(L, 1, 0, 0) == LUA_OK) return 0;
+  snprintf(err, errlen, "%s", core_errtext(L, -1));
+  lua_pop(L, 1);
+  return -1;
+}
+
+static void core_report(core_loop *c, const char *msg) {
+  char err[256];
   if (c->errh_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, c->errh_ref);
-    lua_pushstring(L, msg);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
-    fprintf(stderr, "ari-lua: error handler failed: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
+    if (core_msg_call(c, c->errh_ref, msg, NULL, err, sizeof err) == 0) return;
+    fprintf(stderr, "ari-lua: error handler failed: %s\n", err);
   }
   fprintf(stderr, "ari-lua: %s\n", msg);
 }
@@ -87,7 +128,7 @@ int core_call(core_loop *c, int nargs, int nresults) {
   lua_pushcfunction(L, core_traceback);
   lua_insert(L, base);
   if (lua_pcall(L, nargs, nresults, base) != LUA_OK) {
-    core_report(c, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error)");
+    core_report(c, core_errtext(L, -1));
     lua_settop(L, base - 1);
     return -1;
   }
@@ -104,11 +145,9 @@ void core_log(core_loop *c, int level, const char *fmt, ...) {
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   if (c->logger_ref != LUA_NOREF && !c->closing) {
-    lua_rawgeti(c->L, LUA_REGISTRYINDEX, c->logger_ref);
-    lua_pushstring(c->L, names[level < 0 ? 0 : level > 3 ? 3 : level]);
-    lua_pushstring(c->L, buf);
-    if (lua_pcall(c->L, 2, 0, 0) == LUA_OK) return;
-    lua_pop(c->L, 1);
+    char err[256];
+    if (core_msg_call(c, c->logger_ref, names[level < 0 ? 0 : level > 3 ? 3 : level], buf, err, sizeof err) == 0)
+      return;
   }
   fprintf(stderr, "[%s] %s\n", names[level < 0 ? 0 : level > 3 ? 3 : level], buf);
 }

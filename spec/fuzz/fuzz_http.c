@@ -7,8 +7,8 @@
  * spec/fuzz/http_check.lua; the target reads whatever comes back until the
  * server closes or nothing moves, then closes its end.
  * Response mode ('R' + bytes): the bytes are the raw response the server
- * writes to a core.http_request (src/http.c on libcurl); the callback
- * checks what the client reports.
+ * writes to a core.http_request (src/http.c, http_curl.c on libcurl); the
+ * callback checks what the client reports.
  * The loop is run with UV_RUN_NOWAIT, so nothing here waits on timers.
  */
 #include "fuzz_common.h"
