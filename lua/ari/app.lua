@@ -21,6 +21,7 @@ local config = require "ari.config"
 local callmod = require "ari.call"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -348,7 +349,7 @@ function App:originate(opts)
   })
   local ev
   local sent = ok
-  if not ok and type(err) == "table" and err.kind == "http" and (err.status == 400 or err.status == 500) then
+  if not ok and errors.is(err, "http") and (err.status == 400 or err.status == 500) then
     -- Asterisk could not create the channel: an unknown technology
     -- (500 "Allocation failed": Bogus/1, PJSIP/x without PJSIP), a
     -- malformed endpoint (400 "Invalid endpoint specified")
@@ -598,7 +599,7 @@ function Bridge:destroy()
   if self.gone then return end
   local ok, err = pcall(self.client.bridges.destroy, { bridgeId = self.id })
   self.app:_drop_bridge(self)
-  if not ok and not (type(err) == "table" and err.status == 404) then error(err, 0) end
+  if not ok and not errors.not_found(err) then error(err, 0) end
 end
 --- Number of channels in the bridge (from ChannelEntered/LeftBridge).
 function Bridge:count() local n = 0; for _ in pairs(self.members) do n = n + 1 end; return n end

@@ -253,8 +253,8 @@ local function make_method(resource, nickname, fill)
   return function(self, params)
     local c = M.client_of(self)
     if not c then
-      error(setmetatable({ kind = "client", operation = resource .. "." .. nickname,
-        message = "this object belongs to no client" }, require("ari.errors").mt), 2)
+      error(require("ari.errors").new { kind = "client", operation = resource .. "." .. nickname,
+        message = "this object belongs to no client" }, 2)
     end
     local p = {}
     if params ~= nil then

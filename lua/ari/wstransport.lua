@@ -28,6 +28,7 @@ local sched = require "ari.sched"
 local schema = require "ari.schema"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local type, tostring, setmetatable, pairs, error = type, tostring, setmetatable, pairs, error
 
@@ -54,7 +55,7 @@ local function is_binary(req)
 end
 M.is_binary = is_binary
 
-local function terr(kind, message) return { kind = kind, message = message } end
+local function terr(kind, message) return errors.new { kind = kind, message = message } end
 
 --- New transport.  opts: send (required), wait_ready, fallback, timeout,
 -- transaction_id.
