@@ -31,34 +31,13 @@ local server = require "ari.server"
 local wst = require "ari.wstransport"
 local config = require "ari.config"
 local log = require "ari.log"
+local base64 = require "ari.base64"
 
 local M = {}
 
 local L = {}
 L.__index = L
 M.Listener = L
-
-local B64R = {}
-do
-  local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  for i = 1, 64 do B64R[B64:byte(i)] = i - 1 end
-end
-local function b64decode(s)
-  local out, bits, nbits = {}, 0, 0
-  for i = 1, #s do
-    local c = s:byte(i)
-    if c == 61 then break end
-    local v = B64R[c]
-    if v == nil then return nil end
-    bits = ((bits << 6) | v) & 0xffffff
-    nbits = nbits + 6
-    if nbits >= 8 then
-      nbits = nbits - 8
-      out[#out + 1] = string.char((bits >> nbits) & 0xff)
-    end
-  end
-  return table.concat(out)
-end
 
 --- "host:port", ":port", "port" or { host, port } -> host, port
 function M.parse_listen(v)
@@ -251,7 +230,7 @@ function M.listen(opts)
     on_websocket = function(req)
       if self.password ~= nil then
         local b = (req.headers["authorization"] or ""):match("^%s*[Bb]asic%s+(%S+)")
-        local up = b and b64decode(b)
+        local up = b and base64.decode(b)
         if up ~= (self.user or "") .. ":" .. self.password then
           self.stats.refused = self.stats.refused + 1
           log.warn("ari.outbound: refused a connection from %s (bad credentials)", tostring(req.remote))
