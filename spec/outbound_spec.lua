@@ -262,6 +262,7 @@ describe("ari.outbound", function()
     assert.same({ "127.0.0.1", 8090 }, { outbound.parse_listen(":8090") })
     assert.same({ "::1", 9 }, { outbound.parse_listen("[::1]:9") })
     assert.has_error(function() outbound.parse_listen("nohost") end)
+    assert.has_error(function() outbound.parse_listen("127.0.0.1:70000") end)
   end)
 
   -- a fake accepted connection (what the server's on_websocket makes)

@@ -32,6 +32,7 @@ local wst = require "ari.wstransport"
 local config = require "ari.config"
 local log = require "ari.log"
 local base64 = require "ari.base64"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -39,16 +40,12 @@ local L = {}
 L.__index = L
 M.Listener = L
 
---- "host:port", ":port", "port" or { host, port } -> host, port
+--- "host:port", "[IPv6]:port", ":port", "port" or { host, port } -> host,
+-- port (ari.config.parse_address); raises its error (kind "param").
 function M.parse_listen(v)
-  if type(v) == "table" then return v.host or "127.0.0.1", tonumber(v.port) or 0 end
-  v = tostring(v)
-  local host, port = v:match("^%[([^%]]+)%]:(%d+)$")
-  if not host then host, port = v:match("^([^:]*):(%d+)$") end
-  if not host then port = v:match("^(%d+)$"); host = "" end
-  if not port then error("ari.outbound: listen address must be host:port, got '" .. v .. "'", 3) end
-  if host == "" then host = "127.0.0.1" end
-  return host, tonumber(port)
+  local host, port = config.parse_address(v, "listen")
+  if not host then error(port, 3) end
+  return host, port
 end
 
 local function offers_ari(h)
@@ -255,7 +252,10 @@ function M.listen(opts)
       self:_opened(s)
     end,
   }
-  if not srv then error("ari.outbound: cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err), 2) end
+  if not srv then
+    error(errors.new { kind = "listen", operation = "ari.outbound", host = host, port = port,
+      message = "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) }, 2)
+  end
   self.server = srv
   self.host = host
   log.info("ari.outbound: listening on %s:%d", host, srv:port())
