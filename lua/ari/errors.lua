@@ -18,12 +18,14 @@
 --   transport    a REST request got no answer (ari.client); .transport
 --                says why: connect | timeout | reset | tls | too_large |
 --                closed | other
---   param        a bad parameter, caught before anything was sent
+--   param        a bad parameter, caught before anything was sent; a bad
+--                --listen / --metrics address (ari.config.parse_address)
 --   decode       a 2xx answer that is not the JSON the operation returns
 --   unsupported  the server's ARI version lacks the operation, a parameter
 --                or a value (.since: the first major that has it)
 --   connect      the first contact with Asterisk failed (ari.connect;
 --                .reason: resolve | refused | timeout | tls | auth | ...)
+--   listen       --listen / --metrics could not bind (.host, .port)
 --   client       a model object's method called with no client behind it
 --   json         a value ari.json cannot encode
 --   websocket    an ari.ws connection or send failed
