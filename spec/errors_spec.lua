@@ -289,3 +289,28 @@ describe("the error family", function()
     assert.is_true(errors.not_found(got.get_err))
   end)
 end)
+
+describe("usage errors", function()
+  it("are of the family (kind usage), and read as Lua's own file:line: message", function()
+    local server = require "ari.server"
+    local function misuse()
+      local s = server.listen { host = "127.0.0.1", port = 0, handler = 1 } -- line A
+      return s
+    end
+    local line = debug.getinfo(misuse, "S").linedefined + 1
+    local ok, e = pcall(misuse)
+    assert.is_false(ok)
+    assert.is_true(errors.is(e, "usage"))
+    assert.is_nil(e.status)
+    assert.equals("server.listen: handler must be a function", e.message)
+    assert.equals("spec/errors_spec.lua:" .. line, e.where)
+    assert.equals("spec/errors_spec.lua:" .. line .. ": server.listen: handler must be a function", tostring(e))
+  end)
+
+  it("without a Lua caller to point at, are the message alone", function()
+    local ok, e = pcall(require("ari.log").set_level, "loud")
+    assert.is_false(ok)
+    assert.is_true(errors.is(e, "usage"))
+    assert.equals("unknown log level 'loud'", tostring(e))
+  end)
+end)

@@ -48,7 +48,7 @@ function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
   opts = opts or {}
   local name = config.app_name(opts.app) -- --app / ARI_APP wins (ari.config)
-  if not name then error("ari.app: no application name (give one, or --app / ARI_APP)", 2) end
+  if not name then error(errors.usage("ari.app: no application name (give one, or --app / ARI_APP)", 2), 0) end
   -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
   if M.reuse then local prev = M.reuse(name); if prev then return prev end end
   -- [/ari.reload]
@@ -335,7 +335,7 @@ end
 -- error.  Waits first until the app is registered (app:wait_registered).
 function App:originate(opts)
   opts = opts or {}
-  if type(opts.endpoint) ~= "string" then error("originate: endpoint (a string) is required", 2) end
+  if type(opts.endpoint) ~= "string" then error(errors.usage("originate: endpoint (a string) is required", 2), 0) end
   local timeout = opts.timeout or 30
   local endpoint = opts.endpoint
   self:wait_registered("originate")
@@ -607,7 +607,7 @@ function Bridge:count() local n = 0; for _ in pairs(self.members) do n = n + 1 e
 --- ari.bridge{...}: a bridge on the most recently created app.
 function M.bridge(opts)
   local app = apps[#apps]
-  if app == nil then error("ari.bridge: create an app first (ari.app)", 2) end
+  if app == nil then error(errors.usage("ari.bridge: create an app first (ari.app)", 2), 0) end
   return app:bridge(opts)
 end
 

@@ -31,7 +31,7 @@ end
 --- Install fn as app's broadcast decision (replaces an earlier one).
 function M.on_broadcast(app, fn)
   if fn == true then fn = function() return true end end
-  if type(fn) ~= "function" then error("on_broadcast: expects a function (or true)", 3) end
+  if type(fn) ~= "function" then error(errors.usage("on_broadcast: expects a function (or true)", 3), 0) end
   local counts = app.claims
   if not counts then
     counts = { offered = 0, claimed = 0, lost = 0, declined = 0, failed = 0 }

@@ -39,6 +39,9 @@
 --                .reason: busy | no_answer | failed | invalid | ...
 --                (ari.call.CallError)
 --   watchdog     a call ran too long without yielding (ari.watchdog)
+--   usage        the script called ari-lua wrongly (a missing argument, a
+--                function expected...): .where is the script's "file:line",
+--                and tostring reads as Lua's own "file:line: message"
 --
 --   errors.is(e)           is e one of these?
 --   errors.is(e, kind)     ... of that kind (a transport error also answers
@@ -90,6 +93,22 @@ end
 --- Make an error value of the base class (fields as above; kind required).
 function M.new(fields)
   return setmetatable(fields, mt)
+end
+
+--- A usage error (kind "usage"): level as error()'s, counted from the
+-- function that calls usage (2: where that function was called from).
+local Usage = M.class { __name = "ari.usage_error", kind = "usage" }
+function Usage.__tostring(e)
+  if e.where then return e.where .. ": " .. tostring(e.message) end
+  return tostring(e.message)
+end
+M.Usage = Usage
+
+function M.usage(message, level)
+  local info = debug.getinfo((level or 1) + 1, "Sl")
+  local where
+  if info and info.currentline and info.currentline >= 0 then where = info.short_src .. ":" .. info.currentline end
+  return setmetatable({ kind = "usage", message = message, where = where }, Usage)
 end
 
 --- Is v an error of the family; with kind: of that kind (a string: e.kind,

@@ -61,7 +61,7 @@ local function terr(kind, message) return errors.new { kind = kind, message = me
 -- transaction_id.
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.send) ~= "function" then
-    error("ari.wstransport.new: opts.send must be a function", 2)
+    error(errors.usage("ari.wstransport.new: opts.send must be a function", 2), 0)
   end
   return setmetatable({
     send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback,
