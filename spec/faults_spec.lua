@@ -335,6 +335,7 @@ describe("a script that never yields", function()
       local outcome, err = ended[who][1], ended[who][2]
       assert.equals("error", outcome)
       assert.is_true(require("ari.watchdog").is_watchdog(err), who)
+      assert.is_true(require("ari.errors").is(err, "watchdog"), who) -- of the ari.errors family
       assert.matches("without yielding", tostring(err))
       assert.is_true(err.elapsed >= 300)
     end

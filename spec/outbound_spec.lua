@@ -196,16 +196,18 @@ describe("outbound WebSocket, per call", function()
   it("a call survives its connection breaking when Asterisk reconnects", function()
     ari.run(function()
       local sim, app, l, h = setup("pc", { type = "per_call_config" })
-      local digits
+      local digits, answered
       app:on_call(function(call)
         call:answer()
+        answered = true
         digits = call:get_digits { max = 2, timeout = 20000 }
         call:hangup()
       end)
       local ended = {}
       place(sim, "pc", { channel_id = "r-1", script = { { "wait_answer" }, { "sleep", 300 }, { "dtmf", "42", gap = 100 },
         { "wait_hangup", timeout = 20000 } } }, ended)
-      wait_until(function() return sim.channels["r-1"] and sim.channels["r-1"].state == "Up" end, 3000, "answer")
+      -- the reply to answer must be in: a request in flight fails with its connection
+      wait_until(function() return answered end, 3000, "answer")
       for s in pairs(l.sessions) do s.ws:close(1001, "blip") end
       wait_until(function() return #ended == 1 end, 8000, "call end")
       assert.equals("42", digits)
@@ -260,6 +262,7 @@ describe("ari.outbound", function()
     assert.same({ "127.0.0.1", 8090 }, { outbound.parse_listen(":8090") })
     assert.same({ "::1", 9 }, { outbound.parse_listen("[::1]:9") })
     assert.has_error(function() outbound.parse_listen("nohost") end)
+    assert.has_error(function() outbound.parse_listen("127.0.0.1:70000") end)
   end)
 
   -- a fake accepted connection (what the server's on_websocket makes)

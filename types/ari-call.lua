@@ -4,25 +4,42 @@
 -- the ARI classes (ari.Channel, ari.Client, events...) are in ari.d.lua,
 -- generated from the schema.  Add this directory to "Lua.workspace.library".
 
----@class ari.CallError
+---@class ari.Error
+---@field kind string          "http"|"transport"|"param"|"hangup"|"call"|... (lua/ari/errors.lua lists them)
+---@field status? integer      HTTP status; nil when there is none
+---@field message string
+---@field operation? string    "channels.answer"
+---@field method? string
+---@field path? string
+---@field parameter? string
+---@field transport? string    kind "transport": "connect"|"timeout"|"reset"|"tls"|...
+
+---@class ari.CallError: ari.Error
+---@field kind "call"
 ---@field operation string
 ---@field reason "busy"|"no_answer"|"congestion"|"unavailable"|"rejected"|"failed"|string
 ---@field message string
 ---@field cause? integer
 
----@class ari.Hangup
+---@class ari.Hangup: ari.Error
+---@field kind "hangup"
 ---@field hangup true
 ---@field channel_id string
 ---@field cause? integer
 
----@class ari.Error
----@field status? integer      HTTP status; nil for transport and parameter errors
----@field message string
----@field operation? string    "channels.answer"
----@field kind "http"|"transport"|"param"|string
----@field method? string
----@field path? string
----@field parameter? string
+---The error family (require "ari.errors").
+---@class ari.errors
+local errors = {}
+---Is e an ari-lua error; with kind: of that kind (a transport error also
+---answers to its .transport kind), or with that HTTP status (a number).
+---@param e any
+---@param kind? string|integer
+---@return boolean
+function errors.is(e, kind) end
+---Is e an ari-lua error meaning "no such thing" (404, or kind "not_found")?
+---@param e any
+---@return boolean
+function errors.not_found(e) end
 
 ---@class ari.Logger
 local Logger = {}

@@ -21,6 +21,7 @@ local config = require "ari.config"
 local callmod = require "ari.call"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -47,7 +48,7 @@ function M.app(opts)
   if type(opts) == "string" then opts = { app = opts } end
   opts = opts or {}
   local name = config.app_name(opts.app) -- --app / ARI_APP wins (ari.config)
-  if not name then error("ari.app: no application name (give one, or --app / ARI_APP)", 2) end
+  if not name then error(errors.usage("ari.app: no application name (give one, or --app / ARI_APP)", 2), 0) end
   -- [ari.reload] a reloaded script gets the previous generation's app (same client, calls)
   if M.reuse then local prev = M.reuse(name); if prev then return prev end end
   -- [/ari.reload]
@@ -334,7 +335,7 @@ end
 -- error.  Waits first until the app is registered (app:wait_registered).
 function App:originate(opts)
   opts = opts or {}
-  if type(opts.endpoint) ~= "string" then error("originate: endpoint (a string) is required", 2) end
+  if type(opts.endpoint) ~= "string" then error(errors.usage("originate: endpoint (a string) is required", 2), 0) end
   local timeout = opts.timeout or 30
   local endpoint = opts.endpoint
   self:wait_registered("originate")
@@ -348,7 +349,7 @@ function App:originate(opts)
   })
   local ev
   local sent = ok
-  if not ok and type(err) == "table" and err.kind == "http" and (err.status == 400 or err.status == 500) then
+  if not ok and errors.is(err, "http") and (err.status == 400 or err.status == 500) then
     -- Asterisk could not create the channel: an unknown technology
     -- (500 "Allocation failed": Bogus/1, PJSIP/x without PJSIP), a
     -- malformed endpoint (400 "Invalid endpoint specified")
@@ -598,7 +599,7 @@ function Bridge:destroy()
   if self.gone then return end
   local ok, err = pcall(self.client.bridges.destroy, { bridgeId = self.id })
   self.app:_drop_bridge(self)
-  if not ok and not (type(err) == "table" and err.status == 404) then error(err, 0) end
+  if not ok and not errors.not_found(err) then error(err, 0) end
 end
 --- Number of channels in the bridge (from ChannelEntered/LeftBridge).
 function Bridge:count() local n = 0; for _ in pairs(self.members) do n = n + 1 end; return n end
@@ -606,7 +607,7 @@ function Bridge:count() local n = 0; for _ in pairs(self.members) do n = n + 1 e
 --- ari.bridge{...}: a bridge on the most recently created app.
 function M.bridge(opts)
   local app = apps[#apps]
-  if app == nil then error("ari.bridge: create an app first (ari.app)", 2) end
+  if app == nil then error(errors.usage("ari.bridge: create an app first (ari.app)", 2), 0) end
   return app:bridge(opts)
 end
 

@@ -18,6 +18,7 @@ local core = require "ari.core"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
 local models = require "ari.models"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -25,18 +26,16 @@ local QUEUE_MAX = 64
 
 -- Errors ------------------------------------------------------------------
 
-local Hangup = {}
-Hangup.__index = Hangup
-Hangup.__name = "ari.hangup"
+-- Both are of the ari.errors family (errors.is(e, "hangup"),
+-- errors.is(e, "call")), each with a metatable of its own.
+local Hangup = errors.class { __name = "ari.hangup", kind = "hangup" }
 Hangup.__tostring = function(e)
   return string.format("call %s %s%s", e.channel_id or "?", e.message,
     e.cause and (" (cause " .. tostring(e.cause) .. ")") or "")
 end
 M.Hangup = Hangup
 
-local CallError = {}
-CallError.__index = CallError
-CallError.__name = "ari.call_error"
+local CallError = errors.class { __name = "ari.call_error", kind = "call" }
 CallError.__tostring = function(e)
   return string.format("%s: %s", e.operation or "call", e.message or e.reason or "failed")
 end
@@ -45,10 +44,12 @@ M.CallError = CallError
 --- Is e the error raised in a call's waits once it has hung up?
 function M.is_hangup(e) return getmetatable(e) == Hangup end
 
---- A failure of a call helper: { operation, reason, message, ... }.
+--- A failure of a call helper: { kind = "call", operation, reason, message,
+-- ... } (extra: more fields, e.g. status and error for a REST failure).
 local function call_error(op, reason, message, extra)
-  local e = setmetatable({ operation = op, reason = reason, message = message }, CallError)
+  local e = setmetatable({ kind = "call", operation = op, reason = reason, message = message }, CallError)
   if extra then for k, v in pairs(extra) do e[k] = v end end
+  e.kind = "call"
   return e
 end
 M.call_error = call_error
@@ -109,7 +110,7 @@ end
 function Call:_hangup_error()
   local msg = self.replaced and "lost: the application was replaced (see the error log)"
     or self.left and "left the application" or "hung up"
-  return setmetatable({ message = msg, hangup = true,
+  return setmetatable({ kind = "hangup", message = msg, hangup = true,
     channel_id = self.id, cause = self.hangup_cause, event = self.hangup_event }, Hangup)
 end
 
@@ -294,7 +295,7 @@ function Call:_op(resource, op, params)
   local ok, res = pcall(self.client[resource][op], params)
   if ok then return res end
   if M.is_hangup(res) then error(res, 0) end
-  if type(res) == "table" and (res.status == 404 or self.hungup) and resource == "channels" then
+  if (errors.not_found(res) or (self.hungup and type(res) == "table")) and resource == "channels" then
     self:_mark_hungup("404")
     error(self:_hangup_error(), 0)
   end
@@ -355,7 +356,7 @@ function Call:hangup(opts)
   self._hangup_co = coroutine.running()
   local ok, err = pcall(self.client.channels.hangup, params)
   self._hangup_co = nil
-  if not ok and not (type(err) == "table" and err.status == 404) and not M.is_hangup(err) then error(err, 0) end
+  if not ok and not errors.not_found(err) and not M.is_hangup(err) then error(err, 0) end
   self.hangup_cause = self.hangup_cause or opts.cause
   self:_mark_hungup("hangup")
 end
@@ -389,11 +390,11 @@ function Call:get_var(name)
   check_up(self)
   local ok, res = pcall(self.client.channels.getChannelVar, with_id(self, { variable = name }))
   if ok then return res and res.value end
-  if type(res) == "table" and res.status == 404 and not self.hungup then
+  if errors.not_found(res) and not self.hungup then
     -- 404 is both "no such variable" and "no such channel"
     if not (res.message or ""):lower():find("channel", 1, true) then return nil end
   end
-  if type(res) == "table" and (res.status == 404 or self.hungup) then
+  if errors.not_found(res) or (self.hungup and type(res) == "table") then
     self:_mark_hungup("404")
     error(self:_hangup_error(), 0)
   end
@@ -486,8 +487,11 @@ function M.wait_playback(client, pid, waitf, timeout, finished_wait)
     if deadline and core.now() >= deadline then return nil end
     local ok, err = pcall(client.playbacks.get, { playbackId = pid })
     if not ok then
-      if M.is_hangup(err) or getmetatable(err) == nil then error(err, 0) end
-      if type(err) == "table" and err.status == 404 then
+      -- only a REST failure is ours to judge: a hang-up, a cancel or a bug goes on
+      if not (errors.is(err, "http") or errors.is(err, "transport") or errors.is(err, "decode")) then
+        error(err, 0)
+      end
+      if errors.not_found(err) then
         -- gone: its PlaybackFinished may still be on its way
         ev = finished_wait(1000)
         return ev or "vanished"

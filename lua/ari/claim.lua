@@ -12,6 +12,7 @@
 -- result claims the channel for this app.  app.claims counts { offered,
 -- claimed, lost, declined, failed }.
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -21,8 +22,8 @@ local M = {}
 function M.claim(app, channel_id)
   local ok, err = pcall(app.client.events.claimChannel, { channelId = channel_id, application = app.name })
   if ok then return true end
-  if type(err) == "table" and err.status == 409 then return false, "lost" end
-  if type(err) == "table" and err.status == 404 then return false, "gone" end
+  if errors.is(err, 409) then return false, "lost" end
+  if errors.not_found(err) then return false, "gone" end
   log.warn("%s: claiming %s failed: %s", app.name, tostring(channel_id), tostring(err))
   return false, "failed"
 end
@@ -30,7 +31,7 @@ end
 --- Install fn as app's broadcast decision (replaces an earlier one).
 function M.on_broadcast(app, fn)
   if fn == true then fn = function() return true end end
-  if type(fn) ~= "function" then error("on_broadcast: expects a function (or true)", 3) end
+  if type(fn) ~= "function" then error(errors.usage("on_broadcast: expects a function (or true)", 3), 0) end
   local counts = app.claims
   if not counts then
     counts = { offered = 0, claimed = 0, lost = 0, declined = 0, failed = 0 }

@@ -41,7 +41,7 @@ Options (environment defaults in brackets):
 ]]
 
 local function usage_error(msg)
-  io.stderr:write("ari-lua: ", msg, "\n", "try 'ari-lua --help'\n")
+  io.stderr:write("ari-lua: ", tostring(msg), "\n", "try 'ari-lua --help'\n")
   return 2
 end
 

@@ -827,8 +827,8 @@ local function early_events(self, kind, key, etype)
 end
 
 local function check_handler(etype, fn)
-  if type(etype) ~= "string" then error("ari: event type must be a string", 3) end
-  if type(fn) ~= "function" then error("ari: handler must be a function", 3) end
+  if type(etype) ~= "string" then error(errors.usage("ari: event type must be a string", 3), 0) end
+  if type(fn) ~= "function" then error(errors.usage("ari: handler must be a function", 3), 0) end
 end
 
 function Client:_obj_on(kind, key, etype, fn, once)
@@ -1125,8 +1125,9 @@ function M.connect(opts)
     transport = function(req) return t:request(req) end
   end
   if type(transport) ~= "function" then
-    error(string.format("ari.connect: transport must be \"http\", \"websocket\", a function or an object with :request, got %s",
-      type(opts.transport) == "string" and string.format("%q", opts.transport) or type(opts.transport)), 2)
+    error(errors.usage(string.format("ari.connect: transport must be \"http\", \"websocket\", a function or an object "
+      .. "with :request, got %s", type(opts.transport) == "string" and string.format("%q", opts.transport)
+      or type(opts.transport)), 2), 0)
   end
   local strict = opts.strict
   if strict == nil then strict = config.strict end

@@ -12,6 +12,7 @@
 -- transfer.
 local core = require "ari.core"
 local sched = require "ari.sched"
+local errors = require "ari.errors"
 
 local type, tostring, pairs, error, setmetatable = type, tostring, pairs, error, setmetatable
 local format, byte = string.format, string.byte
@@ -20,9 +21,8 @@ local math_type = math.type
 
 local M = {}
 
---- Error objects raised by this module.
-local Error = {}
-Error.__index = Error
+--- Error objects raised by this module (of the ari.errors family).
+local Error = errors.class { __name = "ari.http_error" }
 Error.__tostring = function(e)
   local where = e.url and (" (" .. (e.method or "GET") .. " " .. e.url .. ")") or ""
   return format("http %s error: %s%s", tostring(e.kind or "other"), tostring(e.message), where)

@@ -1,6 +1,8 @@
 -- ari.log: levelled logging to stderr, as text or JSON lines, with
 -- per-call prefixes and redaction of registered secrets (passwords never
 -- reach a log line).
+local errors = require "ari.errors"
+
 local M = {}
 
 local LEVELS = { error = 0, warn = 1, info = 2, debug = 3 }
@@ -64,7 +66,7 @@ end
 
 --- Set the level ("error", "warn", "info", "debug").
 function M.set_level(l)
-  if LEVELS[l] == nil then error("unknown log level '" .. tostring(l) .. "'", 2) end
+  if LEVELS[l] == nil then error(errors.usage("unknown log level '" .. tostring(l) .. "'", 2), 0) end
   level = LEVELS[l]
   local ok, core = pcall(require, "ari.core")
   if ok then core.set_log_level(LEVELS[l]) end
@@ -74,7 +76,7 @@ function M.enabled(l) return LEVELS[l] <= level end
 
 --- "text" or "json".
 function M.set_format(f)
-  if f ~= "text" and f ~= "json" then error("unknown log format '" .. tostring(f) .. "'", 2) end
+  if f ~= "text" and f ~= "json" then error(errors.usage("unknown log format '" .. tostring(f) .. "'", 2), 0) end
   format = f
 end
 

@@ -21,6 +21,8 @@ local core = require "ari.core"
 local sched = require "ari.sched"
 local log = require "ari.log"
 local models = require "ari.models"
+local config = require "ari.config"
+local errors = require "ari.errors"
 
 local type, pairs, ipairs, tostring, format, concat = type, pairs, ipairs, tostring, string.format, table.concat
 local hrtime = core.hrtime
@@ -334,31 +336,23 @@ local function handler(req)
   return 404, TEXT, "not found (try /metrics, /healthz, /readyz)\n"
 end
 
---- Parse "HOST:PORT", "[v6]:PORT", ":PORT" or "PORT" -> host, port.
-function M.parse_address(addr)
-  if type(addr) == "number" then return "127.0.0.1", math.tointeger(addr) end
-  if type(addr) ~= "string" then return nil end
-  local host, port = addr:match("^%[([^%]]+)%]:(%d+)$")
-  if not host then host, port = addr:match("^([^:]*):(%d+)$") end
-  if not host then port = addr:match("^(%d+)$"); host = "" end
-  port = tonumber(port)
-  if not port or port > 65535 then return nil end
-  if host == "" then host = "127.0.0.1" end
-  return host, math.tointeger(port)
-end
+--- Parse "HOST:PORT", "[v6]:PORT", ":PORT", "PORT" or { host, port } ->
+-- host, port, or nil and the error (ari.config.parse_address).
+function M.parse_address(addr) return config.parse_address(addr, "metrics") end
 
 local server
 
 --- Start counting and serving.  addr: see parse_address, or { host, port }.
 -- Returns the server (srv:port(), srv:url()), or nil, err.
 function M.start(addr)
-  local host, port
-  if type(addr) == "table" then host, port = addr.host or "127.0.0.1", addr.port or 0
-  else host, port = M.parse_address(addr) end
-  if not host then return nil, "bad metrics address '" .. tostring(addr) .. "' (want HOST:PORT)" end
-  if server then return nil, "metrics already running" end
+  local host, port = M.parse_address(addr)
+  if not host then return nil, port end
+  if server then return nil, errors.new { kind = "param", operation = "metrics", message = "metrics already running" } end
   local srv, err = require("ari.server").listen { host = host, port = port, max_body = 4096, handler = handler }
-  if not srv then return nil, "metrics: cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) end
+  if not srv then
+    return nil, errors.new { kind = "listen", operation = "metrics", host = host, port = port,
+      message = "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) }
+  end
   server = srv
   install()
   log.info("metrics on http://%s:%d/metrics", host:find(":", 1, true) and ("[" .. host .. "]") or host, srv:port())

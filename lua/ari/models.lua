@@ -253,8 +253,8 @@ local function make_method(resource, nickname, fill)
   return function(self, params)
     local c = M.client_of(self)
     if not c then
-      error(setmetatable({ kind = "client", operation = resource .. "." .. nickname,
-        message = "this object belongs to no client" }, require("ari.errors").mt), 2)
+      error(require("ari.errors").new { kind = "client", operation = resource .. "." .. nickname,
+        message = "this object belongs to no client" }, 2)
     end
     local p = {}
     if params ~= nil then
@@ -288,9 +288,9 @@ for name, keyf in pairs(route_key) do
   local meth = methods[name]
   local function client(self)
     local c = M.client_of(self)
-    if not c then error("ari: this " .. name .. " belongs to no client", 3) end
+    if not c then error(require("ari.errors").usage("ari: this " .. name .. " belongs to no client", 3), 0) end
     local k = keyf(self)
-    if k == nil then error("ari: this " .. name .. " has no id", 3) end
+    if k == nil then error(require("ari.errors").usage("ari: this " .. name .. " has no id", 3), 0) end
     return c, k
   end
   function meth:on(etype, fn) local c, k = client(self); return c:_obj_on(name, k, etype, fn, false) end

@@ -31,6 +31,8 @@ local server = require "ari.server"
 local wst = require "ari.wstransport"
 local config = require "ari.config"
 local log = require "ari.log"
+local base64 = require "ari.base64"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -38,38 +40,12 @@ local L = {}
 L.__index = L
 M.Listener = L
 
-local B64R = {}
-do
-  local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-  for i = 1, 64 do B64R[B64:byte(i)] = i - 1 end
-end
-local function b64decode(s)
-  local out, bits, nbits = {}, 0, 0
-  for i = 1, #s do
-    local c = s:byte(i)
-    if c == 61 then break end
-    local v = B64R[c]
-    if v == nil then return nil end
-    bits = ((bits << 6) | v) & 0xffffff
-    nbits = nbits + 6
-    if nbits >= 8 then
-      nbits = nbits - 8
-      out[#out + 1] = string.char((bits >> nbits) & 0xff)
-    end
-  end
-  return table.concat(out)
-end
-
---- "host:port", ":port", "port" or { host, port } -> host, port
+--- "host:port", "[IPv6]:port", ":port", "port" or { host, port } -> host,
+-- port (ari.config.parse_address); raises its error (kind "param").
 function M.parse_listen(v)
-  if type(v) == "table" then return v.host or "127.0.0.1", tonumber(v.port) or 0 end
-  v = tostring(v)
-  local host, port = v:match("^%[([^%]]+)%]:(%d+)$")
-  if not host then host, port = v:match("^([^:]*):(%d+)$") end
-  if not host then port = v:match("^(%d+)$"); host = "" end
-  if not port then error("ari.outbound: listen address must be host:port, got '" .. v .. "'", 3) end
-  if host == "" then host = "127.0.0.1" end
-  return host, tonumber(port)
+  local host, port = config.parse_address(v, "listen")
+  if not host then error(port, 3) end
+  return host, port
 end
 
 local function offers_ari(h)
@@ -251,7 +227,7 @@ function M.listen(opts)
     on_websocket = function(req)
       if self.password ~= nil then
         local b = (req.headers["authorization"] or ""):match("^%s*[Bb]asic%s+(%S+)")
-        local up = b and b64decode(b)
+        local up = b and base64.decode(b)
         if up ~= (self.user or "") .. ":" .. self.password then
           self.stats.refused = self.stats.refused + 1
           log.warn("ari.outbound: refused a connection from %s (bad credentials)", tostring(req.remote))
@@ -276,7 +252,10 @@ function M.listen(opts)
       self:_opened(s)
     end,
   }
-  if not srv then error("ari.outbound: cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err), 2) end
+  if not srv then
+    error(errors.new { kind = "listen", operation = "ari.outbound", host = host, port = port,
+      message = "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) }, 2)
+  end
   self.server = srv
   self.host = host
   log.info("ari.outbound: listening on %s:%d", host, srv:port())

@@ -15,6 +15,7 @@
 -- M.retry_total_ms; a later reconnect's resync takes over from an earlier
 -- one still retrying.
 local log = require "ari.log"
+local errors = require "ari.errors"
 local core = require "ari.core"
 local sched = require "ari.sched"
 
@@ -24,8 +25,8 @@ M.retry_ms, M.retry_max_ms, M.retry_total_ms = 200, 3000, 120000
 -- Worth asking again: Asterisk busy or booting (5xx, 408, 429) or the
 -- request did not get through (transport).  Not: 4xx, bad parameters.
 local function retryable(err)
-  if type(err) ~= "table" then return false end
-  if err.kind == "transport" then return true end
+  if not errors.is(err) then return false end
+  if errors.is(err, "transport") then return true end
   local st = err.status
   return st ~= nil and (st >= 500 or st == 408 or st == 429)
 end

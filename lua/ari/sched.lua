@@ -8,6 +8,7 @@
 -- the loop: spawn() runs its function under xpcall and reports failures
 -- with their traceback through sched.on_error.
 local core = require "ari.core"
+local errors = require "ari.errors"
 
 local co_create, co_resume, co_yield, co_running, co_status =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running, coroutine.status
@@ -170,7 +171,7 @@ end
 -- coroutine parked in the wait) and without a closure to remember h.
 function M.suspend(start, a, b, cleanup)
   local co, main = co_running()
-  if main then error("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2) end
+  if main then error(errors.usage("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2), 0) end
   next_token = next_token + 1
   local tok = next_token
   waits[co] = tok
@@ -233,7 +234,7 @@ function M.run(fn, ...)
   M.spawn(fn, function(...) result = table.pack(...) end, ...)
   while result == nil do
     if not core.run(true) and result == nil then
-      error("ari.run: the loop ran out of work before the function finished (a wait nobody will wake)", 2)
+      error(errors.usage("ari.run: the loop ran out of work before the function finished (a wait nobody will wake)", 2), 0)
     end
   end
   if not result[1] then error(result[2], 0) end

@@ -40,6 +40,7 @@
 local core = require "ari.core"
 local sched = require "ari.sched"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -152,8 +153,8 @@ end
 function M.listen(opts)
   opts = opts or {}
   local handler, on_ws = opts.handler, opts.on_websocket
-  if handler ~= nil and type(handler) ~= "function" then error("server.listen: handler must be a function", 2) end
-  if on_ws ~= nil and type(on_ws) ~= "function" then error("server.listen: on_websocket must be a function", 2) end
+  if handler ~= nil and type(handler) ~= "function" then error(errors.usage("server.listen: handler must be a function", 2), 0) end
+  if on_ws ~= nil and type(on_ws) ~= "function" then error(errors.usage("server.listen: on_websocket must be a function", 2), 0) end
   local host = opts.host or "127.0.0.1"
   if host == "localhost" then host = "127.0.0.1" end
   local s, err = core.server_listen({

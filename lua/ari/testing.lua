@@ -39,6 +39,7 @@ local core = require "ari.core"
 local sched = require "ari.sched"
 local config = require "ari.config"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local M = {}
 
@@ -242,7 +243,7 @@ local function load_app(opts)
       app:on_call(opts.on_call)
     end
   end
-  error("ari.testing.run: give app (a script path or function) or on_call", 3)
+  error(errors.usage("ari.testing.run: give app (a script path or function) or on_call", 3), 0)
 end
 
 --- Run an app against a scenario; see the header for opts and the result.

@@ -32,8 +32,7 @@ local sethook, getinfo = debug.sethook, debug.getinfo
 
 local M = { count = 100000 }
 
-local WatchdogError = {}
-WatchdogError.__index = WatchdogError
+local WatchdogError = require("ari.errors").class { __name = "ari.watchdog_error", kind = "watchdog" }
 WatchdogError.__tostring = function(e) return "watchdog: " .. e.message end
 M.WatchdogError = WatchdogError
 
@@ -83,7 +82,7 @@ function M.xpcall(app, call, limit, handler, msgh, ...)
       local ran = hrtime() - start
       if ran < limit_ns then return end
       local ms = ran // 1000000
-      err = setmetatable({ watchdog = true, channel_id = call.id, limit = limit, elapsed = ms,
+      err = setmetatable({ kind = "watchdog", watchdog = true, channel_id = call.id, limit = limit, elapsed = ms,
         message = string.format("call %s ran %d ms without yielding (watchdog_ms %d)", tostring(call.id), ms, limit) }, WatchdogError)
       local c = app.counters
       c.watchdog = (c.watchdog or 0) + 1

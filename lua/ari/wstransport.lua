@@ -28,6 +28,7 @@ local sched = require "ari.sched"
 local schema = require "ari.schema"
 local uuid = require "ari.uuid"
 local log = require "ari.log"
+local errors = require "ari.errors"
 
 local type, tostring, setmetatable, pairs, error = type, tostring, setmetatable, pairs, error
 
@@ -54,13 +55,13 @@ local function is_binary(req)
 end
 M.is_binary = is_binary
 
-local function terr(kind, message) return { kind = kind, message = message } end
+local function terr(kind, message) return errors.new { kind = kind, message = message } end
 
 --- New transport.  opts: send (required), wait_ready, fallback, timeout,
 -- transaction_id.
 function M.new(opts)
   if type(opts) ~= "table" or type(opts.send) ~= "function" then
-    error("ari.wstransport.new: opts.send must be a function", 2)
+    error(errors.usage("ari.wstransport.new: opts.send must be a function", 2), 0)
   end
   return setmetatable({
     send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback,

@@ -9,26 +9,7 @@ local schema = require "ari.schema"
 local M = {}
 local obj, arr = json.obj, json.arr
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64R = {}
-for i = 1, 64 do B64R[B64:byte(i)] = i - 1 end
-local function b64decode(s)
-  s = s:gsub("[^%w%+/=]", "")
-  local out, bits, nbits = {}, 0, 0
-  for i = 1, #s do
-    local c = s:byte(i)
-    if c == 61 then break end
-    local v = B64R[c]
-    if v == nil then return nil end
-    bits = (bits << 6) | v
-    nbits = nbits + 6
-    if nbits >= 8 then
-      nbits = nbits - 8
-      out[#out + 1] = string.char((bits >> nbits) & 0xff)
-    end
-  end
-  return table.concat(out)
-end
+local b64decode = require("ari.base64").decode
 M.b64decode = b64decode
 
 local STATUS_TEXT = { [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
