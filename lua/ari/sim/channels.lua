@@ -345,6 +345,81 @@ local function far_behaviour(self, endpoint)
   return { answer_after = 0 }
 end
 
+-- A dial in progress (see dial_far): d = { sim, ch, peer, b (the far end's
+-- behaviour), dialstring, timeout_s, on_answer, caller, originating,
+-- ring_ms, timers (ch.far_timers) }.
+
+-- The Dial event for status ("" when the dial starts).
+local function dial_event(d, status)
+  local sim, ch, caller = d.sim, d.ch, d.caller
+  local fields = { "dialstatus", status, "forward", "",
+    "dialstring", (status == "" or d.originating) and d.dialstring or "" }
+  if caller then fields[#fields + 1] = "caller"; fields[#fields + 1] = sim:snapshot(caller) end
+  fields[#fields + 1] = "peer"; fields[#fields + 1] = sim:snapshot(ch)
+  local subs = {}
+  for k in pairs(ch.subs) do subs[k] = true end
+  if caller then for k in pairs(caller.subs) do subs[k] = true end end
+  sim:deliver("Dial", fields, sim:targets(subs), ch.call)
+end
+
+-- busy / congestion / unavailable: the Dial status, then the channel
+-- goes without a hang-up request (a Local ;1 with cause 0, its ;2
+-- keeps the cause its dialplan set)
+local function dial_fail(d, status, cause)
+  local ch = d.ch
+  if not ch.alive then return end
+  ch.dial_pending = nil
+  dial_event(d, status)
+  d.sim:hangup(ch, d.peer and 0 or cause, false, { quiet = true })
+end
+
+-- the originate's timeout: the dial gives up; no Dial status, no request
+local function dial_timed_out(d)
+  local ch = d.ch
+  if not ch.alive or ch.state == "Up" then return end
+  ch.dial_pending = nil
+  d.sim:hangup(ch, 19, false, { quiet = true })
+end
+
+local function dial_answered(d)
+  local sim, ch = d.sim, d.ch
+  if not ch.alive or ch.state == "Up" then return end
+  ch.dial_pending = nil
+  if ch.peer then sim:answer(ch.peer) end
+  sim:answer(ch)
+  dial_event(d, "ANSWER")
+  if d.on_answer then d.on_answer() end
+  sim:start_far_script(ch)
+end
+
+local function dial_ringing(d)
+  local ch = d.ch
+  if not ch.alive or ch.state ~= "Down" then return end
+  d.sim:set_state(ch, "Ringing")
+  dial_event(d, "RINGING")
+end
+
+-- A far end with no dialplan of its own, after its ring_after: busy,
+-- congestion, unavailable, or ringing then answering after answer_after
+-- (unless no_answer, or the originate's timeout comes first).
+local function dial_scripted(d)
+  local ch, peer, b, timeout_s = d.ch, d.peer, d.b, d.timeout_s
+  if not ch.alive then return end
+  if b.busy then return dial_fail(d, "BUSY", 17) end
+  if b.congestion then return dial_fail(d, "CONGESTION", 34) end
+  if b.unavailable then return dial_fail(d, "CHANUNAVAIL", 3) end
+  -- a Local channel's dialplan that answers at once never rings
+  if not (peer and (b.answer_after or 0) == 0 and not b.ring_after and not b.no_answer) then
+    dial_ringing(d)
+  end
+  local answer_after = b.answer_after or 0
+  if b.no_answer then answer_after = nil end
+  if answer_after == nil then return end
+  if timeout_s and timeout_s > 0 and answer_after >= timeout_s * 1000 then return end
+  d.timers[#d.timers + 1] = d.sim:after(math.max(0, answer_after - d.ring_ms),
+    function() dial_answered(d) end)
+end
+
 -- Drive a dialled channel per its far end: ring, answer/busy/... then fn(result).
 -- originating: an originate (Asterisk's dial API) puts the dialstring in
 -- every Dial event; /dial only in the first one (run log: demo-A1 vs demo-C1).
@@ -357,57 +432,21 @@ local function dial_far(self, ch, dialstring, timeout_s, on_answer, caller, orig
     self:hangup(ch, 0, false, { quiet = true, peer_quiet = true })
     return
   end
-  local function dial_ev(status)
-    local fields = { "dialstatus", status, "forward", "",
-      "dialstring", (status == "" or originating) and dialstring or "" }
-    if caller then fields[#fields + 1] = "caller"; fields[#fields + 1] = self:snapshot(caller) end
-    fields[#fields + 1] = "peer"; fields[#fields + 1] = self:snapshot(ch)
-    local subs = {}
-    for k in pairs(ch.subs) do subs[k] = true end
-    if caller then for k in pairs(caller.subs) do subs[k] = true end end
-    self:deliver("Dial", fields, self:targets(subs), ch.call)
-  end
-  dial_ev("")
-  if originating then ch.dial_pending = dial_ev end
-  -- busy / congestion / unavailable: the Dial status, then the channel
-  -- goes without a hang-up request (a Local ;1 with cause 0, its ;2
-  -- keeps the cause its dialplan set)
-  local function fail(status, cause)
-    if not ch.alive then return end
-    ch.dial_pending = nil
-    dial_ev(status)
-    self:hangup(ch, peer and 0 or cause, false, { quiet = true })
-  end
-  -- the originate's timeout: the dial gives up; no Dial status, no request
-  local function timed_out()
-    if not ch.alive or ch.state == "Up" then return end
-    ch.dial_pending = nil
-    self:hangup(ch, 19, false, { quiet = true })
-  end
+  local d = { sim = self, ch = ch, peer = peer, b = b, dialstring = dialstring, timeout_s = timeout_s,
+    on_answer = on_answer, caller = caller, originating = originating, ring_ms = b.ring_after or 0 }
+  dial_event(d, "")
+  if originating then ch.dial_pending = function(status) dial_event(d, status) end end
   ch.far_timers = ch.far_timers or {}
-  local ring_ms = b.ring_after or 0
-  local timers = ch.far_timers
-  local function answered()
-    if not ch.alive or ch.state == "Up" then return end
-    ch.dial_pending = nil
-    if ch.peer then self:answer(ch.peer) end
-    self:answer(ch)
-    dial_ev("ANSWER")
-    if on_answer then on_answer() end
-    self:start_far_script(ch)
-  end
-  local function ringing()
-    if not ch.alive or ch.state ~= "Down" then return end
-    self:set_state(ch, "Ringing")
-    dial_ev("RINGING")
-  end
+  d.timers = ch.far_timers
+  local function answered() dial_answered(d) end
+  local function ringing() dial_ringing(d) end
   if timeout_s and timeout_s > 0 then
-    timers[#timers + 1] = self:after(timeout_s * 1000, timed_out)
+    d.timers[#d.timers + 1] = self:after(timeout_s * 1000, function() dial_timed_out(d) end)
   end
   if peer then peer.on_ring = ringing end
   if peer and b.dialplan then
     self:run_dialplan(ch, peer, b.dialplan, { answered = answered, ringing = ringing,
-      busy = function(status) fail(status, status == "BUSY" and 17 or 34) end })
+      busy = function(status) dial_fail(d, status, status == "BUSY" and 17 or 34) end })
     return
   end
   if peer and b.stasis then
@@ -417,21 +456,7 @@ local function dial_far(self, ch, dialstring, timeout_s, on_answer, caller, orig
     self:stasis_start(peer, b.stasis, b.args)
     return
   end
-  timers[#timers + 1] = self:after(ring_ms, function()
-    if not ch.alive then return end
-    if b.busy then return fail("BUSY", 17) end
-    if b.congestion then return fail("CONGESTION", 34) end
-    if b.unavailable then return fail("CHANUNAVAIL", 3) end
-    -- a Local channel's dialplan that answers at once never rings
-    if not (peer and (b.answer_after or 0) == 0 and not b.ring_after and not b.no_answer) then
-      ringing()
-    end
-    local answer_after = b.answer_after or 0
-    if b.no_answer then answer_after = nil end
-    if answer_after == nil then return end
-    if timeout_s and timeout_s > 0 and answer_after >= timeout_s * 1000 then return end
-    timers[#timers + 1] = self:after(math.max(0, answer_after - ring_ms), answered)
-  end)
+  d.timers[#d.timers + 1] = self:after(d.ring_ms, function() dial_scripted(d) end)
 end
 
 --- After an outbound channel answers: its scripted far end (dtmf,
