@@ -561,7 +561,28 @@ local function check_formats(formats)
   return nil
 end
 
-local function originate(sim, p, ctx, id)
+-- The last checks of originate / create: formats, the ids, the technology.
+local function check_new_channel(sim, p, id, tech)
+  local s, b = check_formats(p.formats)
+  if s then return s, b end
+  s, b = sim:id_conflict(id)
+  if s then return s, b end
+  s, b = sim:id_conflict(p.otherChannelId)
+  if s then return s, b end
+  if not sim:tech_known(tech) then return alloc_failed() end
+  return nil
+end
+
+-- Where a new channel starts in the dialplan: exten@context of a Local
+-- endpoint, else s@default.
+local function new_channel_location(tech, res)
+  local ctxname, exten = "default", "s"
+  if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
+  return ctxname, exten
+end
+
+-- originate's checks, in Asterisk's order: nil, or status, body.
+local function check_originate(sim, p, id)
   if p.endpoint == nil or p.endpoint == "" then return 400, err_body("Endpoint must be specified") end
   if p.originator and p.originator ~= "" and p.formats and p.formats ~= "" then
     return 400, err_body("Originator and formats can't both be specified")
@@ -575,16 +596,42 @@ local function originate(sim, p, ctx, id)
   if p.originator and p.originator ~= "" and not sim.channels[p.originator] then
     return 400, err_body("Provided originator channel was not found")
   end
-  local s, b = check_formats(p.formats)
+  return check_new_channel(sim, p, id, tech)
+end
+
+-- The caller id events of a new outgoing channel.
+local function cid_events(sim, c)
+  sim:chan_event(c, "ChannelCallerId", { "caller_presentation", 0,
+    "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(c) })
+  sim:chan_event(c, "ChannelConnectedLine", { "channel", sim:snapshot(c) })
+end
+
+-- An originated channel answered: into the app, or to exten@context.
+local function originate_answered(sim, ch, p)
+  if p.app and p.app ~= "" then
+    sim:stasis_start(ch, p.app, p.appArgs)
+  else
+    ch.dialplan = { context = p.context or "default", exten = p.extension, priority = p.priority or 1,
+      app_name = "", app_data = "" }
+    sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "", "dialplan_app_data", "", "channel", sim:snapshot(ch) })
+  end
+end
+
+-- Dial an originated channel (after the 200 is sent).
+local function originate_dial(sim, ch, p, res, origin)
+  if not ch.alive then return end
+  -- timeout: seconds; 0 (or none) is Asterisk's 30, -1 is none
+  local t = p.timeout
+  if t == nil or t == 0 then t = 30 end
+  sim:dial_far(ch, res, t, function() originate_answered(sim, ch, p) end, origin, true)
+end
+
+local function originate(sim, p, ctx, id)
+  local s, b = check_originate(sim, p, id)
   if s then return s, b end
-  s, b = sim:id_conflict(id)
-  if s then return s, b end
-  s, b = sim:id_conflict(p.otherChannelId)
-  if s then return s, b end
-  if not sim:tech_known(tech) then return alloc_failed() end
+  local tech, res = parse_endpoint(p.endpoint)
   local caller = parse_callerid(p.callerId)
-  local ctxname, exten = "default", "s"
-  if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
+  local ctxname, exten = new_channel_location(tech, res)
   local origin = p.originator and sim.channels[p.originator]
   local app = (p.app ~= nil and p.app ~= "") and p.app or nil
   local ch = sim:new_channel {
@@ -602,38 +649,19 @@ local function originate(sim, p, ctx, id)
   sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "AppDial2", "dialplan_app_data", "(Outgoing Line)",
     "channel", sim:snapshot(ch) })
   local has_cid = caller.name ~= "" or caller.number ~= ""
-  local function cid_events(c)
-    sim:chan_event(c, "ChannelCallerId", { "caller_presentation", 0,
-      "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(c) })
-    sim:chan_event(c, "ChannelConnectedLine", { "channel", sim:snapshot(c) })
-  end
-  if has_cid then cid_events(ch) end
+  if has_cid then cid_events(sim, ch) end
   if app then
     ch.subs[app] = true
     if peer then peer.subs[app] = true end
   end
   -- the ;2 half takes the caller id too (its events reach the app)
-  if has_cid and peer then cid_events(peer) end
+  if has_cid and peer then cid_events(sim, peer) end
   ch.behaviour = sim:far_behaviour(p.endpoint)
   ch.endpoint = p.endpoint
   apply_vars(sim, ch, body_vars(ctx))
   local snap = sim:snapshot(ch)
   sim:note(ch.call, "originate %s -> %s", p.endpoint, ch.id)
-  sim:after(0, function()
-    if not ch.alive then return end
-    -- timeout: seconds; 0 (or none) is Asterisk's 30, -1 is none
-    local t = p.timeout
-    if t == nil or t == 0 then t = 30 end
-    sim:dial_far(ch, res, t, function()
-      if p.app and p.app ~= "" then
-        sim:stasis_start(ch, p.app, p.appArgs)
-      else
-        ch.dialplan = { context = p.context or "default", exten = p.extension, priority = p.priority or 1,
-          app_name = "", app_data = "" }
-        sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "", "dialplan_app_data", "", "channel", sim:snapshot(ch) })
-      end
-    end, origin, true)
-  end)
+  sim:after(0, function() originate_dial(sim, ch, p, res, origin) end)
   return 200, snap
 end
 
@@ -648,15 +676,9 @@ local function channels_create(sim, p, ctx)
   if p.app == nil or p.app == "" then return 400, err_body("Application must be specified") end
   local tech, res = parse_endpoint(p.endpoint)
   if not tech or tech == "" or res == "" then return 400, err_body("Invalid endpoint specified") end
-  local s, b = check_formats(p.formats)
+  local s, b = check_new_channel(sim, p, p.channelId, tech)
   if s then return s, b end
-  s, b = sim:id_conflict(p.channelId)
-  if s then return s, b end
-  s, b = sim:id_conflict(p.otherChannelId)
-  if s then return s, b end
-  if not sim:tech_known(tech) then return alloc_failed() end
-  local ctxname, exten = "default", "s"
-  if tech == "Local" then exten, ctxname = res:match("^([^@]+)@?(.*)$"); if ctxname == "" then ctxname = "default" end end
+  local ctxname, exten = new_channel_location(tech, res)
   local ch = sim:new_channel { id = p.channelId, tech = tech, resource = res, state = "Down",
     context = ctxname, exten = exten, subscribe = p.app }
   if tech == "Local" then sim:local_peer(ch, p.otherChannelId, nil) end
