@@ -875,47 +875,60 @@ local function read_var(sim, ch, name)
   return v
 end
 
+-- CALLERID(arg) / CONNECTEDLINE(arg) = value: nil, or status, body.
+local function write_id_func(sim, ch, fn, arg, value)
+  local target = fn == "CALLERID" and ch.caller or ch.connected
+  if arg == "all" then
+    local c = parse_callerid(value)
+    target.name, target.number = c.name, c.number
+  elseif arg == "name" then target.name = value
+  elseif arg == "num" or arg == "number" then target.number = value
+  else return 400, err_body("Unable to set channel variable") end
+  if fn == "CALLERID" then
+    sim:chan_event(ch, "ChannelCallerId", { "caller_presentation", 0,
+      "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(ch) })
+  else
+    sim:chan_event(ch, "ChannelConnectedLine", { "channel", sim:snapshot(ch) })
+    sim:local_connected(ch)
+  end
+  return nil
+end
+
+local function write_talk_detect(sim, ch, arg, value)
+  ch.talk_detect = arg ~= "remove"
+  ch.talk_silence_ms = tonumber((value or ""):match("^%s*(%d+)")) or 2500
+  if not ch.talk_detect then
+    ch.dp_talking = nil
+    if ch.dp_talk_timer then ch.dp_talk_timer.stop(); ch.dp_talk_timer = nil end
+  elseif ch.talking and ch.peer and ch.peer.dialplan_driven and not ch.dp_talking then
+    -- audio is already flowing from a simulated dialplan: talking now
+    ch.dp_talking = true
+    ch.dp_talk_start = sim:elapsed()
+    sim:chan_event(ch, "ChannelTalkingStarted", { "channel", sim:snapshot(ch) })
+  end
+end
+
+-- TONE_DETECT(freq[,duration[,options]]): freq 0 or option x stops it
+local function write_tone_detect(ch, arg)
+  local freq, _, opts = arg:match("^([^,]*),?([^,]*),?(.*)$")
+  if tonumber(freq) == 0 or (opts or ""):find("x", 1, true) then ch.tone_detect = nil
+  else ch.tone_detect = tonumber(freq) or true end
+end
+
+-- The audio functions the simulator keeps (by their full name with argument).
+local AUDIO_FUNCS = { TALK_DETECT = true, TONE_DETECT = true, VOLUME = true, PITCH_SHIFT = true, DENOISE = true,
+  AGC = true, JITTERBUFFER = true }
+
+-- Set a channel variable or function: nil, or status, body.
 local function write_var(sim, ch, name, value, report)
   local fn, arg = name:match("^([%u_]+)%((.-)%)$")
   if fn == "CALLERID" or fn == "CONNECTEDLINE" then
-    local target = fn == "CALLERID" and ch.caller or ch.connected
-    if arg == "all" then
-      local c = parse_callerid(value)
-      target.name, target.number = c.name, c.number
-    elseif arg == "name" then target.name = value
-    elseif arg == "num" or arg == "number" then target.number = value
-    else return 400, err_body("Unable to set channel variable") end
-    if fn == "CALLERID" then
-      sim:chan_event(ch, "ChannelCallerId", { "caller_presentation", 0,
-        "caller_presentation_txt", "Presentation Allowed, Not Screened", "channel", sim:snapshot(ch) })
-    else
-      sim:chan_event(ch, "ChannelConnectedLine", { "channel", sim:snapshot(ch) })
-      sim:local_connected(ch)
-    end
-    return nil
-  elseif fn == "TALK_DETECT" or fn == "TONE_DETECT" or fn == "VOLUME" or fn == "PITCH_SHIFT" or fn == "DENOISE"
-    or fn == "AGC" or fn == "JITTERBUFFER" then
+    return write_id_func(sim, ch, fn, arg, value)
+  elseif AUDIO_FUNCS[fn] then
     ch.funcs = ch.funcs or {}
     ch.funcs[fn .. "(" .. arg .. ")"] = value
-    if fn == "TALK_DETECT" then
-      ch.talk_detect = arg ~= "remove"
-      ch.talk_silence_ms = tonumber((value or ""):match("^%s*(%d+)")) or 2500
-      if not ch.talk_detect then
-        ch.dp_talking = nil
-        if ch.dp_talk_timer then ch.dp_talk_timer.stop(); ch.dp_talk_timer = nil end
-      elseif ch.talking and ch.peer and ch.peer.dialplan_driven and not ch.dp_talking then
-        -- audio is already flowing from a simulated dialplan: talking now
-        ch.dp_talking = true
-        ch.dp_talk_start = sim:elapsed()
-        sim:chan_event(ch, "ChannelTalkingStarted", { "channel", sim:snapshot(ch) })
-      end
-    end
-    if fn == "TONE_DETECT" then
-      -- TONE_DETECT(freq[,duration[,options]]): freq 0 or option x stops it
-      local freq, _, opts = arg:match("^([^,]*),?([^,]*),?(.*)$")
-      if tonumber(freq) == 0 or (opts or ""):find("x", 1, true) then ch.tone_detect = nil
-      else ch.tone_detect = tonumber(freq) or true end
-    end
+    if fn == "TALK_DETECT" then write_talk_detect(sim, ch, arg, value) end
+    if fn == "TONE_DETECT" then write_tone_detect(ch, arg) end
     return nil
   elseif fn then
     ch.funcs = ch.funcs or {}

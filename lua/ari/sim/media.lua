@@ -438,23 +438,44 @@ end
 local IFEXISTS = { fail = true, overwrite = true, append = true }
 local TERM = { none = true, any = true, ["*"] = true, ["#"] = true }
 
-local function record(sim, kind, target, p)
+-- record's checks, in Asterisk's order: nil, or status, body.
+local function check_record(sim, p)
   if p.name == nil or p.name == "" then return 400, err_body("Recording name is required") end
   if p.format == nil or p.format == "" then return 400, err_body("Format is required") end
   if p.maxDurationSeconds and p.maxDurationSeconds < 0 then return 400, err_body("maxDurationSeconds cannot be negative") end
   if p.maxSilenceSeconds and p.maxSilenceSeconds < 0 then return 400, err_body("maxSilenceSeconds cannot be negative") end
   local if_exists = p.ifExists or "fail"
   if not IFEXISTS[if_exists] then return 400, err_body("ifExists invalid") end
-  local term = p.terminateOn or "none"
-  if not TERM[term] then return 400, err_body("terminateOn invalid") end
+  if not TERM[p.terminateOn or "none"] then return 400, err_body("terminateOn invalid") end
   if p.name:find("%.%.") or p.name:sub(1, 1) == "/" then return 400, err_body("Recording name invalid") end
   if not FORMATS[p.format] then return 422, err_body("Unknown recording format") end
   if sim.live_recordings[p.name] then return 409, err_body("Recording with the same name is in progress") end
   if if_exists == "fail" and sim.stored_recordings[p.name] then
     return 422, err_body("Recording with the same name already exists on the system")
   end
+  return nil
+end
+
+-- A live recording's start (after the beep, if any).
+local function start_recording(sim, rec, kind, target)
+  if sim.live_recordings[rec.name] ~= rec then return end
+  rec.state = "recording"
+  rec.seg_start = sim:elapsed()
+  sim:rec_event(rec, "RecordingStarted")
+  if rec.max_duration and rec.max_duration > 0 then
+    rec.timers[#rec.timers + 1] = sim:after(rec.max_duration * 1000, function()
+      if rec.state == "recording" or rec.state == "paused" then sim:finish_recording(rec, "done") end
+    end)
+  end
+  if kind == "channel" and target.talking then rec.talk_start = sim:elapsed()
+  else sim:arm_silence(rec) end
+end
+
+local function record(sim, kind, target, p)
+  local s, b = check_record(sim, p)
+  if s then return s, b end
   local rec = { name = p.name, format = p.format, state = "queued", target_kind = kind, target_id = target.id,
-    target_uri = kind .. ":" .. target.id, if_exists = if_exists, terminate_on = term,
+    target_uri = kind .. ":" .. target.id, if_exists = p.ifExists or "fail", terminate_on = p.terminateOn or "none",
     max_duration = p.maxDurationSeconds, max_silence = p.maxSilenceSeconds, acc_ms = 0, timers = {},
     call = target.call, subs = target.subs,
     -- a Local ;1 whose ;2 runs a simulated dialplan has audio only while it plays
@@ -470,20 +491,7 @@ local function record(sim, kind, target, p)
     return 201, snap, { location = "/recordings/live/" .. p.name }
   end
   sim.live_recordings[p.name] = rec
-  local beep = p.beep and 250 or 0
-  sim:after(beep, function()
-    if sim.live_recordings[rec.name] ~= rec then return end
-    rec.state = "recording"
-    rec.seg_start = sim:elapsed()
-    sim:rec_event(rec, "RecordingStarted")
-    if rec.max_duration and rec.max_duration > 0 then
-      rec.timers[#rec.timers + 1] = sim:after(rec.max_duration * 1000, function()
-        if rec.state == "recording" or rec.state == "paused" then sim:finish_recording(rec, "done") end
-      end)
-    end
-    if kind == "channel" and target.talking then rec.talk_start = sim:elapsed()
-    else sim:arm_silence(rec) end
-  end)
+  sim:after(p.beep and 250 or 0, function() start_recording(sim, rec, kind, target) end)
   return 201, snap, { location = "/recordings/live/" .. p.name }
 end
 
