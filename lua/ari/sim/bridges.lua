@@ -186,12 +186,19 @@ local function channel_list(sim, p)
   return list
 end
 
-local function bridges_addChannel(sim, p)
+-- The bridge p.bridgeId and the channels of p.channel, or nil, nil, status, body.
+local function bridge_and_channels(sim, p)
   local br, s, b = get_bridge(sim, p.bridgeId)
-  if not br then return s, b end
+  if not br then return nil, nil, s, b end
   local list
   list, s, b = channel_list(sim, p)
-  if not list then return s, b end
+  if not list then return nil, nil, s, b end
+  return br, list
+end
+
+local function bridges_addChannel(sim, p)
+  local br, list, s, b = bridge_and_channels(sim, p)
+  if not br then return s, b end
   for _, ch in ipairs(list) do
     if not ch.app then return 422, err_body("Channel not in Stasis application") end
     for _, rec in pairs(sim.live_recordings) do
@@ -206,11 +213,8 @@ local function bridges_addChannel(sim, p)
 end
 
 local function bridges_removeChannel(sim, p)
-  local br, s, b = get_bridge(sim, p.bridgeId)
+  local br, list, s, b = bridge_and_channels(sim, p)
   if not br then return s, b end
-  local list
-  list, s, b = channel_list(sim, p)
-  if not list then return s, b end
   for _, ch in ipairs(list) do
     if not ch.app then return 422, err_body("Channel not in Stasis application") end
     if ch.bridge ~= br.id then return 422, err_body("Channel not in this bridge") end

@@ -264,6 +264,13 @@ local function play(sim, kind, target, p)
   return 201, snap, { location = "/playbacks/" .. snap.id }
 end
 
+-- The announcer or recorder channel Asterisk puts in a bridge to play or
+-- record stays there, in Stasis: the apps that joined the bridge stay
+-- subscribed to it (BridgeDestroyed).
+local function keep_bridge_subscribed(br)
+  for app, how in pairs(br.subs) do if how == "join" then br.subs[app] = "media" end end
+end
+
 local function channels_play(sim, p)
   local ch, s, b = channels.ready_chan(sim, p.channelId)
   if not ch then return s, b end
@@ -276,9 +283,7 @@ local function bridges_play(sim, p)
   if p.announcer_format and not FORMATS[p.announcer_format] then
     return 422, err_body("Announcer format not found")
   end
-  -- the announcer channel Asterisk puts in the bridge stays there, in
-  -- Stasis: the app stays subscribed to the bridge (BridgeDestroyed)
-  for app, how in pairs(br.subs) do if how == "join" then br.subs[app] = "media" end end
+  keep_bridge_subscribed(br)
   return play(sim, "bridge", br, p)
 end
 
@@ -503,8 +508,7 @@ end
 local function bridges_record(sim, p)
   local br, s, b = get_bridge(sim, p.bridgeId)
   if not br then return s, b end
-  -- likewise the recorder channel
-  for app, how in pairs(br.subs) do if how == "join" then br.subs[app] = "media" end end
+  keep_bridge_subscribed(br)
   return record(sim, "bridge", br, p)
 end
 

@@ -266,24 +266,18 @@ local function source_list(sim, app, p, subscribing)
   end
   return subs_list
 end
-local function applications_subscribe(sim, p)
+-- subscribe / unsubscribe the app p.applicationName to p.eventSource
+local function set_subscription(sim, p, subscribing)
   local app, s, b = get_app(sim, p.applicationName)
   if not app then return s, b end
   local subs_list
-  subs_list, s, b = source_list(sim, app, p, true)
+  subs_list, s, b = source_list(sim, app, p, subscribing)
   if not subs_list then return s, b end
-  for _, subs in ipairs(subs_list) do subs[app.name] = true end
+  for _, subs in ipairs(subs_list) do subs[app.name] = subscribing or nil end
   return 200, sim:app_json(app)
 end
-local function applications_unsubscribe(sim, p)
-  local app, s, b = get_app(sim, p.applicationName)
-  if not app then return s, b end
-  local subs_list
-  subs_list, s, b = source_list(sim, app, p, false)
-  if not subs_list then return s, b end
-  for _, subs in ipairs(subs_list) do subs[app.name] = nil end
-  return 200, sim:app_json(app)
-end
+local function applications_subscribe(sim, p) return set_subscription(sim, p, true) end
+local function applications_unsubscribe(sim, p) return set_subscription(sim, p, false) end
 local function applications_filter(sim, p)
   local app, s, b = get_app(sim, p.applicationName)
   if not app then return s, b end
