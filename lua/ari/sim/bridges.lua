@@ -304,7 +304,7 @@ local function bridges_setBridgeVars(sim, p)
   return 204
 end
 
-return {
+return util.module {
   -- methods of the Sim class
   methods = {
     bridge_json = bridge_json, bridge_event = bridge_event, bridge_add = bridge_add,

@@ -1083,7 +1083,7 @@ local function channels_transfer_progress(sim, p)
   return 204
 end
 
-return {
+return util.module {
   -- methods of the Sim class
   methods = {
     snapshot = snapshot, id_conflict = id_conflict, new_call = new_call, new_channel = new_channel,

@@ -12,6 +12,7 @@
 -- CONGESTION when ;2 says so.  Running off the end hangs ;2 up.
 -- A module of Sim methods and helpers, installed by ari.sim (init.lua).
 local sched = require "ari.sched"
+local util = require "ari.sim.util"
 
 -- An Asterisk extension pattern (_X., _NXX, _[a-z0-9].) as a Lua pattern.
 local function pattern_of(ext)
@@ -290,7 +291,7 @@ local function run_dialplan(self, ch, peer, steps, ctl)
   end)
 end
 
-return {
+return util.module {
   -- methods of the Sim class
   methods = { far_audio = far_audio, local_connected = local_connected, apply_deferred = apply_deferred,
     run_dialplan = run_dialplan },

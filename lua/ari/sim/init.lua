@@ -365,9 +365,9 @@ end
 local err_body = util.err_body
 M.err_body = err_body
 
--- The resource modules: each returns { methods = { name = fn }, routes =
--- { resource = { nickname = handler } }, init = fn(sim, opts) } (any of
--- them), installed here in this order.
+-- The resource modules: each returns (through ari.sim.util.module) {
+-- methods = { name = fn }, routes = { resource = { nickname = handler } },
+-- init = fn(sim, opts) } (any of them), installed here in this order.
 local RESOURCE_MODULES = { "channels", "dialplan", "bridges", "media", "misc" }
 local handlers = {}
 M.handlers = handlers

@@ -640,7 +640,7 @@ local function sounds_get(sim, p)
   return 200, sound_json(p.soundId)
 end
 
-return {
+return util.module {
   -- called by ari.sim.new for each new simulator
   init = init_media,
   -- methods of the Sim class

@@ -480,7 +480,7 @@ local function events_claimChannel(sim, p)
   return 204
 end
 
-return {
+return util.module {
   -- called by ari.sim.new for each new simulator
   init = init_misc,
   -- methods of the Sim class
