@@ -187,12 +187,8 @@ local function asterisk_deleteObject(sim, p)
 end
 
 ---------------------------------------------------------------- applications
-local function sorted_keys(t)
-  local out = arr {}
-  for k in pairs(t) do out[#out + 1] = k end
-  table.sort(out)
-  return out
-end
+-- The keys of t, sorted, as a JSON array.
+local function sorted_keys(t) return arr(util.sorted_keys(t)) end
 local function app_json(self, app)
   local chans, bridges, eps, devs = {}, {}, {}, {}
   for id, ch in pairs(self.channels) do if ch.subs[app.name] then chans[id] = true end end

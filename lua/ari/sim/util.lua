@@ -6,12 +6,14 @@ local M = {}
 --- The JSON body of an error answer, as Asterisk writes it: {"message": msg}.
 function M.err_body(msg) return json.obj { "message", msg } end
 
+--- The keys of t, sorted.
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
   table.sort(keys)
   return keys
 end
+M.sorted_keys = sorted_keys
 
 --- A resource module's table { methods = { name = fn }, routes = { resource
 -- = { nickname = fn } }, init = fn, ... }, with each method and route
