@@ -11,6 +11,7 @@
 -- than real time.
 local core = require "ari.core"
 local json = require "ari.sim.json"
+local util = require "ari.sim.util"
 
 local M = {}
 local Sim = {}
@@ -361,14 +362,45 @@ local function match_route(segs)
   return r, vars
 end
 
+local err_body = util.err_body
+M.err_body = err_body
+
+-- The resource modules: each returns (through ari.sim.util.module) {
+-- methods = { name = fn }, routes = { resource = { nickname = handler } },
+-- init = fn(sim, opts) } (any of them), installed here in this order.
+local RESOURCE_MODULES = { "channels", "dialplan", "bridges", "media", "misc" }
 local handlers = {}
 M.handlers = handlers
-for _, modname in ipairs { "channels", "dialplan", "bridges", "media", "misc" } do
-  require("ari.sim." .. modname)(Sim, handlers, M)
+local inits = {}
+local resource_mods = {}
+for _, modname in ipairs(RESOURCE_MODULES) do
+  local mod = require("ari.sim." .. modname)
+  resource_mods[modname] = mod
+  for name, fn in pairs(mod.methods or {}) do
+    assert(Sim[name] == nil, "two definitions of Sim:" .. name)
+    Sim[name] = fn
+  end
+  for resource, ops in pairs(mod.routes or {}) do
+    local t = handlers[resource]
+    if t == nil then t = {}; handlers[resource] = t end
+    for nickname, fn in pairs(ops) do
+      assert(t[nickname] == nil, "two handlers for " .. resource .. "." .. nickname)
+      t[nickname] = fn
+    end
+  end
+  if mod.init then inits[#inits + 1] = mod.init end
 end
 
-local function err_body(msg) return obj { "message", msg } end
-M.err_body = err_body
+-- Helpers of the resource modules that ari.sim has always exported.
+do
+  local ch, dp = resource_mods.channels, resource_mods.dialplan
+  M.CAUSE_TXT, M.REASONS, M.TECHS = ch.CAUSE_TXT, ch.REASONS, ch.TECHS
+  M.parse_callerid, M.split_args, M.alloc_failed = ch.parse_callerid, ch.split_args, ch.alloc_failed
+  M.get_chan, M.stasis_chan, M.state_invalid = ch.get_chan, ch.stasis_chan, ch.state_invalid
+  M.extension_pattern, M.dialplan_lookup = dp.extension_pattern, dp.dialplan_lookup
+  M.wav = resource_mods.media.wav
+  M.DEVICE_STATES = resource_mods.misc.DEVICE_STATES
+end
 
 local INT_TYPES = { int = true, long = true }
 -- ast_true(): what Asterisk's glue reads as true; anything else is false
@@ -532,8 +564,7 @@ function M.new(opts)
   self.calls = {}
   self.call_seq = 0
   self.chan_call, self.pb_call = {}, {}
-  self:init_media(opts)
-  self:init_misc(opts)
+  for _, init in ipairs(inits) do init(self, opts) end
   local scenario = require "ari.sim.scenario"
   self.scenario = scenario.load(opts.scenario)
   scenario.attach(self, self.scenario)

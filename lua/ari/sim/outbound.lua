@@ -25,6 +25,7 @@
 -- WebSocket is the only way back in this mode).
 local ws = require "ari.ws"
 local json = require "ari.sim.json"
+local util = require "ari.sim.util"
 
 local M = {}
 local obj = json.obj
@@ -47,7 +48,7 @@ local function rest_reply(sim, text, app)
   local path, q = uri:match("^([^?]*)%??(.*)$")
   local status, body
   if path:match("^recordings/stored/[^/]+/file$") then
-    status, body = 406, json.encode(obj { "message", "Not Acceptable. Use HTTP GET" })
+    status, body = 406, json.encode(util.err_body("Not Acceptable. Use HTTP GET"))
   else
     status, body = sim:request(msg.method or "GET", "/ari/" .. path:gsub("^/", ""), q or "", msg.message_body,
       { ["content-type"] = msg.content_type or "application/json" })
