@@ -30,41 +30,12 @@ local util = require "ari.sim.util"
 local M = {}
 local obj = json.obj
 
-local STATUS_TEXT = { [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [406] = "Not Acceptable", [409] = "Conflict", [412] = "Precondition Failed",
-  [422] = "Unprocessable Entity", [500] = "Internal Server Error", [501] = "Not Implemented" }
-
 local function app_event(sim, etype, app)
   return json.encode(obj { "type", etype, "timestamp", sim:timestamp(), "application", app,
     "asterisk_id", sim.asterisk_id })
 end
 
--- Answer one RESTRequest (text) for `app`; returns the RESTResponse text.
-local function rest_reply(sim, text, app)
-  local msg = json.decode(text)
-  if type(msg) ~= "table" or msg.type ~= "RESTRequest" then return nil end
-  local uri = tostring(msg.uri or "")
-  local path, q = uri:match("^([^?]*)%??(.*)$")
-  local status, body
-  if path:match("^recordings/stored/[^/]+/file$") then
-    status, body = 406, json.encode(util.err_body("Not Acceptable. Use HTTP GET"))
-  else
-    status, body = sim:request(msg.method or "GET", "/ari/" .. path:gsub("^/", ""), q or "", msg.message_body,
-      { ["content-type"] = msg.content_type or "application/json" })
-  end
-  local kv = { "type", "RESTResponse", "transaction_id", msg.transaction_id or "", "request_id", msg.request_id or "",
-    "status_code", status, "reason_phrase", STATUS_TEXT[status] or "", "uri", uri }
-  if body then
-    kv[#kv + 1] = "content_type"; kv[#kv + 1] = "application/json"
-    kv[#kv + 1] = "message_body"; kv[#kv + 1] = body
-  end
-  kv[#kv + 1] = "application"; kv[#kv + 1] = app
-  kv[#kv + 1] = "timestamp"; kv[#kv + 1] = sim:timestamp()
-  kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
-  return json.encode(obj(kv))
-end
-M.rest_reply = rest_reply
+local rest_reply = util.rest_reply
 
 -- One outbound connection (a persistent one, or one call's).  `apps`: the
 -- app names it carries.  on_up() after each (re)connection's

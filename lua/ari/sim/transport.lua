@@ -12,11 +12,8 @@ local obj, arr = json.obj, json.arr
 local b64decode = require("ari.base64").decode
 M.b64decode = b64decode
 
-local STATUS_TEXT = { [200] = "OK", [201] = "Created", [202] = "Accepted", [204] = "No Content",
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [409] = "Conflict", [412] = "Precondition Failed",
-  [422] = "Unprocessable Entity", [500] = "Internal Server Error", [501] = "Not Implemented" }
-M.STATUS_TEXT = STATUS_TEXT
+local util = require "ari.sim.util"
+local sorted_keys = util.sorted_keys
 
 --- Check credentials: Authorization: Basic or api_key=user:pass.
 function M.authorized(sim, headers, query)
@@ -45,13 +42,6 @@ local function param_json(p)
     else kv[#kv + 1] = obj { "valueType", "RANGE", "min", av.min, "max", av.max } end
   end
   return obj(kv)
-end
-
-local function sorted_keys(t)
-  local ks = {}
-  for k in pairs(t) do ks[#ks + 1] = k end
-  table.sort(ks)
-  return ks
 end
 
 function M.resources_doc(base)
@@ -130,26 +120,12 @@ end
 
 local function unauthorized()
   return 401, { ["content-type"] = "application/json", ["www-authenticate"] = 'Basic realm="Asterisk REST Interface"' },
-    json.encode(obj { "message", "Authentication required" })
+    json.encode(util.err_body("Authentication required"))
 end
 
 local function handle_ws_message(sim, ws, text, app)
-  local msg = json.decode(text)
-  if type(msg) ~= "table" or msg.type ~= "RESTRequest" then return end
-  local uri = tostring(msg.uri or "")
-  local path, q = uri:match("^([^?]*)%??(.*)$")
-  local status, body = sim:request(msg.method or "GET", "/ari/" .. path:gsub("^/", ""), q or "", msg.message_body,
-    { ["content-type"] = msg.content_type or "application/json" })
-  local kv = { "type", "RESTResponse", "transaction_id", msg.transaction_id or "", "request_id", msg.request_id or "",
-    "status_code", status, "reason_phrase", STATUS_TEXT[status] or "", "uri", uri }
-  if body then
-    kv[#kv + 1] = "content_type"; kv[#kv + 1] = "application/json"
-    kv[#kv + 1] = "message_body"; kv[#kv + 1] = body
-  end
-  kv[#kv + 1] = "application"; kv[#kv + 1] = app
-  kv[#kv + 1] = "timestamp"; kv[#kv + 1] = sim:timestamp()
-  kv[#kv + 1] = "asterisk_id"; kv[#kv + 1] = sim.asterisk_id
-  ws:send(json.encode(obj(kv)))
+  local reply = util.rest_reply(sim, text, app)
+  if reply then ws:send(reply) end
 end
 
 --- Listen.  opts = { host = "127.0.0.1", port = 0 }.  Returns the server
@@ -167,11 +143,11 @@ function M.listen(sim, opts)
       local doc = path:match("^/ari/api%-docs/(.+)%.json$")
       if doc and req.method == "GET" then
         local d = doc == "resources" and M.resources_doc(base) or M.resource_doc(doc, base)
-        if not d then return 404, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Resource not found" }) end
+        if not d then return 404, { ["content-type"] = "application/json" }, json.encode(util.err_body("Resource not found")) end
         return 200, { ["content-type"] = "application/json" }, json.encode(d)
       end
       if not path:match("^/ari/") and path ~= "/ari" then
-        return 404, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Resource not found" })
+        return 404, { ["content-type"] = "application/json" }, json.encode(util.err_body("Resource not found"))
       end
       local status, body, headers = sim:request(req.method, path, req.query or "", req.body,
         req.headers)
@@ -179,11 +155,11 @@ function M.listen(sim, opts)
     end,
     on_websocket = function(req)
       if req.path ~= "/ari/events" then return 404, { ["content-type"] = "application/json" },
-        json.encode(obj { "message", "Resource not found" }) end
+        json.encode(util.err_body("Resource not found")) end
       if not M.authorized(sim, req.headers, req.query) then return unauthorized() end
       local q = require("ari.sim").parse_query(req.query)
       if q.app == nil or q.app == "" then
-        return 400, { ["content-type"] = "application/json" }, json.encode(obj { "message", "Missing parameter app" })
+        return 400, { ["content-type"] = "application/json" }, json.encode(util.err_body("Missing parameter app"))
       end
       local sub_all = q.subscribeAll == "true" or q.subscribeAll == "1" or q.subscribeAll == "yes"
       local session
