@@ -31,6 +31,11 @@ local ALLOW = {
     reason = "Asterisk works out a Local device's state in its device-state thread some time after the "
       .. "change; whether the re-evaluations at hang-up still see the call (INUSE) or not (NOT_INUSE) "
       .. "depends on thread timing (both seen on 22); the simulator says NOT_INUSE as each half goes" },
+  { flow = "originate with a caller id", only = "sim", line = "^Channel%a+ state=Up .*=2000$",
+    versions = { 18 },
+    reason = "on Asterisk 18 the ChannelConnectedLine (;1) and ChannelCallerId (;2) that follow a CONNECTEDLINE() "
+      .. "set over REST sometimes never come when the flow hangs up right after it (one run in three with the "
+      .. "machine loaded; present in the others); 20 and later always send them" },
   { flow = "timeout", group = "^events ", line = "^Channel%a+ state=Ring.* cause=",
     versions = { 18 },
     reason = "Asterisk 18's dial API does not set cause 19 (no answer) on a channel it hangs up at the "
