@@ -8,9 +8,8 @@
 -- Local/bench@stasis-app calls into the app keeping N in flight.
 -- Over the driver's run (first originate to last call ended) this reads,
 -- from /proc, the CPU time (utime + stime of /proc/PID/stat, every thread)
--- of the app and of Asterisk, the app's bytes read/written (/proc/PID/io
--- rchar/wchar: sockets included) and its context switches
--- (/proc/PID/status), and counts the app's system calls with
+-- of the app and of Asterisk, and the app's context switches
+-- (/proc/PID/task/*/status), and counts the app's system calls with
 -- `perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p PID`
 -- (kernel tracepoint counters: no ptrace, so the app runs at full speed).
 -- libuv enters epoll_wait once per loop iteration, so epoll_wait calls are
@@ -64,11 +63,6 @@ local function cpu_s(pid)
   return (tonumber(f[12]) + tonumber(f[13])) / CLK_TCK
 end
 
-local function io_bytes(pid)
-  local s = readfile("/proc/" .. pid .. "/io") or ""
-  return tonumber(s:match("rchar:%s*(%d+)")) or 0, tonumber(s:match("wchar:%s*(%d+)")) or 0
-end
-
 local function ctx_switches(pid)
   local vol, invol = 0, 0
   for tid in sh("ls /proc/" .. pid .. "/task"):gmatch("%d+") do
@@ -116,13 +110,11 @@ local function one(ast, r, tmp, with_perf)
     sh("sleep 0.3") -- perf attaches
   end
   local a0, s0 = cpu_s(pid), cpu_s(ast.pid)
-  local r0, w0 = io_bytes(pid)
   local v0, i0 = ctx_switches(pid)
   local load0 = loadavg()
   local out = sh(string.format("%s %s bench/real_driver.lua bench %d %d %s", BIN, auth, r.calls, r.concurrency,
     r.flow == "ivr" and "dtmf" or "s"))
   local a1, s1 = cpu_s(pid), cpu_s(ast.pid)
-  local r1, w1 = io_bytes(pid)
   local v1, i1 = ctx_switches(pid)
   local res = kv(out:match("real_driver [^\n]+"))
   if perf_pid then
@@ -143,7 +135,6 @@ local function one(ast, r, tmp, with_perf)
   res.flow, res.concurrency = r.flow, r.concurrency
   res.app_failed, res.bad_digits, res.app_calls = app.failed, app.bad_digits, app.calls
   res.app_cpu, res.ast_cpu = a1 - a0, s1 - s0
-  res.read, res.written = r1 - r0, w1 - w0
   res.voluntary, res.involuntary = v1 - v0, i1 - i0
   res.load_start, res.load = load0, loadavg()
   res.first_error = (readfile(tmp .. "/app.err") or ""):match("call failed: ([^\n]+)") or out:match("originate failed: ([^\n]+)")
@@ -207,22 +198,21 @@ function M.markdown(res, w, num)
   w("from `/proc/PID/stat` (all threads) of the app and of Asterisk; Asterisk's figure includes the")
   w("driver's originates and polls, as a real PBX would spend on its incoming calls. Syscalls counted with")
   w("`%s` (kernel tracepoint counters, no ptrace) in the same run;", res.syscall_tool or "-")
-  w("libuv calls `epoll_wait` once per loop iteration, so those are the loop's wake-ups. Bytes: the app's")
-  w("`/proc/PID/io` rchar/wchar (sockets included). Context switches: `/proc/PID/task/*/status`.")
+  w("libuv calls `epoll_wait` once per loop iteration, so those are the loop's wake-ups. Voluntary context")
+  w("switches (`/proc/PID/task/*/status`): the times the app went to sleep waiting for the network.")
   w("")
   if res.skipped then w("**Skipped:** %s.", res.skipped); w(""); return end
   if res.error then w("**Error:** `%s`", res.error); w("") end
-  w("| flow | concurrency | calls | failed | mean in flight | wall s | ari-lua CPU us/call | Asterisk CPU us/call | ari-lua / Asterisk | syscalls/call | loop wake-ups (epoll_wait)/call | voluntary ctx sw/call | KB read/call | KB written/call | load |")
-  w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+  w("| flow | concurrency | calls | failed | mean in flight | wall s | ari-lua CPU us/call | Asterisk CPU us/call | ari-lua / Asterisk | syscalls/call | loop wake-ups (epoll_wait)/call | voluntary ctx sw/call | load |")
+  w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
   for _, t in ipairs(res.rows) do
     local n = t.calls or 0
     local function per(x, f, k) if not x or n == 0 then return "-" end return num(x / n * (k or 1), f) end
-    w("| %s | %s | %s | %s | %s | %s | %s | %s | **%s %%** | %s | %s | %s | %s | %s | %s |", t.flow, num(t.concurrency), num(t.calls),
+    w("| %s | %s | %s | %s | %s | %s | %s | %s | **%s %%** | %s | %s | %s | %s |", t.flow, num(t.concurrency), num(t.calls),
       num((t.app_failed or 0) + (t.originate_failed or 0)), num(t.mean_in_flight, "%.0f"), num(t.wall, "%.1f"),
       per(t.app_cpu, "%.0f", 1e6), per(t.ast_cpu, "%.0f", 1e6),
       t.ast_cpu and t.ast_cpu > 0 and num(t.app_cpu / t.ast_cpu * 100, "%.1f") or "-",
-      per(t.syscalls, "%.1f"), per(t.epoll_waits, "%.1f"), per(t.voluntary, "%.1f"),
-      per(t.read, "%.1f", 1 / 1024), per(t.written, "%.1f", 1 / 1024), t.load)
+      per(t.syscalls, "%.1f"), per(t.epoll_waits, "%.1f"), per(t.voluntary, "%.1f"), t.load)
   end
   for _, t in ipairs(res.rows) do
     if t.first_error then w("First failure (%s, concurrency %s): `%s`", t.flow, num(t.concurrency), t.first_error) end
@@ -230,7 +220,7 @@ function M.markdown(res, w, num)
     if t.error then w("Run failed (%s, concurrency %s): `%s`", t.flow, num(t.concurrency), t.error) end
   end
   w("")
-  w("Goal (issue #16): ari-lua's CPU per call at most 5 %% of Asterisk's for the same calls.")
+  w("Goal (issue #16): ari-lua's CPU per call at most 5 % of Asterisk's for the same calls.")
   w("")
 end
 

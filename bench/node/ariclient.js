@@ -33,12 +33,16 @@ ari.connect(url, 'asterisk', 'asterisk').then((client) => {
       if (ended) return;
       ended = true;
       channel.removeAllListeners('ChannelDtmfReceived');
+      if (hangingUp) channel.removeAllListeners('StasisEnd');
       if (err) { failed++; if (failed <= 3) console.error('call failed:', err.message); }
       lat.push(now() - start);
       done++;
       if (done === total) process.stdout.write(flowLine(done, failed, t0, cpu0, lat, rss0) + '\n', () => process.exit(0));
     }
-    function hangup() { channel.hangup().then(() => end(), end); }
+    let hangingUp = false;
+    function hangup() { hangingUp = true; channel.hangup().then(() => end(), end); }
+    // gone before our hang-up: counted as failed, never waited for
+    channel.once('StasisEnd', () => { if (!hangingUp) end(new Error('the far end hung up')); });
     channel.on('ChannelDtmfReceived', (ev) => {
       if (digit !== null) return;
       digit = ev.digit;

@@ -62,6 +62,7 @@ if (mode === 'firehose') {
     if (done === total) process.stdout.write(flowLine(done, failed, t0, cpu0, lat, rss0) + '\n', () => process.exit(0));
   }
   function hangup(call) {
+    call.hangingUp = true;
     rest('DELETE', `/channels/${call.id}`, (err) => end(call, err));
   }
   const ws = new WebSocket(wsUrl);
@@ -96,6 +97,11 @@ if (mode === 'firehose') {
         if (!call || call.digit !== null) break;
         call.digit = ev.digit;
         if (call.played) hangup(call);
+        break;
+      }
+      case 'StasisEnd': { // gone before our hang-up: counted as failed, never waited for
+        const call = calls.get(ev.channel.id);
+        if (call && !call.hangingUp) end(call, new Error('the far end hung up'));
         break;
       }
       default: break;
