@@ -73,6 +73,11 @@ local function ctx_switches(pid)
   return vol, invol
 end
 
+-- the system calls counted one by one (besides the total)
+local KINDS = { "epoll_wait", "epoll_ctl", "recvfrom", "sendto", "poll", "read", "write", "writev", "recvmsg", "sendmsg" }
+local EVENTS = "raw_syscalls:sys_enter"
+for _, k in ipairs(KINDS) do EVENTS = EVENTS .. ",syscalls:sys_enter_" .. k end
+
 local function perf_ok()
   if trim(sh("command -v perf")) == "" then return false end
   return sh("perf stat -x, -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait true"):match("raw_syscalls") ~= nil
@@ -103,8 +108,8 @@ local function one(ast, r, tmp, with_perf)
   end
   local perf_pid
   if with_perf then
-    local ph = io.popen(string.format("sh -c 'echo $$; exec perf stat -x, -o %s/perf.txt -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p %d >/dev/null 2>&1' &",
-      tmp, pid))
+    local ph = io.popen(string.format("sh -c 'echo $$; exec perf stat -x, -o %s/perf.txt -e %s -p %d >/dev/null 2>&1' &",
+      tmp, EVENTS, pid))
     perf_pid = tonumber(ph:read("l"))
     ph:close()
     sh("sleep 0.3") -- perf attaches
@@ -126,7 +131,9 @@ local function one(ast, r, tmp, with_perf)
     end
     local p = readfile(tmp .. "/perf.txt") or ""
     res.syscalls = tonumber(p:match("(%d+),[^,]*,raw_syscalls:sys_enter"))
-    res.epoll_waits = tonumber(p:match("(%d+),[^,]*,syscalls:sys_enter_epoll_wait"))
+    res.epoll_waits = tonumber(p:match("(%d+),[^,]*,syscalls:sys_enter_epoll_wait,"))
+    res.kinds = {}
+    for _, k in ipairs(KINDS) do res.kinds[k] = tonumber(p:match("(%d+),[^,]*,syscalls:sys_enter_" .. k .. ",")) end
   end
   os.execute("kill " .. pid .. " 2>/dev/null")
   local rest = h:read("a")
@@ -163,7 +170,7 @@ function M.run(opts)
     os.remove(tmp)
     os.execute("mkdir -p " .. tmp)
     local with_perf = perf_ok()
-    result.syscall_tool = with_perf and "perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait -p PID"
+    result.syscall_tool = with_perf and "perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,... -p PID"
       or "none (perf tracepoints unavailable)"
     for _, r in ipairs(runs(opts.quick)) do
       local t = one(ast, r, tmp, with_perf)
@@ -214,6 +221,22 @@ function M.markdown(res, w, num)
       t.ast_cpu and t.ast_cpu > 0 and num(t.app_cpu / t.ast_cpu * 100, "%.1f") or "-",
       per(t.syscalls, "%.1f"), per(t.epoll_waits, "%.1f"), per(t.voluntary, "%.1f"), t.load)
   end
+  w("")
+  w("System calls per call by kind (same counters):")
+  w("")
+  w("| flow | concurrency | %s | other |", table.concat(KINDS, " | "))
+  w("|---|---:|%s---:|", string.rep("---:|", #KINDS))
+  for _, t in ipairs(res.rows) do
+    local n, cells, known = t.calls or 0, {}, 0
+    for _, k in ipairs(KINDS) do
+      local c = t.kinds and t.kinds[k]
+      cells[#cells + 1] = c and n > 0 and num(c / n, "%.1f") or "-"
+      known = known + (c or 0)
+    end
+    w("| %s | %s | %s | %s |", t.flow, num(t.concurrency), table.concat(cells, " | "),
+      t.syscalls and n > 0 and num((t.syscalls - known) / n, "%.1f") or "-")
+  end
+  w("")
   for _, t in ipairs(res.rows) do
     if t.first_error then w("First failure (%s, concurrency %s): `%s`", t.flow, num(t.concurrency), t.first_error) end
     if t.bad_digits and t.bad_digits > 0 then w("%s calls (%s, concurrency %s) read other digits than 123.", num(t.bad_digits), t.flow, num(t.concurrency)) end
