@@ -236,7 +236,6 @@ function M.markdown(res, w, num)
     w("| %s | %s | %s | %s |", t.flow, num(t.concurrency), table.concat(cells, " | "),
       t.syscalls and n > 0 and num((t.syscalls - known) / n, "%.1f") or "-")
   end
-  w("")
   for _, t in ipairs(res.rows) do
     if t.first_error then w("First failure (%s, concurrency %s): `%s`", t.flow, num(t.concurrency), t.first_error) end
     if t.bad_digits and t.bad_digits > 0 then w("%s calls (%s, concurrency %s) read other digits than 123.", num(t.bad_digits), t.flow, num(t.concurrency)) end

@@ -596,8 +596,8 @@ if PARTIAL then
   local names = {}
   for k in pairs(chosen) do names[#names + 1] = k end
   table.sort(names)
-  local note = string.format("Re-run in part (`lua5.4 bench/run.lua %s`) on %s, commit %s: load %s at start, %s at end.",
-    table.concat(names, " "), machine.date, machine.commit, machine.load_start, machine.load_end)
+  local note = string.format("Re-run in part (`lua5.4 bench/run.lua %s`) on %s, commit %s, %s (%d cores, kernel %s): load %s at start, %s at end (the Machine section is the full run's).",
+    table.concat(names, " "), machine.date, machine.commit, machine.cpu, machine.cores, machine.kernel, machine.load_start, machine.load_end)
   local head = have[1].lines
   local found = false
   for i, l in ipairs(head) do
@@ -605,7 +605,7 @@ if PARTIAL then
   end
   if not found then
     local at = #head + 1
-    for i, l in ipairs(head) do if l:match("^Written by") then at = i + 1; break end end
+    for i, l in ipairs(head) do if l:match("^Written by") or l:match("^Re%-run in part") then at = i + 1 end end
     table.insert(head, at, note)
   end
   md = {}
