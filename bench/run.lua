@@ -286,6 +286,12 @@ local function NODE()
         tostring(t.calls), tostring(t.failed), tostring(t.cpu_per_call_us), tostring(t.calls_per_s), t.error and (" error: " .. t.error) or "")
     end
     res.flow[#res.flow + 1] = row
+    local l = row.lua.cpu_per_call_us
+    if type(l) == "number" and l > 0 then
+      say("node ratio concurrency=%d node_over_ari_lua=%s ariclient_over_ari_lua=%s (goals: 3, 10)", conc,
+        type(row.node.cpu_per_call_us) == "number" and string.format("%.2f", row.node.cpu_per_call_us / l) or "-",
+        type(row.ariclient.cpu_per_call_us) == "number" and string.format("%.2f", row.ariclient.cpu_per_call_us / l) or "-")
+    end
   end
   local n = QUICK and 20000 or 200000
   res.events = n
@@ -299,6 +305,11 @@ local function NODE()
     res.fire[c.key] = t
     say("node firehose client=%s events=%s events_per_s=%s events_per_cpu_s=%s us_per_event=%s", c.key, tostring(t.events),
       tostring(t.events_per_s), tostring(t.events_per_cpu_s), tostring(t.us_per_event))
+  end
+  local lf, nf = res.fire.lua, res.fire.node
+  if type(lf.events_per_s) == "number" and type(nf.events_per_s) == "number" then
+    say("node firehose ratio ari_lua_over_node=%.2f (goal 3) ari_lua_events_per_cpu_s=%s (goal 500000)",
+      lf.events_per_s / nf.events_per_s, tostring(lf.events_per_cpu_s))
   end
   return res
 end
