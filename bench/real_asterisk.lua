@@ -140,7 +140,7 @@ local function one(ast, r, tmp, with_perf)
   h:close()
   local app = kv(rest:match("real_app [^\n]+"))
   res.flow, res.concurrency = r.flow, r.concurrency
-  res.app_failed, res.bad_digits, res.app_calls = app.failed, app.bad_digits, app.calls
+  res.app_failed, res.bad_digits, res.app_calls, res.events = app.failed, app.bad_digits, app.calls, app.events
   res.app_cpu, res.ast_cpu = a1 - a0, s1 - s0
   res.voluntary, res.involuntary = v1 - v0, i1 - i0
   res.load_start, res.load = load0, loadavg()
@@ -177,10 +177,11 @@ function M.run(opts)
       result.rows[#result.rows + 1] = t
       local n = t.calls or 0
       local function per(x) return x and n > 0 and x / n or nil end
-      say(string.format("real flow=%s concurrency=%d calls=%s failed=%s mean_in_flight=%s wall_s=%s ari_lua_cpu_us_per_call=%.0f asterisk_cpu_us_per_call=%.0f ratio_pct=%.1f syscalls_per_call=%s epoll_waits_per_call=%s",
+      say(string.format("real flow=%s concurrency=%d calls=%s failed=%s mean_in_flight=%s wall_s=%s ari_lua_cpu_us_per_call=%.0f asterisk_cpu_us_per_call=%.0f ratio_pct=%.1f events_per_call=%s syscalls_per_call=%s epoll_waits_per_call=%s",
         t.flow, t.concurrency, tostring(t.calls), tostring((t.app_failed or 0) + (t.originate_failed or 0)),
         tostring(t.mean_in_flight), tostring(t.wall), (per(t.app_cpu) or 0) * 1e6, (per(t.ast_cpu) or 0) * 1e6,
         t.ast_cpu and t.ast_cpu > 0 and t.app_cpu / t.ast_cpu * 100 or 0,
+        t.events and t.app_calls and t.app_calls > 0 and string.format("%.1f", t.events / t.app_calls) or "-",
         t.syscalls and string.format("%.1f", t.syscalls / n) or "-",
         t.epoll_waits and string.format("%.1f", t.epoll_waits / n) or "-"))
       if t.error then say("real run failed: " .. t.error) end
@@ -206,19 +207,21 @@ function M.markdown(res, w, num)
   w("driver's originates and polls, as a real PBX would spend on its incoming calls. Syscalls counted with")
   w("`%s` (kernel tracepoint counters, no ptrace) in the same run;", res.syscall_tool or "-")
   w("libuv calls `epoll_wait` once per loop iteration, so those are the loop's wake-ups. Voluntary context")
-  w("switches (`/proc/PID/task/*/status`): the times the app went to sleep waiting for the network.")
+  w("switches (`/proc/PID/task/*/status`): the times the app went to sleep waiting for the network. Events:")
+  w("counted by a client router in the app (every event that reached it, per call it handled).")
   w("")
   if res.skipped then w("**Skipped:** %s.", res.skipped); w(""); return end
   if res.error then w("**Error:** `%s`", res.error); w("") end
-  w("| flow | concurrency | calls | failed | mean in flight | wall s | ari-lua CPU us/call | Asterisk CPU us/call | ari-lua / Asterisk | syscalls/call | loop wake-ups (epoll_wait)/call | voluntary ctx sw/call | load |")
-  w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+  w("| flow | concurrency | calls | failed | mean in flight | wall s | ari-lua CPU us/call | Asterisk CPU us/call | ari-lua / Asterisk | events/call | syscalls/call | loop wake-ups (epoll_wait)/call | voluntary ctx sw/call | load |")
+  w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
   for _, t in ipairs(res.rows) do
     local n = t.calls or 0
     local function per(x, f, k) if not x or n == 0 then return "-" end return num(x / n * (k or 1), f) end
-    w("| %s | %s | %s | %s | %s | %s | %s | %s | **%s %%** | %s | %s | %s | %s |", t.flow, num(t.concurrency), num(t.calls),
+    w("| %s | %s | %s | %s | %s | %s | %s | %s | **%s %%** | %s | %s | %s | %s | %s |", t.flow, num(t.concurrency), num(t.calls),
       num((t.app_failed or 0) + (t.originate_failed or 0)), num(t.mean_in_flight, "%.0f"), num(t.wall, "%.1f"),
       per(t.app_cpu, "%.0f", 1e6), per(t.ast_cpu, "%.0f", 1e6),
       t.ast_cpu and t.ast_cpu > 0 and num(t.app_cpu / t.ast_cpu * 100, "%.1f") or "-",
+      t.events and t.app_calls and t.app_calls > 0 and num(t.events / t.app_calls, "%.1f") or "-",
       per(t.syscalls, "%.1f"), per(t.epoll_waits, "%.1f"), per(t.voluntary, "%.1f"), t.load)
   end
   w("")
