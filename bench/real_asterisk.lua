@@ -245,6 +245,9 @@ function M.markdown(res, w, num)
     if t.error then w("Run failed (%s, concurrency %s): `%s`", t.flow, num(t.concurrency), t.error) end
   end
   w("")
+  w("%s", "The machine was shared with other jobs during these runs (see the load column and the note at the top):")
+  w("%s", "the figures are indicative, within 10-20 %; every figure is CPU time (user + system), not wall time.")
+  w("")
   w("Goal (issue #16): ari-lua's CPU per call at most 5 % of Asterisk's for the same calls.")
   w("")
 end

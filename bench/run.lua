@@ -534,6 +534,9 @@ else
       if t.first_error then w("First failure (%s, concurrency %s): `%s`", k, num(row.concurrency), t.first_error) end
     end
   end
+  w("The machine was shared with other jobs during these runs (see the load column and the note at the top):")
+  w("%s", "the figures are indicative, within 10-20 %; every figure is CPU time (user + system), not wall time.")
+  w("")
   w("Goals (issue #16): client CPU per call at least 3x lower than the hand-written Node client (the column")
   w("Node / ari-lua at least 3x) and 10x lower than ari-client (ari-client / ari-lua at least 10x). Node's")
   w("figures include V8's JIT warm-up (its first calls run interpreted), which weighs most at the small sizes.")
