@@ -134,7 +134,7 @@ end
 if want("dispatch") then
   local n = QUICK and 50000 or 1000000
   local s = start_server(BIN .. " bench/firehose.lua 0 " .. n)
-  local out = sh(pin(CLIENT, string.format("%s --url http://127.0.0.1:%d --user u --password p --log-level warn bench/dispatch_client.lua %d",
+  local out = sh(pin(CLIENT, string.format("%s --url http://127.0.0.1:%d --user asterisk --password asterisk --log-level warn bench/dispatch_client.lua %d",
     BIN, s.port, n)))
   stop_server(s)
   io.stdout:write(out)
