@@ -173,8 +173,12 @@ test-deps:
 	sh tools/deps.sh --test
 
 # Benchmarks (bench/run.lua): writes bench/results.md; BENCH_QUICK=1 for a smoke run.
+# BENCH_SECTIONS="real node" runs only those parts (json dispatch flow memory
+# real node profile) and replaces only them in bench/results.md.  real needs
+# ../shared/asterisk, node needs node and npm (bench/node); each prints a
+# skip note where its tools are missing.
 bench: all
-	lua5.4 bench/run.lua
+	lua5.4 bench/run.lua $(BENCH_SECTIONS)
 
 # The first quick-start command's last step: an example app against the
 # built-in simulated Asterisk.

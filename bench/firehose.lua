@@ -5,6 +5,8 @@
 -- Every WebSocket that connects (any path) receives EVENTS messages, the
 -- corpus repeated, keeping at most HIGH bytes queued in the server; then
 -- the connection stays open.  Serves until SIGTERM/SIGINT.
+-- GET /ari/api-docs/*.json serves the swagger documents (as the simulator
+-- does), which the Node ari-client baseline (bench/node) reads on connect.
 package.path = "bench/?.lua;" .. package.path
 local core = require "ari.core"
 local corpus = require("corpus").load(os.getenv("ARI_BENCH_CORPUS"))
@@ -12,10 +14,18 @@ local corpus = require("corpus").load(os.getenv("ARI_BENCH_CORPUS"))
 local port, total = tonumber(arg[1]) or 0, tonumber(arg[2]) or 1000000
 local lines, n = corpus.lines, #corpus.lines
 local HIGH = 4 * 1024 * 1024
+local transport, sjson = require "ari.sim.transport", require "ari.sim.json"
+local base
 
 local srv = core.server_listen({ host = "127.0.0.1", port = port, max_message = 1 << 20 }, {
   on_request = function(req, res)
-    if not req.websocket then res:send(404, {}, ""); return end
+    if not req.websocket then
+      local doc = (req.path or ""):match("^/ari/api%-docs/(.+)%.json$")
+      local d = doc and (doc == "resources" and transport.resources_doc(base) or transport.resource_doc(doc, base))
+      if d then res:send(200, { ["content-type"] = "application/json" }, sjson.encode(d)); return end
+      res:send(404, {}, "")
+      return
+    end
     local ws = res:upgrade(nil, { on_message = function() end, on_close = function() end })
     if not ws then return end
     local sent, i = 0, 0
@@ -33,6 +43,7 @@ local srv = core.server_listen({ host = "127.0.0.1", port = port, max_message = 
     t = core.timer(0, pump, 1)
   end,
 })
+base = "http://127.0.0.1:" .. srv:port() .. "/ari"
 io.stdout:write("firehose listening on ", srv:port(), "\n")
 io.stdout:flush()
 local sigs = {}

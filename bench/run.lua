@@ -9,11 +9,30 @@
 -- Environment: BENCH_QUICK=1 runs every part at a small size (a smoke run);
 -- BENCH_OUT=path writes the results elsewhere; BENCH_SEQ_SECONDS bounds the
 -- long sequential memory run (default 150 s).
+--
+-- Sections: `lua5.4 bench/run.lua [SECTION...]` runs only those, of json,
+-- dispatch, flow, memory, real (a real Asterisk 22: bench/real_asterisk.lua),
+-- node (the Node baselines: bench/node/) and profile, and replaces only their
+-- parts of the results file (the others stay as they were).  No section: all.
 local QUICK = os.getenv("BENCH_QUICK") == "1"
 local OUT = os.getenv("BENCH_OUT") or "bench/results.md"
 local SEQ_SECONDS = tonumber(os.getenv("BENCH_SEQ_SECONDS")) or (QUICK and 5 or 150)
 local SPEED = 1000 -- simulated durations run this many times faster
 local BIN = "./ari-lua"
+local SECTIONS = { "json", "dispatch", "flow", "memory", "real", "node", "profile" }
+local chosen = {}
+for _, a in ipairs(arg or {}) do
+  local known = false
+  for _, s in ipairs(SECTIONS) do if s == a then known = true end end
+  if not known then
+    io.stderr:write("bench/run.lua: unknown section '", a, "' (sections: ", table.concat(SECTIONS, ", "), ")\n")
+    os.exit(2)
+  end
+  chosen[a] = true
+end
+local PARTIAL = next(chosen) ~= nil
+local function want(section) return not PARTIAL or chosen[section] end
+package.path = "bench/?.lua;" .. package.path
 local TMP = os.tmpname()
 os.remove(TMP)
 os.execute("mkdir -p " .. TMP)
@@ -98,7 +117,7 @@ local machine = {
 say("machine: %s, %d cores, %s, load %s", machine.cpu, machine.cores, machine.kernel, machine.load_start)
 
 -- 1. JSON decode -------------------------------------------------------------
-do
+if want("json") then
   local out = sh(pin(CLIENT, "lua5.4 bench/json.lua " .. (QUICK and "0.3" or "3")))
   io.stdout:write(out)
   results.json = { load = loadavg(), rows = {} }
@@ -112,10 +131,10 @@ do
 end
 
 -- 2. Event dispatch -----------------------------------------------------------
-do
+if want("dispatch") then
   local n = QUICK and 50000 or 1000000
   local s = start_server(BIN .. " bench/firehose.lua 0 " .. n)
-  local out = sh(pin(CLIENT, string.format("%s --url http://127.0.0.1:%d --user u --password p --log-level warn bench/dispatch_client.lua %d",
+  local out = sh(pin(CLIENT, string.format("%s --url http://127.0.0.1:%d --user asterisk --password asterisk --log-level warn bench/dispatch_client.lua %d",
     BIN, s.port, n)))
   stop_server(s)
   io.stdout:write(out)
@@ -151,11 +170,12 @@ local function callflow(calls, conc, mode, script, prelude, extra_args)
   return t
 end
 
-results.flow = {}
 local LEVELS = QUICK and { { 1, 50 }, { 100, 500 }, { 1000, 2000 }, { 10000, 10000 } }
   or { { 1, 3000 }, { 100, 10000 }, { 1000, 20000 }, { 10000, 30000 } }
 -- REST through libcurl (http), then REST over the events WebSocket
 -- (RESTRequest messages, ari.wstransport)
+if want("flow") then
+results.flow = {}
 for _, tr in ipairs { "http", "websocket" } do
   for _, lv in ipairs(LEVELS) do
     local conc, calls = lv[1], lv[2]
@@ -167,9 +187,11 @@ for _, tr in ipairs { "http", "websocket" } do
   end
 end
 
+end
+
 -- 10,000 calls parked in get_digits: the far ends answer, then wait at a
 -- gate until every call has answered (plus 2 s), then send the digit.
-do
+if want("memory") then
   local n = QUICK and 1000 or 10000
   local prelude = string.format([[
 local sched = require "ari.sched"
@@ -193,7 +215,7 @@ end]], n)
 end
 
 -- Sequential calls with RSS sampled along the way (bounded by SEQ_SECONDS).
-do
+if want("memory") then
   local n = 1000000
   local every = QUICK and 1000 or 20000
   local t = callflow(n, 100, "flow", nil, nil, string.format("%d %d", every, SEQ_SECONDS))
@@ -201,8 +223,112 @@ do
   say("sequential calls=%s wall=%s rss_samples=%s", t.calls, t.wall, t.rss_samples)
 end
 
--- 5. Profile (perf when it works) -----------------------------------------------
-do
+-- The Node baselines (bench/node/): the same simulated call flow and firehose
+-- with ari-lua, a hand-written Node client and the official ari-client, one
+-- after the other per size, so their ratios come from the same run.
+local function node_missing()
+  if trim(sh("command -v node")) == "" then return "node is not installed" end
+  local function have()
+    for _, m in ipairs { "ws", "ari-client" } do
+      local f = io.open("bench/node/node_modules/" .. m .. "/package.json")
+      if not f then return false end
+      f:close()
+    end
+    return true
+  end
+  if not have() then
+    if trim(sh("command -v npm")) == "" then return "npm is not installed (bench/node needs `npm ci`)" end
+    say("node: npm ci in bench/node")
+    sh("cd bench/node && timeout 300 npm ci --no-audit --no-fund --loglevel=error")
+    if not have() then return "`npm ci` in bench/node did not install ws and ari-client" end
+  end
+  return nil
+end
+
+local NODE_CLIENTS = {
+  { key = "lua", name = "ari-lua",
+    flow = "%s --url http://127.0.0.1:%d --user asterisk --password asterisk --log-level warn bench/callflow_client.lua %d",
+    fire = "%s --url http://127.0.0.1:%d --user asterisk --password asterisk --log-level warn bench/dispatch_client.lua %d" },
+  { key = "node", name = "hand-written Node",
+    flow = "%s bench/node/handwritten.js flow http://127.0.0.1:%d %d", fire = "%s bench/node/handwritten.js firehose http://127.0.0.1:%d %d" },
+  { key = "ariclient", name = "Node ari-client",
+    flow = "%s bench/node/ariclient.js flow http://127.0.0.1:%d %d", fire = "%s bench/node/ariclient.js firehose http://127.0.0.1:%d %d" },
+}
+
+local function NODE()
+  local missing = node_missing()
+  if missing then
+    say("node: skipped: %s", missing)
+    return { skipped = missing }
+  end
+  local res = { node = trim(sh("node --version")), flow = {}, fire = {},
+    versions = trim(sh("cd bench/node && node -e \"console.log('ws ' + require('ws/package.json').version + ', ari-client ' + require('ari-client/package.json').version)\"")) }
+  -- the far end waits for the hang-up without a limit: at speed 1000 the
+  -- flow's 600,000 (600 ms real) ends calls that a slow client is still
+  -- working on (the Node clients, at concurrency 10,000)
+  local script = FLOW_SCRIPT:gsub("timeout = 600000", "timeout = 1e12")
+  local levels = QUICK and { { 1, 50 }, { 100, 300 }, { 1000, 1000 }, { 10000, 10000 } }
+    or { { 1, 2000 }, { 100, 5000 }, { 1000, 20000 }, { 10000, 20000 } }
+  for _, lv in ipairs(levels) do
+    local conc, calls = lv[1], lv[2]
+    local row = { concurrency = conc, calls = calls }
+    for _, c in ipairs(NODE_CLIENTS) do
+      local scn = scenario(calls, conc, script)
+      local srv = start_server(string.format("%s bench/simd.lua 0 %d %s", BIN, SPEED, scn))
+      local out = sh(pin(CLIENT, "timeout 600 " .. string.format(c.flow, c.key == "lua" and BIN or "node", srv.port, calls)))
+      stop_server(srv)
+      local t = kv(out:match("calls=[^\n]+"))
+      t.first_error = out:match("call failed:? ([^\n]+)")
+      if not t.calls then t.error = trim(out):sub(1, 300) end
+      t.load = loadavg()
+      row[c.key] = t
+      say("node flow client=%s concurrency=%d calls=%s failed=%s client_cpu_per_call_us=%s calls_per_s=%s%s", c.key, conc,
+        tostring(t.calls), tostring(t.failed), tostring(t.cpu_per_call_us), tostring(t.calls_per_s), t.error and (" error: " .. t.error) or "")
+    end
+    res.flow[#res.flow + 1] = row
+    local l = row.lua.cpu_per_call_us
+    if type(l) == "number" and l > 0 then
+      say("node ratio concurrency=%d node_over_ari_lua=%s ariclient_over_ari_lua=%s (goals: 3, 10)", conc,
+        type(row.node.cpu_per_call_us) == "number" and string.format("%.2f", row.node.cpu_per_call_us / l) or "-",
+        type(row.ariclient.cpu_per_call_us) == "number" and string.format("%.2f", row.ariclient.cpu_per_call_us / l) or "-")
+    end
+  end
+  local n = QUICK and 20000 or 200000
+  res.events = n
+  for _, c in ipairs(NODE_CLIENTS) do
+    local srv = start_server(BIN .. " bench/firehose.lua 0 " .. n)
+    local out = sh(pin(CLIENT, "timeout 600 " .. string.format(c.fire, c.key == "lua" and BIN or "node", srv.port, n)))
+    stop_server(srv)
+    local t = kv(out:match("dispatch [^\n]+"))
+    if not t.events then t.error = trim(out):sub(1, 300) end
+    t.load = loadavg()
+    res.fire[c.key] = t
+    say("node firehose client=%s events=%s events_per_s=%s events_per_cpu_s=%s us_per_event=%s", c.key, tostring(t.events),
+      tostring(t.events_per_s), tostring(t.events_per_cpu_s), tostring(t.us_per_event))
+  end
+  local lf, nf = res.fire.lua, res.fire.node
+  if type(lf.events_per_s) == "number" and type(nf.events_per_s) == "number" then
+    say("node firehose ratio ari_lua_over_node=%.2f (goal 3) ari_lua_events_per_cpu_s=%s (goal 500000)",
+      lf.events_per_s / nf.events_per_s, tostring(lf.events_per_cpu_s))
+  end
+  return res
+end
+
+-- 5. A real Asterisk 22 ------------------------------------------------------------
+if want("real") then
+  results.real = require("real_asterisk").run { quick = QUICK, say = function(s) say("%s", s) end }
+  if results.real.skipped then say("real: skipped: %s", results.real.skipped) end
+  if results.real.error then say("real: error: %s", results.real.error) end
+  results.real.load = loadavg()
+end
+
+-- 6. Node baselines ------------------------------------------------------------------
+if want("node") then
+  results.node = NODE()
+end
+
+-- 7. Profile (perf when it works) -----------------------------------------------
+if want("profile") then
   local perf_ok = trim(sh("command -v perf")) ~= "" and
     sh("perf record -e cpu-clock -o " .. TMP .. "/probe.data true"):match("Captured") ~= nil
   if perf_ok then
@@ -244,6 +370,7 @@ w("**Noise:** these figures were taken on a machine shared with other jobs (see 
 w("averages, also given per part); treat them as indicative, within tens of per cent.")
 w("")
 
+if results.json then
 w("## 1. JSON decode")
 w("")
 local c = results.json.corpus or {}
@@ -261,6 +388,9 @@ for _, r in ipairs(results.json.rows) do
 end
 w("")
 
+end
+
+if results.dispatch then
 w("## 2. Event dispatch")
 w("")
 local d = results.dispatch
@@ -274,6 +404,9 @@ w("| %s | %s | %s | %s | %s | %s |", num(d.events), num(d.wall, "%.2f"), num(d.c
   num(d.events_per_cpu_s), num(d.us_per_event, "%.2f"))
 w("")
 
+end
+
+if results.flow then
 w("## 3. Call flow")
 w("")
 w("answer -> play `sound:beep` -> wait PlaybackFinished -> read one digit -> hang up. The simulated Asterisk")
@@ -297,6 +430,9 @@ for _, t in ipairs(results.flow) do
 end
 w("")
 
+end
+
+if results.park or results.seq then
 w("## 4. Memory")
 w("")
 local p = results.park or {}
@@ -352,7 +488,79 @@ if first and last then
 end
 w("")
 
-w("## 5. Profile")
+end
+
+if results.real then
+w("## 5. A real Asterisk 22")
+w("")
+require("real_asterisk").markdown(results.real, w, num)
+end
+
+if results.node then
+w("## 6. Node baselines")
+w("")
+local nd = results.node
+if nd.skipped then
+  w("**Skipped:** %s (`make bench` runs this part where node is installed; `npm ci` in bench/node fetches", nd.skipped)
+  w("`ws` and `ari-client` from package-lock.json).")
+  w("")
+else
+  w("The same simulated call flow as part 3 (answer -> play `sound:beep` -> PlaybackFinished -> one digit ->")
+  w("hang up; `bench/simd.lua` at speed %d, a separate process on the other core) and the same firehose as part 2,", SPEED)
+  w("taken one client after the other at each size in this run: ari-lua (`bench/callflow_client.lua`, REST over")
+  w("libcurl; `bench/dispatch_client.lua`), a hand-written Node client (`bench/node/handwritten.js`: `ws` for")
+  w("events, `http` with a keep-alive agent of 32 sockets per host for REST, JSON.parse, a switch on the event")
+  w("type; firehose: JSON.parse and an EventEmitter handler per event) and the official `ari-client`")
+  w("(`bench/node/ariclient.js`, as its documentation shows: `channel.answer()`, `client.Playback()`,")
+  w("`channel.play()`, `channel.on('ChannelDtmfReceived')`; firehose: a `client.on('*')` handler). %s, %s.", nd.node or "node", nd.versions or "")
+  w("Client CPU: the whole process's user+system time from the first call (event) to the last (os.clock in")
+  w("Lua, `process.cpuUsage()` in Node: V8's and libuv's threads included).")
+  w("")
+  w("| concurrency | calls | ari-lua CPU us/call | hand-written Node us/call | ari-client us/call | Node / ari-lua | ari-client / ari-lua | calls/s (ari-lua, Node, ari-client) | failed | load |")
+  w("|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+  local function ratio(a, b) if type(a) ~= "number" or type(b) ~= "number" or b == 0 then return "-" end return string.format("%.2fx", a / b) end
+  for _, row in ipairs(nd.flow) do
+    local l, n, a = row.lua or {}, row.node or {}, row.ariclient or {}
+    w("| %s | %s | %s | %s | %s | **%s** | **%s** | %s, %s, %s | %s, %s, %s | %s |", num(row.concurrency), num(row.calls),
+      num(l.cpu_per_call_us, "%.1f"), num(n.cpu_per_call_us, "%.1f"), num(a.cpu_per_call_us, "%.1f"),
+      ratio(n.cpu_per_call_us, l.cpu_per_call_us), ratio(a.cpu_per_call_us, l.cpu_per_call_us),
+      num(l.calls_per_s), num(n.calls_per_s), num(a.calls_per_s), num(l.failed), num(n.failed), num(a.failed), a.load or n.load or "")
+  end
+  w("")
+  for _, row in ipairs(nd.flow) do
+    for _, k in ipairs { "lua", "node", "ariclient" } do
+      local t = row[k] or {}
+      if t.error then w("Run failed (%s, concurrency %s): `%s`", k, num(row.concurrency), t.error) end
+      if t.first_error then w("First failure (%s, concurrency %s): `%s`", k, num(row.concurrency), t.first_error) end
+    end
+  end
+  w("The machine was shared with other jobs during these runs (see the load column and the note at the top):")
+  w("%s", "the figures are indicative, within 10-20 %; every figure is CPU time (user + system), not wall time.")
+  w("")
+  w("Goals (issue #16): client CPU per call at least 3x lower than the hand-written Node client (the column")
+  w("Node / ari-lua at least 3x) and 10x lower than ari-client (ari-client / ari-lua at least 10x). Node's")
+  w("figures include V8's JIT warm-up (its first calls run interpreted), which weighs most at the small sizes.")
+  w("")
+  w("**Firehose**, %s events:", num(nd.events))
+  w("")
+  w("| client | events/s (wall) | events per CPU second | us CPU/event | ari-lua / client (events/s) | load |")
+  w("|---|---:|---:|---:|---:|---|")
+  local lf = nd.fire.lua or {}
+  for _, c in ipairs(NODE_CLIENTS) do
+    local t = nd.fire[c.key] or {}
+    w("| %s | %s | %s | %s | %s | %s |", c.name, num(t.events_per_s), num(t.events_per_cpu_s), num(t.us_per_event, "%.2f"),
+      c.key == "lua" and "-" or ratio(lf.events_per_s, t.events_per_s), t.load or "")
+    if t.error then w("") w("Run failed (%s): `%s`", c.key, t.error) end
+  end
+  w("")
+  w("Goals (issue #16): ari-lua at least 3x the hand-written Node client's events/s, and at least 500,000 events")
+  w("per CPU second.")
+  w("")
+end
+end
+
+if results.profile then
+w("## 7. Profile")
 w("")
 w("%s; top entries (self time by shared object and symbol):", results.profile.tool)
 w("")
@@ -362,9 +570,65 @@ w("```")
 w("")
 local nf = io.open("bench/profile-notes.md")
 if nf then w("%s", trim(nf:read("a"))); nf:close(); w("") end
+end
+
+-- A partial run (sections named) replaces only its parts of the existing
+-- file: parts are the blocks that start with "## ", matched by their title
+-- without the number; new parts go before the profile (or at the end).
+local function chunks(lines)
+  local list, cur = {}, { title = "", lines = {} }
+  for _, l in ipairs(lines) do
+    if l:match("^## ") then
+      list[#list + 1] = cur
+      cur = { title = l:gsub("^## [%d%.]*%s*", ""), lines = {} }
+    end
+    cur.lines[#cur.lines + 1] = l
+  end
+  list[#list + 1] = cur
+  return list
+end
+if PARTIAL then
+  local old = io.open(OUT)
+  local text = old and old:read("a") or ""
+  if old then old:close() end
+  local oldlines = {}
+  for l in (text .. "\n"):gmatch("([^\n]*)\n") do oldlines[#oldlines + 1] = l end
+  local have, new = chunks(oldlines), chunks(md)
+  for i = 2, #new do -- new[1] is the title and the machine
+    local c, placed = new[i], false
+    if c.title ~= "Machine" then
+      for j = 2, #have do
+        if have[j].title == c.title then have[j] = c; placed = true; break end
+      end
+      if not placed then
+        local at = #have + 1
+        for j = 2, #have do if have[j].title == "Profile" then at = j; break end end
+        table.insert(have, at, c)
+      end
+    end
+  end
+  local names = {}
+  for k in pairs(chosen) do names[#names + 1] = k end
+  table.sort(names)
+  local note = string.format("Re-run in part (`lua5.4 bench/run.lua %s`) on %s, commit %s, %s (%d cores, kernel %s): load %s at start, %s at end (the Machine section is the full run's).",
+    table.concat(names, " "), machine.date, machine.commit, machine.cpu, machine.cores, machine.kernel, machine.load_start, machine.load_end)
+  local head = have[1].lines
+  local found = false
+  for i, l in ipairs(head) do
+    if l:match("^Re%-run in part") and l:find("run.lua " .. table.concat(names, " ") .. "`", 1, true) then head[i] = note; found = true end
+  end
+  if not found then
+    local at = #head + 1
+    for i, l in ipairs(head) do if l:match("^Written by") or l:match("^Re%-run in part") then at = i + 1 end end
+    table.insert(head, at, note)
+  end
+  md = {}
+  for _, c in ipairs(have) do for _, l in ipairs(c.lines) do md[#md + 1] = l end end
+  while md[#md] == "" do md[#md] = nil end
+end
 
 local f = assert(io.open(OUT, "w"))
-f:write(table.concat(md, "\n"))
+f:write(table.concat(md, "\n"), "\n")
 f:close()
 os.execute("rm -rf " .. TMP)
 say("wrote %s", OUT)
