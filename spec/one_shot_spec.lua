@@ -9,19 +9,9 @@ local BIN = os.getenv("ARI_LUA_BIN") or "./ari-lua"
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local util = require "spec.support.util"
+local write = util.write
+local function read(path) return util.read(path) or "" end
 
 -- A simulated Asterisk in its own process, serving `scenario`; fn(url).
 local function with_sim(scenario, fn)

@@ -21,6 +21,13 @@ function M.read_all(path)
   return s
 end
 
+--- Write text to a file (replacing it); raises when it cannot be opened.
+function M.write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
 --- A wait_until(cond, ms, what) that polls cond every step ms (default 5)
 -- on the loop and fails an assertion "timed out waiting for <what>" after
 -- ms (default default_ms).  A failure guard, not a timing assertion.
