@@ -366,7 +366,11 @@ long rfc6455_response(const char *p, size_t n, const char *accept, const char *p
       return -1;
     }
     if (n >= 5 && memcmp(p, "HTTP/", 5) != 0) {
-      snprintf(err, errlen, "HS: not an HTTP response");
+      char sl[128];
+      size_t e = 0;
+      while (e < n && p[e] != '\r' && p[e] != '\n') e++;
+      rfc6455_status_text(p, e, sl, sizeof sl);
+      snprintf(err, errlen, "HS: bad status line (%s)", sl);
       return -1;
     }
     return 0;
