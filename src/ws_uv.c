@@ -69,6 +69,7 @@ enum { WS_MAIN_IDLE, WS_MAIN_CONNECT_TIMEOUT, WS_MAIN_BACKOFF, WS_MAIN_NOTIFY_CL
 
 static void ws_lost(ws_conn *k, int code, const char *reason);
 static void ws_fail(ws_conn *k, const char *msg);
+static void ws_broken(ws_conn *k, const char *why);
 static void ws_flush_cb(uv_prepare_t *h);
 
 /* ---------------------------------------------------------------- sockets */
@@ -162,7 +163,7 @@ static void ws_write_cb(uv_write_t *req, int status) {
   if (status < 0) {
     char msg[160];
     snprintf(msg, sizeof msg, "write failed: %s", uv_strerror(status));
-    ws_fail(s->k, msg);
+    ws_broken(s->k, msg);
     return;
   }
   buf_shrink(&s->wbuf, 1024 * 1024);
@@ -180,7 +181,7 @@ static void ws_flush_cb(uv_prepare_t *h) {
     char err[200];
     next = s->dnext;
     s->dirty = 0;
-    if (ws_sock_flush(s, err, sizeof err) != 0 && s->k != NULL) ws_fail(s->k, err);
+    if (ws_sock_flush(s, err, sizeof err) != 0 && s->k != NULL) ws_broken(s->k, err);
   }
   if (w->dirty == NULL) uv_prepare_stop(&w->flush);
 }
@@ -312,6 +313,18 @@ static void ws_fail_connect(ws_conn *k, const char *why) {
   char msg[512];
   snprintf(msg, sizeof msg, "connection to %s:%d failed: %s", k->host, k->port, why);
   ws_fail(k, msg);
+}
+
+/* The socket broke: before the upgrade an error of the attempt; after it
+ * the connection is lost (on_close(1006, why), no on_error: as when the
+ * server goes away). */
+static void ws_broken(ws_conn *k, const char *why) {
+  if (!k->upgraded) {
+    ws_fail_connect(k, why);
+    return;
+  }
+  ws_detach(k, 0);
+  ws_lost(k, RFC6455_ABNORMAL, why);
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -598,18 +611,16 @@ static void ws_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 /* The server closed the connection (or it broke). */
 static void ws_eof(ws_conn *k, ssize_t nread) {
-  char msg[200];
   if (!k->upgraded) {
     ws_fail_connect(k, nread == UV_EOF ? "closed before established" : uv_strerror((int)nread));
     return;
   }
-  ws_detach(k, 0);
   if (k->close_sent) {
+    ws_detach(k, 0);
     ws_lost(k, k->close_code, k->close_reason);
     return;
   }
-  snprintf(msg, sizeof msg, "%s", nread == UV_EOF ? "connection lost" : uv_strerror((int)nread));
-  ws_lost(k, RFC6455_ABNORMAL, msg);
+  ws_broken(k, nread == UV_EOF ? "connection lost" : uv_strerror((int)nread));
 }
 
 static void ws_read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
