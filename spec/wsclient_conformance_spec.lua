@@ -355,3 +355,83 @@ describe("ws client conformance (in-process peer)", function()
     assert.same({ 1006, "pong timeout", true }, closes[1])
   end)
 end)
+
+describe("ws client TLS (socat TLS front, certificate checks)", function()
+  local dir
+  setup(function()
+    if not (sh_ok("command -v openssl") and have_socat) then return end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir))
+    -- good: names 127.0.0.1 and localhost; other: only other.example
+    for _, c in ipairs { { "good", "subjectAltName=IP:127.0.0.1,DNS:localhost" },
+                         { "other", "subjectAltName=DNS:other.example" } } do
+      assert(sh_ok(string.format("openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/%s.key -out %s/%s.pem " ..
+        "-days 1 -subj /CN=%s -addext %s", dir, c[1], dir, c[1], c[1], c[2])))
+    end
+  end)
+  teardown(function()
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+
+  -- fn(wss_url_host_port) with a raw peer (one text message "over tls") behind socat using cert
+  local function with_tls(cert, fn)
+    ari.run(function()
+      local srv = raw_peer(function(res) res:raw(frame(1, "over tls")) end)
+      local port = free_port()
+      assert(os.execute(string.format(
+        "(timeout 60 socat OPENSSL-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,verify=0,cert=%s/%s.pem,key=%s/%s.key " ..
+        "TCP:127.0.0.1:%d >/dev/null 2>&1 & echo $! > %s/pid)", port, dir, cert, dir, cert, srv:port(), dir)))
+      local pid = tonumber((util.read(dir .. "/pid") or ""):match("%d+"))
+      for _ = 1, 300 do
+        if sh_ok("bash -c 'exec 3<>/dev/tcp/127.0.0.1/" .. port .. "'") then break end
+        ari.sleep(10)
+      end
+      local ok, err = pcall(fn, port)
+      if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+      srv:close()
+      if not ok then error(err, 0) end
+    end)
+  end
+
+  local function outcome(url, opts)
+    local seen = client(url, opts)
+    wait_for(function() return #seen.messages >= 1 or #seen.closes >= 1 end, 10000)
+    seen.conn:close()
+    return seen
+  end
+
+  it("verifies the chain and the address by default; cainfo trusts a CA; insecure turns the checks off", function()
+    if not dir then pending("openssl or socat not available") return end
+    with_tls("good", function(port)
+      local by_ip = outcome("wss://127.0.0.1:" .. port .. "/t", { cainfo = dir .. "/good.pem" })
+      assert.same({ { "over tls", false } }, by_ip.messages)
+      local by_name = outcome("wss://localhost:" .. port .. "/t", { cainfo = dir .. "/good.pem" })
+      assert.same({ { "over tls", false } }, by_name.messages)
+      local no_ca = outcome("wss://127.0.0.1:" .. port .. "/t")
+      assert.equals(0, #no_ca.messages)
+      assert.matches("certificate verify failed", no_ca.errors[1])
+      local wrong_ca = outcome("wss://127.0.0.1:" .. port .. "/t", { cainfo = dir .. "/other.pem" })
+      assert.matches("certificate verify failed", wrong_ca.errors[1])
+    end)
+    with_tls("other", function(port)
+      -- a trusted certificate for another name: refused
+      local mismatch = outcome("wss://127.0.0.1:" .. port .. "/t", { cainfo = dir .. "/other.pem" })
+      assert.equals(0, #mismatch.messages)
+      assert.matches("certificate verify failed: .*mismatch", mismatch.errors[1])
+      local by_name = outcome("wss://localhost:" .. port .. "/t", { cainfo = dir .. "/other.pem" })
+      assert.matches("certificate verify failed: .*mismatch", by_name.errors[1])
+      local insecure = outcome("wss://127.0.0.1:" .. port .. "/t", { insecure = true })
+      assert.same({ { "over tls", false } }, insecure.messages)
+    end)
+  end)
+
+  it("a CA file that cannot be read is an error of each attempt", function()
+    if not dir then pending("openssl or socat not available") return end
+    with_tls("good", function(port)
+      local seen = outcome("wss://127.0.0.1:" .. port .. "/t", { cainfo = dir .. "/missing.pem" })
+      assert.matches("cannot load CA file .*missing%.pem", seen.errors[1])
+      assert.same({ 1006, seen.errors[1], false }, seen.closes[1])
+    end)
+  end)
+end)

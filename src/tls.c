@@ -77,10 +77,43 @@ void tls_ctx_free(tls_ctx *x) {
   free(x);
 }
 
-int tls_ctx_matches(const tls_ctx *x, const char *cainfo, int insecure) {
+static int tls_ctx_matches(const tls_ctx *x, const char *cainfo, int insecure) {
   if (x->insecure != insecure) return 0;
   if (x->cainfo == NULL || cainfo == NULL) return x->cainfo == cainfo;
   return strcmp(x->cainfo, cainfo) == 0;
+}
+
+struct tls_cache {
+  tls_ctx *x;
+  tls_cache *next;
+};
+
+tls_ctx *tls_cache_get(tls_cache **list, const char *cainfo, int insecure, char *err, size_t errlen) {
+  tls_cache *t;
+  for (t = *list; t != NULL; t = t->next)
+    if (tls_ctx_matches(t->x, cainfo, insecure)) return t->x;
+  t = calloc(1, sizeof *t);
+  if (t == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  t->x = tls_ctx_new(cainfo, insecure, err, errlen);
+  if (t->x == NULL) {
+    free(t);
+    return NULL;
+  }
+  t->next = *list;
+  *list = t;
+  return t->x;
+}
+
+void tls_cache_free(tls_cache **list) {
+  tls_cache *t;
+  while ((t = *list) != NULL) {
+    *list = t->next;
+    tls_ctx_free(t->x);
+    free(t);
+  }
 }
 
 static int tls_is_ip(const char *host) {
@@ -129,7 +162,7 @@ tls_conn *tls_new(tls_ctx *x, const char *host, char *err, size_t errlen) {
 
 void tls_free(tls_conn *t) {
   if (t == NULL) return;
-  SSL_free(t->ssl);
+  SSL_free(t->ssl); /* the SSL_CTX is reference-counted: it lives while this does */
   free(t);
 }
 

@@ -22,8 +22,12 @@ typedef struct tls_conn tls_conn; /* one connection */
  * when insecure.  NULL with err on failure. */
 tls_ctx *tls_ctx_new(const char *cainfo, int insecure, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx *x);
-/* The settings tls_ctx_new was given (to share contexts). */
-int tls_ctx_matches(const tls_ctx *x, const char *cainfo, int insecure);
+/* Contexts shared by the connections with the same settings: a list its
+ * owner starts as NULL.  tls_cache_get finds or makes one (NULL with err);
+ * tls_cache_free frees them all (connections keep what they use alive). */
+typedef struct tls_cache tls_cache;
+tls_ctx *tls_cache_get(tls_cache **list, const char *cainfo, int insecure, char *err, size_t errlen);
+void tls_cache_free(tls_cache **list);
 
 /* A client connection to host (a name or an IP address: SNI and the name
  * check use it).  NULL with err on failure. */

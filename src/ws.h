@@ -26,7 +26,7 @@ struct ws_ctx {
   uv_prepare_t flush;   /* writes them, once per loop turn */
   int flush_open;       /* the prepare handle is not closed yet */
   int nsocks;           /* sockets not closed yet */
-  struct ws_tls_ctx *tls; /* one OpenSSL context per (cainfo, insecure) */
+  tls_cache *tls;       /* one OpenSSL context per (cainfo, insecure) */
   char *rbuf;           /* read buffer of TLS sockets (ciphertext) */
   int shutting_down;
 };

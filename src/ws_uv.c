@@ -55,11 +55,6 @@ struct ws_sock {
   size_t rnd_used;
 };
 
-struct ws_tls_ctx {
-  tls_ctx *x;
-  struct ws_tls_ctx *next;
-};
-
 typedef struct ws_gai {
   uv_getaddrinfo_t req;
   ws_conn *conn; /* NULL once the conn gave up on this lookup */
@@ -404,27 +399,6 @@ static void ws_ping_cb(uv_timer_t *t) {
   uv_timer_start(&k->t_ping, ws_ping_cb, k->pong_timeout, 0);
 }
 
-/* ---------------------------------------------------------------- TLS contexts */
-
-static tls_ctx *ws_tls_ctx(ws_ctx *w, const char *cainfo, int insecure, char *err, size_t errlen) {
-  struct ws_tls_ctx *t;
-  for (t = w->tls; t != NULL; t = t->next)
-    if (tls_ctx_matches(t->x, cainfo, insecure)) return t->x;
-  t = calloc(1, sizeof *t);
-  if (t == NULL) {
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  t->x = tls_ctx_new(cainfo, insecure, err, errlen);
-  if (t->x == NULL) {
-    free(t);
-    return NULL;
-  }
-  t->next = w->tls;
-  w->tls = t;
-  return t->x;
-}
-
 /* ---------------------------------------------------------------- reading */
 
 /* The server's close frame. */
@@ -725,7 +699,7 @@ static void ws_connect_addr(ws_conn *k, const struct sockaddr *sa) {
   s->w = k->w;
   s->rnd_used = sizeof s->rnd;
   if (k->tls) {
-    tls_ctx *x = ws_tls_ctx(k->w, k->cainfo, k->insecure, err, sizeof err);
+    tls_ctx *x = tls_cache_get(&k->w->tls, k->cainfo, k->insecure, err, sizeof err);
     s->tls = x ? tls_new(x, k->host, err, sizeof err) : NULL;
     if (s->tls == NULL) {
       free(s);
@@ -895,7 +869,6 @@ static void ws_flush_closed(uv_handle_t *h) {
 void ws_shutdown(core_loop *c, void *ud) {
   ws_ctx *w = (ws_ctx *)ud;
   ws_conn *k, *next;
-  struct ws_tls_ctx *t;
   int i;
   w->shutting_down = 1;
   for (k = w->conns; k != NULL; k = next) {
@@ -908,11 +881,7 @@ void ws_shutdown(core_loop *c, void *ud) {
   }
   if (w->flush_open && !uv_is_closing((uv_handle_t *)&w->flush)) uv_close((uv_handle_t *)&w->flush, ws_flush_closed);
   for (i = 0; i < 100 && (w->conns != NULL || w->nsocks > 0 || w->flush_open); i++) uv_run(&c->uv, UV_RUN_NOWAIT);
-  while ((t = w->tls) != NULL) {
-    w->tls = t->next;
-    tls_ctx_free(t->x);
-    free(t);
-  }
+  tls_cache_free(&w->tls);
   free(w->rbuf);
   w->rbuf = NULL;
   /* If something did not finish closing, leaking is safer than freeing
