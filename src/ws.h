@@ -63,6 +63,8 @@ struct ws_conn {
   int dead;        /* the Lua value is gone: no Lua calls, free when idle */
   ws_sock *sock;   /* the current attempt's socket (ws_uv.c) */
   struct ws_gai *gai; /* the DNS lookup in progress */
+  struct sockaddr_storage addrs[4]; /* what it gave, tried in order */
+  int naddrs, addr_i;
   int upgraded;    /* the handshake answer was accepted */
   int close_code;
   char close_reason[128];

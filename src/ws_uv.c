@@ -66,6 +66,7 @@ static void ws_lost(ws_conn *k, int code, const char *reason);
 static void ws_fail(ws_conn *k, const char *msg);
 static void ws_broken(ws_conn *k, const char *why);
 static void ws_flush_cb(uv_prepare_t *h);
+static void ws_connect_next(ws_conn *k);
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -671,6 +672,11 @@ static void ws_connect_cb(uv_connect_t *req, int status) {
   char err[300];
   if (k == NULL || status == UV_ECANCELED) return;
   if (status < 0) {
+    if (k->addr_i < k->naddrs) { /* the name's next address */
+      ws_detach(k, 0);
+      ws_connect_next(k);
+      return;
+    }
     ws_fail_connect(k, uv_strerror(status));
     return;
   }
@@ -687,7 +693,9 @@ static void ws_connect_cb(uv_connect_t *req, int status) {
   if (ws_send_request(k, s) != 0) ws_fail(k, "out of memory");
 }
 
-static void ws_connect_addr(ws_conn *k, const struct sockaddr *sa) {
+/* Connect to the next address the name resolved to. */
+static void ws_connect_next(ws_conn *k) {
+  const struct sockaddr *sa = (const struct sockaddr *)&k->addrs[k->addr_i++];
   ws_sock *s;
   char err[300];
   int rc;
@@ -721,26 +729,30 @@ static void ws_connect_addr(ws_conn *k, const struct sockaddr *sa) {
 static void ws_gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   ws_gai *g = (ws_gai *)req->data;
   ws_conn *k = g->conn;
-  struct sockaddr_storage ss;
-  int have = 0;
+  struct addrinfo *a;
   char err[256];
-  if (k != NULL && status == 0 && res != NULL && res->ai_addrlen <= sizeof ss) {
-    memcpy(&ss, res->ai_addr, res->ai_addrlen);
-    if (res->ai_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)k->port);
-    else ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)k->port);
-    have = 1;
+  if (k != NULL && status == 0) {
+    k->naddrs = k->addr_i = 0;
+    for (a = res; a != NULL && k->naddrs < 4; a = a->ai_next) {
+      struct sockaddr_storage *ss = &k->addrs[k->naddrs];
+      if ((a->ai_family != AF_INET && a->ai_family != AF_INET6) || a->ai_addrlen > sizeof *ss) continue;
+      memcpy(ss, a->ai_addr, a->ai_addrlen);
+      if (a->ai_family == AF_INET) ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)k->port);
+      else ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)k->port);
+      k->naddrs++;
+    }
   }
   if (res) uv_freeaddrinfo(res);
   free(g);
   if (k == NULL) return;
   k->gai = NULL;
   if (k->state != WS_CONNECTING) return;
-  if (!have) {
+  if (status != 0 || k->naddrs == 0) {
     snprintf(err, sizeof err, "cannot resolve %s: %s", k->host, status ? uv_strerror(status) : "no address");
     ws_fail(k, err);
     return;
   }
-  ws_connect_addr(k, (const struct sockaddr *)&ss);
+  ws_connect_next(k);
 }
 
 void ws_start_attempt(ws_conn *k) {
