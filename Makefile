@@ -13,7 +13,7 @@ BUILD      ?= build
 
 # Headers and libraries: pkg-config's, unless the caller says where they
 # are.  LuaRocks does (rockspec/ passes its LUA_INCDIR, LUA_LIBDIR, LUALIB
-# and the external dependencies' CURL_, LIBWEBSOCKETS_ and LIBUV_ INCDIR and
+# and the external dependencies' CURL_, LIBUV_ and OPENSSL_ INCDIR and
 # LIBDIR), as lua-cjson's build takes LUA_INCLUDE_DIR.
 ifneq ($(LUA_INCDIR),)
 LUA_CFLAGS := -I$(LUA_INCDIR)
@@ -23,13 +23,13 @@ else
 LUA_CFLAGS := $(shell pkg-config --cflags lua$(LUA_VER) 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua$(LUA_VER) 2>/dev/null)
 endif
-ifneq ($(CURL_INCDIR)$(LIBWEBSOCKETS_INCDIR)$(LIBUV_INCDIR),)
-DEP_CFLAGS := $(foreach d,$(CURL_INCDIR) $(LIBWEBSOCKETS_INCDIR) $(LIBUV_INCDIR),-I$(d))
-DEP_LIBS   := $(foreach d,$(sort $(CURL_LIBDIR) $(LIBWEBSOCKETS_LIBDIR) $(LIBUV_LIBDIR)),-L$(d)) \
-              -lcurl -lwebsockets -luv
+ifneq ($(CURL_INCDIR)$(LIBUV_INCDIR)$(OPENSSL_INCDIR),)
+DEP_CFLAGS := $(foreach d,$(CURL_INCDIR) $(LIBUV_INCDIR) $(OPENSSL_INCDIR),-I$(d))
+DEP_LIBS   := $(foreach d,$(sort $(CURL_LIBDIR) $(LIBUV_LIBDIR) $(OPENSSL_LIBDIR)),-L$(d)) \
+              -lcurl -luv -lssl -lcrypto
 else
-DEP_CFLAGS := $(shell pkg-config --cflags libcurl libwebsockets libuv 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs libcurl libwebsockets libuv 2>/dev/null)
+DEP_CFLAGS := $(shell pkg-config --cflags libcurl libuv openssl 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs libcurl libuv openssl 2>/dev/null)
 endif
 
 CC         ?= cc
@@ -117,7 +117,7 @@ valgrind: test-deps all
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_NAMES   := json url event http ws httpreq
+FUZZ_NAMES   := json url event http ws httpreq wsclient
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS   = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
                $(LUA_CFLAGS) $(DEP_CFLAGS) -DARI_VERSION='"$(VERSION)"' -DARI_LUADIR='"$(LUADIR)"'

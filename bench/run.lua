@@ -106,7 +106,7 @@ local machine = {
   os = trim(sh(". /etc/os-release 2>/dev/null && echo \"$PRETTY_NAME\"")),
   lua = trim(sh("lua5.4 -v")),
   cc = trim(sh("cc --version | head -1")),
-  libs = trim(sh("for p in libuv libwebsockets libcurl; do printf '%s %s, ' $p $(pkg-config --modversion $p); done")):gsub(",$", ""),
+  libs = trim(sh("for p in libuv libcurl openssl; do printf '%s %s, ' $p $(pkg-config --modversion $p); done")):gsub(",$", ""),
   cjson = trim(sh("dpkg-query -W -f='${Version}' lua-cjson 2>/dev/null")),
   version = trim(sh(BIN .. " --version")),
   commit = trim(sh("git rev-parse --short HEAD 2>/dev/null")),

@@ -9,7 +9,7 @@ description = {
   summary = "Asterisk ARI call logic as sequential Lua coroutines, on a C core",
   detailed = [[
     ari-lua is an Asterisk REST Interface client: a C core (libuv loop, libcurl,
-    libwebsockets, typed JSON decoding) embedding Lua 5.4, where every call runs as
+    its own WebSocket client with OpenSSL, typed JSON decoding) embedding Lua 5.4, where every call runs as
     its own coroutine. Installs the `ari` Lua modules, the `ari.core` C module and
     the `ari-lua` host, which includes a simulated Asterisk for tests.
   ]],
@@ -21,8 +21,8 @@ dependencies = {
 }
 external_dependencies = {
   CURL = { library = "curl" },
-  LIBWEBSOCKETS = { header = "libwebsockets.h", library = "websockets" },
   LIBUV = { header = "uv.h", library = "uv" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
 }
 build = {
   type = "make",
@@ -36,10 +36,10 @@ build = {
     LUALIB = "$(LUALIB)",
     CURL_INCDIR = "$(CURL_INCDIR)",
     CURL_LIBDIR = "$(CURL_LIBDIR)",
-    LIBWEBSOCKETS_INCDIR = "$(LIBWEBSOCKETS_INCDIR)",
-    LIBWEBSOCKETS_LIBDIR = "$(LIBWEBSOCKETS_LIBDIR)",
     LIBUV_INCDIR = "$(LIBUV_INCDIR)",
     LIBUV_LIBDIR = "$(LIBUV_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)",
+    OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
     LUADIR = "$(LUADIR)",
   },
   install_target = "install-rock",

@@ -1,6 +1,7 @@
 /* rfc6455.c - the WebSocket protocol codec (rfc6455.h). */
 #include "rfc6455.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define RFC6455_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -10,7 +11,18 @@
 int rfc6455_utf8_step(rfc6455_utf8 *u, const unsigned char *s, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) {
-    unsigned char c = s[i];
+    unsigned char c;
+    if (u->need == 0) {
+      /* ASCII runs (most of a JSON text) 8 bytes at a time */
+      while (n - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull) break;
+        i += 8;
+      }
+      if (i == n) break;
+    }
+    c = s[i];
     if (u->need > 0) {
       if (c < u->lo || c > u->hi) return -1;
       u->need--;
@@ -308,4 +320,135 @@ void rfc6455_accept(const char *key, size_t keylen, char *out) {
   rfc6455_sha1_add(&s, RFC6455_GUID, sizeof RFC6455_GUID - 1);
   rfc6455_sha1_done(&s, dig);
   rfc6455_base64(dig, 20, out);
+}
+
+/* ---------------------------------------------------------------- handshake: the client's side */
+
+static int rfc6455_lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* Does the comma-separated list v[0..n) hold token (case-insensitive)? */
+static int rfc6455_has_token(const char *v, size_t n, const char *token) {
+  size_t tl = strlen(token), i = 0;
+  while (i < n) {
+    size_t s, e, j;
+    while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ',')) i++;
+    s = i;
+    while (i < n && v[i] != ',') i++;
+    e = i;
+    while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
+    if (e - s == tl) {
+      for (j = 0; j < tl && rfc6455_lower((unsigned char)v[s + j]) == token[j]; j++) {}
+      if (j == tl) return 1;
+    }
+  }
+  return 0;
+}
+
+static int rfc6455_name_is(const char *p, size_t n, const char *name) {
+  size_t i;
+  if (strlen(name) != n) return 0;
+  for (i = 0; i < n; i++)
+    if (rfc6455_lower((unsigned char)p[i]) != name[i]) return 0;
+  return 1;
+}
+
+/* The status line, printable and short, for an error message. */
+static void rfc6455_status_text(const char *p, size_t n, char *out, size_t outlen) {
+  size_t i, o = 0;
+  for (i = 0; i < n && o + 1 < outlen && o < 100; i++)
+    out[o++] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
+  out[o] = '\0';
+}
+
+long rfc6455_response(const char *p, size_t n, const char *accept, const char *protocol, int *status, char *err,
+                      size_t errlen) {
+  size_t end = 0, i, line_end, ln;
+  int have_upgrade = 0, have_conn = 0, have_accept = 0, have_proto = 0, code;
+  char sl[128];
+  *status = 0;
+  for (i = 0; i + 3 < n; i++)
+    if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
+      end = i + 4;
+      break;
+    }
+  if (end == 0) {
+    if (n > RFC6455_MAX_RESPONSE) {
+      snprintf(err, errlen, "HS: response headers too long");
+      return -1;
+    }
+    if (n >= 5 && memcmp(p, "HTTP/", 5) != 0) {
+      char sl[128];
+      size_t e = 0;
+      while (e < n && p[e] != '\r' && p[e] != '\n') e++;
+      rfc6455_status_text(p, e, sl, sizeof sl);
+      snprintf(err, errlen, "HS: bad status line (%s)", sl);
+      return -1;
+    }
+    return 0;
+  }
+  line_end = 0;
+  while (p[line_end] != '\r') line_end++;
+  rfc6455_status_text(p, line_end, sl, sizeof sl);
+  if (line_end < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' || p[9] < '1' || p[9] > '5' ||
+      p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' || (line_end > 12 && p[12] != ' ')) {
+    snprintf(err, errlen, "HS: bad status line (%s)", sl);
+    return -1;
+  }
+  code = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+  *status = code;
+  if (code == 401) {
+    snprintf(err, errlen, "HS: ws upgrade unauthorized (%s)", sl);
+    return -1;
+  }
+  if (code != 101) {
+    snprintf(err, errlen, "HS: ws upgrade response not 101 (%s)", sl);
+    return -1;
+  }
+  for (i = line_end + 2; i < end - 2; i = ln + 2) {
+    size_t colon, vs, ve;
+    for (ln = i; p[ln] != '\r'; ln++) {}
+    if (p[ln + 1] != '\n') {
+      snprintf(err, errlen, "HS: malformed header line");
+      return -1;
+    }
+    for (colon = i; colon < ln && p[colon] != ':'; colon++) {}
+    if (colon == ln || colon == i) {
+      snprintf(err, errlen, "HS: malformed header line");
+      return -1;
+    }
+    vs = colon + 1;
+    while (vs < ln && (p[vs] == ' ' || p[vs] == '\t')) vs++;
+    ve = ln;
+    while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t')) ve--;
+    if (rfc6455_name_is(p + i, colon - i, "upgrade")) {
+      if (!rfc6455_has_token(p + vs, ve - vs, "websocket")) {
+        snprintf(err, errlen, "HS: Upgrade is not websocket");
+        return -1;
+      }
+      have_upgrade = 1;
+    } else if (rfc6455_name_is(p + i, colon - i, "connection")) {
+      if (rfc6455_has_token(p + vs, ve - vs, "upgrade")) have_conn = 1;
+    } else if (rfc6455_name_is(p + i, colon - i, "sec-websocket-accept")) {
+      if (have_accept || ve - vs != strlen(accept) || memcmp(p + vs, accept, ve - vs) != 0) {
+        snprintf(err, errlen, "HS: Accept hash wrong");
+        return -1;
+      }
+      have_accept = 1;
+    } else if (rfc6455_name_is(p + i, colon - i, "sec-websocket-protocol")) {
+      if (protocol == NULL || have_proto || ve - vs != strlen(protocol) || memcmp(p + vs, protocol, ve - vs) != 0) {
+        snprintf(err, errlen, "HS: subprotocol not the one asked for");
+        return -1;
+      }
+      have_proto = 1;
+    } else if (rfc6455_name_is(p + i, colon - i, "sec-websocket-extensions")) {
+      snprintf(err, errlen, "HS: extension not asked for");
+      return -1;
+    }
+  }
+  if (!have_upgrade) snprintf(err, errlen, "HS: UPGRADE missing");
+  else if (!have_conn) snprintf(err, errlen, "HS: CONNECTION missing");
+  else if (!have_accept) snprintf(err, errlen, "HS: ACCEPT missing");
+  else if (protocol != NULL && !have_proto) snprintf(err, errlen, "HS: PROTOCOL missing");
+  else return (long)end;
+  return -1;
 }

@@ -110,6 +110,18 @@ void rfc6455_key(const unsigned char nonce[16], char *out);
 /* Sec-WebSocket-Accept for a key (out: RFC6455_ACCEPT_LEN + 1). */
 void rfc6455_accept(const char *key, size_t keylen, char *out);
 
+/* A client's opening handshake: the server's answer.  p[0..n) is what
+ * was read so far; accept is the Sec-WebSocket-Accept value expected,
+ * protocol the subprotocol asked for (NULL: none).  Returns the length of
+ * the header block (its frames follow) when the answer is complete and
+ * accepts the upgrade, 0 when it is not complete yet, -1 when it refuses
+ * or is malformed: err says why (for a status other than 101 with the
+ * status line, "unauthorized" for 401) and *status is the HTTP status
+ * (0 when there is none). */
+#define RFC6455_MAX_RESPONSE 16384
+long rfc6455_response(const char *p, size_t n, const char *accept, const char *protocol, int *status, char *err,
+                      size_t errlen);
+
 /* SHA-1 of d[0..n). */
 void rfc6455_sha1(const void *d, size_t n, unsigned char out[20]);
 

@@ -1,8 +1,9 @@
 /* ws.c - core.ws_connect and its Lua class: the Lua face of the WebSocket
- * client whose connections ws_lws.c runs (libwebsockets on libuv).
+ * client whose connections ws_uv.c runs (on libuv, TLS through OpenSSL).
  *
  *   core.ws_connect(opts, handlers) -> conn | nil, err
- *   conn:send(text), conn:close(), conn:state(), conn:stats(), tostring(conn)
+ *   conn:send(data[, binary]), conn:close(), conn:state(), conn:stats(),
+ *   tostring(conn)
  *
  * Here: the options and the url checked and copied into a ws_conn
  * (everything that may raise comes before anything is allocated), the conn
@@ -12,8 +13,8 @@
  * handler, never unwound through libuv.
  *
  * Lifetime: a conn that is not closed is anchored in the registry
- * (self_ref); at __gc, or when the state closes, it is handed to ws_lws.c,
- * which frees it once lws and its timers let go.
+ * (self_ref); at __gc, or when the state closes, it is handed to ws_uv.c,
+ * which frees it once its timers have closed.
  */
 #include "ws.h"
 #include "json.h"
@@ -66,14 +67,14 @@ typedef struct ws_event {
 
 /* Run through core_call, so that running out of memory while building the
  * arguments (a decoded JSON message can be large) is reported like an
- * error of the handler instead of unwinding through libuv and lws:
+ * error of the handler instead of unwinding through libuv:
  *   on_open(), on_error(msg), on_close(code, reason, again),
  *   on_message(text, binary), with opts.json on_message(value) or
  *   on_message(nil, err, text) for a text message that does not decode. */
 static int ws_event_cf(lua_State *L) {
   ws_event *e = (ws_event *)lua_touserdata(L, 1);
   ws_conn *k = e->k;
-  const char *rx = k->rx.p ? k->rx.p : "";
+  const char *rx = k->msg ? k->msg : "";
   int nargs = 0;
   lua_settop(L, 0);
   core_push_ref(k->c, e->ref);
@@ -92,16 +93,16 @@ static int ws_event_cf(lua_State *L) {
     if (k->json && !k->rx_binary) {
       char err[256];
       err[0] = '\0';
-      if (json_decode_buf(L, rx, k->rx.len, err, sizeof err) == 0) {
+      if (json_decode_buf(L, rx, k->msg_len, err, sizeof err) == 0) {
         nargs = 1;
       } else {
         lua_pushnil(L);
         lua_pushstring(L, err[0] ? err : "invalid JSON");
-        lua_pushlstring(L, rx, k->rx.len);
+        lua_pushlstring(L, rx, k->msg_len);
         nargs = 3;
       }
     } else {
-      lua_pushlstring(L, rx, k->rx.len);
+      lua_pushlstring(L, rx, k->msg_len);
       lua_pushboolean(L, k->rx_binary);
       nargs = 2;
     }
@@ -179,6 +180,10 @@ static ws_ctx *ws_get_ctx(lua_State *L, core_loop *c) {
   w = calloc(1, sizeof *w);
   if (w == NULL) return NULL;
   w->c = c;
+  if (ws_ctx_init(w) != 0) {
+    free(w);
+    return NULL;
+  }
   lua_pushlightuserdata(L, w);
   lua_setfield(L, LUA_REGISTRYINDEX, WS_CTX_KEY);
   core_on_shutdown(c, ws_shutdown, w);
@@ -472,7 +477,7 @@ static int ws_send(lua_State *L) {
   ws_conn *k = ws_check(L);
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
-  const char *err = ws_enqueue(k, s, n);
+  const char *err = ws_enqueue(k, s, n, lua_toboolean(L, 3));
   if (err != NULL) {
     lua_pushnil(L);
     lua_pushstring(L, err);

@@ -7,7 +7,7 @@
 #                             `make fuzz` and .ci/run call this themselves
 # Installing needs root; with nothing missing it needs nothing.
 set -e
-BUILD_PKGS="make gcc libc6-dev pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev libwebsockets-dev \
+BUILD_PKGS="make gcc libc6-dev pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev libssl-dev \
 libuv1-dev ca-certificates"
 TEST_PKGS="lua-busted lua-cjson luarocks valgrind curl openssl nginx-light clang libclang-rt-14-dev socat"
 case "${1:-}" in

@@ -17,7 +17,8 @@
 --     on_close = function(code, reason, reconnecting) end,
 --     on_error = function(msg) end,
 --   }
---   conn:send(text) -> true | nil, err
+--   conn:send(text) -> true | nil, err  -- a text frame (valid UTF-8 expected)
+--   conn:send(data, true)               -- a binary frame
 --   conn:close()                 -- no more reconnects; on_close(..., false)
 --   conn:state()                 -- "connecting" | "open" | "waiting" | "closed"
 --   conn:stats()                 -- { reconnects, messages, dropped, queued }
@@ -49,9 +50,9 @@ local Conn = {}
 Conn.__index = Conn
 Conn.__name = "ari.ws.conn"
 
-function Conn:send(text)
+function Conn:send(text, binary)
   if type(text) ~= "string" then error(ws_error("send: text must be a string"), 2) end
-  return self.core:send(text)
+  return self.core:send(text, binary and true or false)
 end
 
 function Conn:close() return self.core:close() end
