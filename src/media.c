@@ -848,6 +848,8 @@ static int l_gc(lua_State *L) {
 
 /* ---------------------------------------------------------------- module */
 
+static void mod_free(uv_handle_t *h) { free(h->data); }
+
 static void mod_shutdown(core_loop *c, void *ud) {
   media_mod *m = (media_mod *)ud;
   (void)c;
@@ -858,7 +860,7 @@ static void mod_shutdown(core_loop *c, void *ud) {
   }
   if (!m->closed) {
     m->closed = 1;
-    uv_close((uv_handle_t *)&m->tick, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&m->tick, mod_free);
   }
 }
 
