@@ -194,7 +194,7 @@ static int default_pt(int fmt) {
   case AUDIO_ULAW: return 0;
   case AUDIO_ALAW: return 8;
   case AUDIO_SLIN16: return 118;
-  default: return 124;
+  default: return 11;
   }
 }
 
