@@ -499,6 +499,7 @@ static int same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
 static int pt_fits(int fmt, int pt) {
   if (fmt == AUDIO_ULAW) return pt == 0;
   if (fmt == AUDIO_ALAW) return pt == 8;
+  if (fmt == AUDIO_SLIN && (pt == 10 || pt == 11)) return 1;
   return pt >= 96 && pt <= 127;
 }
 
@@ -883,6 +884,8 @@ static media_mod *get_mod(lua_State *L) {
   return m;
 }
 
+void media_check_open(lua_State *L); /* media_check.c */
+
 void media_open(lua_State *L) {
   static const luaL_Reg meth[] = {
     {"port", l_port}, {"set_peer", l_set_peer}, {"ws_connect", l_ws_connect}, {"read", l_read},
@@ -892,4 +895,5 @@ void media_open(lua_State *L) {
   core_newmeta(L, MEDIA_MT, meth);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "media_new");
+  media_check_open(L);
 }
