@@ -190,3 +190,46 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
     assert.is_true(got.stats.dropped_foreign >= 10, "dropped " .. tostring(got.stats.dropped_foreign))
   end)
 end)
+
+ast.describe("real Asterisk: call audio across an Asterisk restart", function()
+  it("every stream's reading coroutine ends cleanly when Asterisk restarts mid-stream", function()
+    local inst = ast.start {}
+    local trs = transports()
+    local got = { ended = {}, reading = 0 }
+    local ok, err = pcall(ast.run, function()
+      local name = ast.app_name("mrestart")
+      local app = ari.app { app = name, url = inst.url, user = inst.user, password = inst.password }
+      local i = 0
+      app:on_call(function(call)
+        i = i + 1
+        local tr = trs[i]
+        call:answer()
+        local m = call:media { format = tr == "audiosocket" and "slin" or "ulaw", transport = tr }
+        assert(m:read(3000))
+        got.reading = got.reading + 1
+        local rok, rerr = pcall(function()
+          while true do
+            local d, why = m:read()
+            if not d then return why end
+          end
+        end)
+        got.ended[tr] = rok and ("returned " .. tostring(rerr)) or (require("ari.call").is_hangup(rerr) and "hangup" or tostring(rerr))
+      end)
+      ast.poll(function() return app.client.stats.connects > 0 end, "the events socket")
+      for _ = 1, #trs do ast.originate(app.client, "moh", name) end
+      ast.poll(function() return got.reading == #trs end, "every stream to read audio", 20000)
+      inst:restart()
+      ast.poll(function()
+        local n = 0
+        for _ in pairs(got.ended) do n = n + 1 end
+        return n == #trs
+      end, "every stream's coroutine to end", 60000)
+      app.client:close()
+    end, 120000)
+    inst:stop()
+    if not ok then error(err, 0) end
+    for _, tr in ipairs(trs) do
+      assert.is_truthy(got.ended[tr] == "hangup" or got.ended[tr] == "returned closed", tr .. ": " .. tostring(got.ended[tr]))
+    end
+  end)
+end)
