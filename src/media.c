@@ -64,7 +64,8 @@ struct mstream {
   int want, want_drain, in_cb;
   /* sockets */
   uv_udp_t udp;
-  uv_tcp_t lis, tcp;
+  uv_tcp_t lis;
+  uv_tcp_t *tcp;          /* malloc'd: a listener may hand its connection over */
   int udp_open, lis_open, tcp_open, tcp_up;
   struct sockaddr_storage peer;
   int have_peer;
@@ -81,6 +82,7 @@ struct mstream {
   /* websocket */
   rfc6455_parser wsp;
   int ws_hs;              /* 1 while the handshake answer is awaited */
+  int ws_server;          /* Asterisk connected to us (connection_type client): frames unmasked */
   char ws_accept[RFC6455_ACCEPT_LEN + 1];
   buf text[MEDIA_MAX_TEXT];
   int ntext;
@@ -110,6 +112,12 @@ static void ms_unref(mstream *s) {
 
 static void ms_handle_closed(uv_handle_t *h) { ms_unref((mstream *)h->data); }
 
+static void ms_tcp_closed(uv_handle_t *h) {
+  mstream *s = (mstream *)h->data;
+  free(h);
+  ms_unref(s);
+}
+
 static void ms_event(mstream *s, const char *kind) {
   core_loop *c = s->c;
   if (c->closing || s->cb_ref == LUA_NOREF) return;
@@ -138,7 +146,7 @@ static void ms_close(mstream *s, const char *reason, int notify) {
   ms_unlink(s);
   if (s->udp_open) { s->udp_open = 0; uv_close((uv_handle_t *)&s->udp, ms_handle_closed); }
   if (s->lis_open) { s->lis_open = 0; uv_close((uv_handle_t *)&s->lis, ms_handle_closed); }
-  if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)&s->tcp, ms_handle_closed); }
+  if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)s->tcp, ms_tcp_closed); }
   s->out_off = s->out.len = 0;
   if (notify) ms_event(s, "closed");
 }
@@ -219,9 +227,9 @@ static void send_frame(mstream *s, unsigned char *p, size_t n) {
     size_t hl;
     if (n > sizeof tmp) { s->dropped_out++; return; }
     uv_random(NULL, NULL, mask, 4, 0, NULL);
-    hl = rfc6455_header(h, RFC6455_BINARY, 1, n, mask);
+    hl = rfc6455_header(h, RFC6455_BINARY, 1, n, s->ws_server ? NULL : mask);
     memcpy(tmp, p, n);
-    rfc6455_mask(tmp, n, mask, 0);
+    if (!s->ws_server) rfc6455_mask(tmp, n, mask, 0);
     if (tcp_send(s, h, hl, tmp, n) != 0) { s->dropped_out++; return; }
   }
   s->frames_out++;
@@ -304,7 +312,7 @@ static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigne
   uv_buf_t bufs[2];
   int r;
   if (!s->tcp_up) return -1;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
   w = malloc(sizeof *w + an + bn);
   if (w == NULL) return -1;
   memcpy((unsigned char *)(w + 1), a, an);
@@ -312,7 +320,7 @@ static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigne
   bufs[0] = uv_buf_init((char *)(w + 1), (unsigned)(an + bn));
   w->s = s;
   s->refs++;
-  r = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, 1, write_done);
+  r = uv_write(&w->req, (uv_stream_t *)s->tcp, bufs, 1, write_done);
   if (r != 0) { s->refs--; free(w); return -1; }
   (void)bufs[1];
   return 0;
@@ -425,7 +433,7 @@ static void tcp_input(mstream *s) {
         buf pong = {0};
         unsigned char mask[4];
         uv_random(NULL, NULL, mask, 4, 0, NULL);
-        if (rfc6455_frame_add(&pong, RFC6455_PONG, f.data, f.len, mask) == 0) tcp_send(s, (unsigned char *)pong.p, pong.len, NULL, 0);
+        if (rfc6455_frame_add(&pong, RFC6455_PONG, f.data, f.len, s->ws_server ? NULL : mask) == 0) tcp_send(s, (unsigned char *)pong.p, pong.len, NULL, 0);
         buf_free(&pong);
         continue;
       }
@@ -468,14 +476,15 @@ static void as_accept_cb(uv_stream_t *lis, int status) {
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
     return;
   }
-  uv_tcp_init(&s->c->uv, &s->tcp);
-  s->tcp.data = s;
+  if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return;
+  uv_tcp_init(&s->c->uv, s->tcp);
+  s->tcp->data = s;
   s->tcp_open = 1;
   s->refs++;
-  if (uv_accept(lis, (uv_stream_t *)&s->tcp) != 0) { ms_close(s, "error: accept failed", 1); return; }
+  if (uv_accept(lis, (uv_stream_t *)s->tcp) != 0) { ms_close(s, "error: accept failed", 1); return; }
   s->tcp_up = 1;
-  uv_tcp_nodelay(&s->tcp, 1);
-  uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, tcp_read_cb);
+  uv_tcp_nodelay(s->tcp, 1);
+  uv_read_start((uv_stream_t *)s->tcp, alloc_cb, tcp_read_cb);
   /* one connection: the listening socket goes */
   s->lis_open = 0;
   uv_close((uv_handle_t *)&s->lis, ms_handle_closed);
@@ -530,6 +539,41 @@ static void udp_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   static char slab[RTP_MAX_PACKET + 64];
   (void)h; (void)size;
   *b = uv_buf_init(slab, sizeof slab);
+}
+
+/* ---------------------------------------------------------------- adoption
+ * media_listen.c accepts Asterisk's connections (connection_type client)
+ * and hands each to the stream that expects its channel. */
+
+void media_ref(mstream *s) { s->refs++; }
+void media_unref(mstream *s) { ms_unref(s); }
+
+int media_adopt(mstream *s, uv_tcp_t *tcp, const unsigned char *start, size_t start_len,
+                const unsigned char *rest, size_t n) {
+  if (s->transport != T_WS || s->state != S_OPENING || s->tcp_open) return -1;
+  s->tcp = tcp;
+  tcp->data = s;
+  s->tcp_open = 1;
+  s->tcp_up = 1;
+  s->refs++;
+  s->ws_server = 1;
+  rfc6455_init(&s->wsp, RFC6455_SERVER, MEDIA_MAX_WS_MESSAGE);
+  s->state = S_OPEN;
+  s->next_due = uv_now(&s->c->uv);
+  uv_read_stop((uv_stream_t *)tcp);
+  uv_read_start((uv_stream_t *)tcp, alloc_cb, tcp_read_cb);
+  s->refs++;
+  ws_text(s, start, start_len);
+  if (s->state == S_OPEN) ms_event(s, "open");
+  if (s->state == S_OPEN && n > 0 && buf_add(&s->ibuf, rest, n) == 0) tcp_input(s);
+  ms_unref(s);
+  return 0;
+}
+
+mstream *media_check_stream(lua_State *L, int idx) {
+  mstream **p = (mstream **)luaL_checkudata(L, idx, MEDIA_MT);
+  if (*p == NULL) luaL_error(L, "media stream already freed");
+  return *p;
 }
 
 /* ---------------------------------------------------------------- Lua */
@@ -679,11 +723,11 @@ static void ws_connect_cb(uv_connect_t *req, int status) {
     return;
   }
   s->tcp_up = 1;
-  uv_tcp_nodelay(&s->tcp, 1);
+  uv_tcp_nodelay(s->tcp, 1);
   /* the request was queued by l_ws_connect in ibuf's place: send it now */
   tcp_send(s, (unsigned char *)s->ibuf.p, s->ibuf.len, NULL, 0);
   s->ibuf.len = 0;
-  uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, tcp_read_cb);
+  uv_read_start((uv_stream_t *)s->tcp, alloc_cb, tcp_read_cb);
   ms_unref(s);
 }
 
@@ -706,14 +750,15 @@ static int l_ws_connect(lua_State *L) {
       "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: media\r\nSec-WebSocket-Key: ") ||
       buf_adds(&s->ibuf, key) || buf_adds(&s->ibuf, "\r\n") || buf_adds(&s->ibuf, extra) || buf_adds(&s->ibuf, "\r\n"))
     return luaL_error(L, "out of memory");
-  uv_tcp_init(&s->c->uv, &s->tcp);
-  s->tcp.data = s;
+  if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return luaL_error(L, "out of memory");
+  uv_tcp_init(&s->c->uv, s->tcp);
+  s->tcp->data = s;
   s->tcp_open = 1;
   s->refs++;
   s->ws_hs = 1;
   s->creq.data = s;
   s->refs++;
-  r = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&a, ws_connect_cb);
+  r = uv_tcp_connect(&s->creq, s->tcp, (const struct sockaddr *)&a, ws_connect_cb);
   if (r != 0) {
     s->refs--;
     ms_close(s, "error: websocket connect", 0);
@@ -781,8 +826,8 @@ static int l_send_text(lua_State *L) {
   if (tmp == NULL) return luaL_error(L, "out of memory");
   memcpy(tmp, p, n);
   uv_random(NULL, NULL, mask, 4, 0, NULL);
-  hl = rfc6455_header(h, RFC6455_TEXT, 1, n, mask);
-  rfc6455_mask(tmp, n, mask, 0);
+  hl = rfc6455_header(h, RFC6455_TEXT, 1, n, s->ws_server ? NULL : mask);
+  if (!s->ws_server) rfc6455_mask(tmp, n, mask, 0);
   r = tcp_send(s, h, hl, tmp, n);
   free(tmp);
   lua_pushboolean(L, r == 0);
@@ -885,6 +930,7 @@ static media_mod *get_mod(lua_State *L) {
 }
 
 void media_check_open(lua_State *L); /* media_check.c */
+void media_listen_open(lua_State *L); /* media_listen.c */
 
 void media_open(lua_State *L) {
   static const luaL_Reg meth[] = {
@@ -896,4 +942,5 @@ void media_open(lua_State *L) {
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "media_new");
   media_check_open(L);
+  media_listen_open(L);
 }

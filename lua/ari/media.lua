@@ -212,6 +212,7 @@ function Stream:stats() return self._s:stats() end
 function Stream:_gone(reason)
   if self.closed then return end
   self.closed = true
+  if self.listener and self.listener._l then self.listener._l:forget(self.channel_id) end
   self.closed_reason = self.closed_reason or reason
   self._s:close(reason)
   local w = self._waiting
@@ -259,6 +260,9 @@ local function check_opts(opts)
   if ct == "client" and (opts.connection == nil or opts.listener == nil) then
     error(usage("call:media: connection_type = \"client\" needs connection (its websocket_client.conf name) and listener", 3), 0)
   end
+  if ct == "client" and getmetatable(opts.listener) ~= M.Listener then
+    error(usage("call:media: listener must be an ari.media.listen{} listener", 3), 0)
+  end
   for _, k in ipairs { "queue_ms", "in_queue_ms", "timeout" } do
     local v = opts[k]
     if v ~= nil and (math.type(v) ~= "integer" or v < 20) then
@@ -284,10 +288,6 @@ function M.open(call, opts)
     error(errors.new { kind = "unsupported", operation = "call:media", since = 20,
       message = "the websocket media transport needs Asterisk 20 or later (this is " .. tostring(major) .. ")" }, 0)
   end
-  if ct == "client" then
-    error(errors.new { kind = "unsupported", operation = "call:media",
-      message = "connection_type = \"client\" is not implemented yet (use \"server\")" }, 0)
-  end
   app:wait_registered("media")
   local host = opts.host or "127.0.0.1"
   local id = uuid.new()
@@ -311,10 +311,18 @@ function M.open(call, opts)
     params.encapsulation, params.transport, params.data = "audiosocket", "tcp", id
   else
     params.encapsulation, params.transport, params.connection_type = "none", "websocket", ct
+    if ct == "client" then
+      params.external_host = opts.connection
+      -- Asterisk connects while the channel is being set up: expected before the request
+      local lis = opts.listener
+      lis._l:expect(id, s)
+      self.listener = lis
+    end
   end
   self.external_host = params.external_host
   local ok, ch = pcall(client.channels.externalMedia, params)
   if not ok then
+    if self.listener then self.listener._l:forget(id) end
     s:close("error"); self.closed = true
     app:forget(ext)
     if errors.is(ch, "hangup") then error(ch, 0) end
@@ -331,7 +339,7 @@ function M.open(call, opts)
     local addr, port = vars.UNICASTRTP_LOCAL_ADDRESS, tonumber(vars.UNICASTRTP_LOCAL_PORT)
     if not addr or not port then abort(fail("failed", "the RTP channel did not say where it listens (UNICASTRTP_LOCAL_ADDRESS/PORT)")) end
     s:set_peer(addr, port)
-  elseif tr == "websocket" then
+  elseif tr == "websocket" and ct == "server" then
     local cid = vars.MEDIA_WEBSOCKET_CONNECTION_ID
     local ahost, aport = server_addr(client)
     if not cid or not ahost then abort(fail("failed", "the websocket channel has no MEDIA_WEBSOCKET_CONNECTION_ID")) end
@@ -364,5 +372,34 @@ function M.open(call, opts)
   self.bridge = bridge
   return self
 end
+
+-- ari.media.listen ----------------------------------------------------------
+
+local Listener = {}
+Listener.__index = Listener
+M.Listener = Listener
+
+--- ari.media.listen{ host = "127.0.0.1", port = 0 } -> listener: where
+-- Asterisk's websocket_client.conf connections (connection_type "client")
+-- point.  listener:port(), listener:url([path]), listener:stats(),
+-- listener:close().
+function M.listen(opts)
+  if opts ~= nil and type(opts) ~= "table" then error(usage("ari.media.listen: opts must be a table", 2), 0) end
+  opts = opts or {}
+  local host = opts.host or "127.0.0.1"
+  local port = opts.port or 0
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then error(usage("ari.media.listen: bad port", 2), 0) end
+  local l, err = core.media_listen(host, port)
+  if not l then error(errors.new { kind = "listen", operation = "ari.media.listen", host = host, port = port, message = err }, 0) end
+  return setmetatable({ _l = l, host = host }, Listener)
+end
+
+function Listener:port() return self._l:port() end
+function Listener:url(path)
+  local h = self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host
+  return "ws://" .. h .. ":" .. tostring(self._l:port()) .. (path or "/media")
+end
+function Listener:stats() return self._l:stats() end
+function Listener:close() self._l:close() end
 
 return M

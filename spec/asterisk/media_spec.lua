@@ -233,3 +233,45 @@ ast.describe("real Asterisk: call audio across an Asterisk restart", function()
     end
   end)
 end)
+
+ast.describe("real Asterisk: websocket media, connection_type client", function()
+  it("Asterisk connects to the app's listener; audio both ways", function()
+    if not ast.at_least(20) then
+      pending("chan_websocket and websocket_client.conf need Asterisk 20 or later; this is " .. tostring(ast.version))
+      return
+    end
+    local listener = ari.media.listen { host = "127.0.0.1", port = 0 }
+    local conf = os.tmpname()
+    os.remove(conf)
+    assert(os.execute("mkdir -p '" .. conf .. "'"))
+    local f = assert(io.open(conf .. "/websocket_client.conf", "w"))
+    f:write(table.concat({ "[app-media]", "type = websocket_client", "connection_type = per_call_config",
+      "uri = " .. listener:url("/media"), "protocols = media", "connection_timeout = 2000", "" }, "\n"))
+    f:close()
+    local inst = ast.start { version = ast.version, conf = conf }
+    local got
+    local ok, err = pcall(function()
+      got = with_call(inst, "echo", function(call, g)
+        call:answer()
+        local m = call:media { format = "slin16", transport = "websocket", connection_type = "client",
+          connection = "app-media", listener = listener }
+        g.connection_type = m.connection_type
+        g.start = m.media_start
+        assert(m:write(ari.audio.tone(440, 1500, "slin16", 10000)))
+        read_some(m, 10)
+        g.heard = read_some(m, 40).energy
+        g.lstats = listener:stats()
+        call:hangup()
+      end)
+    end)
+    inst:stop()
+    listener:close()
+    os.execute("rm -rf '" .. conf .. "'")
+    if not ok then error(err, 0) end
+    assert.is_nil(got.err)
+    assert.equals("client", got.connection_type)
+    assert.matches("MEDIA_START", got.start)
+    assert.is_true(got.heard > 1000, "heard " .. tostring(got.heard))
+    assert.equals(1, got.lstats.adopted)
+  end)
+end)
