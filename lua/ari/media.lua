@@ -29,6 +29,9 @@ local function usage(msg, level) return errors.usage(msg, (level or 1) + 1) end
 
 -- ari.audio -------------------------------------------------------------------
 
+-- The first major whose AudioSocket carries 16 kHz (message kind 0x12)
+local AS_SLIN16_SINCE = 20
+
 local FORMATS = { ulaw = true, alaw = true, slin = true, slin16 = true }
 local TRANSPORTS = { rtp = true, audiosocket = true, websocket = true }
 
@@ -251,6 +254,9 @@ local function check_opts(opts)
   if not TRANSPORTS[tr] then
     error(usage(string.format("call:media: unknown transport '%s' (rtp, audiosocket, websocket)", tostring(tr)), 3), 0)
   end
+  if tr == "audiosocket" and fmt ~= "slin" and fmt ~= "slin16" then
+    error(usage(string.format("call:media: the audiosocket transport carries slin or slin16, not %s", fmt), 3), 0)
+  end
   local ct = opts.connection_type
   if ct ~= nil and tr ~= "websocket" then error(usage("call:media: connection_type is for the websocket transport", 3), 0) end
   ct = ct or (tr == "websocket" and "server" or nil)
@@ -284,6 +290,10 @@ function M.open(call, opts)
   if call.hungup then error(call:_hangup_error(), 0) end
   local app, client = call.app, call.client
   local major = client.server and client.server.major
+  if tr == "audiosocket" and fmt == "slin16" and major and major < AS_SLIN16_SINCE then
+    error(errors.new { kind = "unsupported", operation = "call:media", since = AS_SLIN16_SINCE,
+      message = "slin16 over AudioSocket needs Asterisk " .. AS_SLIN16_SINCE .. " or later (this is " .. tostring(major) .. ")" }, 0)
+  end
   if tr == "websocket" and major and major < 20 then
     error(errors.new { kind = "unsupported", operation = "call:media", since = 20,
       message = "the websocket media transport needs Asterisk 20 or later (this is " .. tostring(major) .. ")" }, 0)

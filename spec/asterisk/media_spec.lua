@@ -146,11 +146,39 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
     end)
   end
 
+  it("AudioSocket in slin16 (Asterisk 20 and later), both ways; refused before", function()
+    local got = with_call(inst, "echo", function(call, g)
+      call:answer()
+      if not ast.at_least(20) then
+        g.refused = { pcall(call.media, call, { transport = "audiosocket", format = "slin16" }) }
+        call:hangup()
+        return
+      end
+      local m = call:media { format = "slin16", transport = "audiosocket" }
+      assert(m:write(ari.audio.tone(440, 1500, "slin16", 10000)))
+      local r = read_some(m, 40)
+      g.heard, g.ms = r.energy, r.ms
+      call:hangup()
+    end)
+    assert.is_nil(got.err)
+    if not ast.at_least(20) then
+      assert.is_false(got.refused[1])
+      assert.equals("unsupported", got.refused[2].kind)
+      assert.equals(20, got.refused[2].since)
+      pending("slin16 over AudioSocket needs Asterisk 20 or later; checked that 18 refuses it")
+      return
+    end
+    assert.is_true(got.heard > 1000, "heard " .. tostring(got.heard))
+    assert.is_true(math.abs(got.ms - 800) < 1)
+  end)
+
   it("bad input: unknown format and transport, odd-length slin, overflow", function()
     local got = with_call(inst, "wait", function(call, g)
       call:answer()
       g.badfmt = { pcall(call.media, call, { format = "mp3" }) }
       g.badtr = { pcall(call.media, call, { transport = "sctp" }) }
+      g.asulaw = { pcall(call.media, call, { transport = "audiosocket", format = "ulaw" }) }
+      g.wsbad = { pcall(call.media, call, { transport = "websocket", connection_type = "client" }) }
       local m = call:media { format = "slin", transport = "rtp", queue_ms = 200 }
       g.odd = { pcall(m.write, m, "abc") }
       g.first = { m:write(ari.audio.silence(200, "slin")) }
@@ -162,6 +190,8 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
     assert.is_false(got.badfmt[1]); assert.equals("usage", got.badfmt[2].kind)
     assert.matches("unknown format 'mp3'", tostring(got.badfmt[2]))
     assert.is_false(got.badtr[1]); assert.equals("usage", got.badtr[2].kind)
+    assert.is_false(got.asulaw[1]); assert.equals("usage", got.asulaw[2].kind)
+    assert.is_false(got.wsbad[1]); assert.equals("usage", got.wsbad[2].kind)
     assert.is_false(got.odd[1]); assert.equals("usage", got.odd[2].kind)
     assert.is_true(got.first[1])
     assert.is_nil(got.over[1]); assert.equals("overflow", got.over[2].reason); assert.equals("media", got.over[2].kind)
