@@ -220,7 +220,7 @@ function App:shutdown(grace) end
 
 ---@class ari.MediaError: ari.Error
 ---@field kind "media"
----@field reason "overflow"|"closed"
+---@field reason "overflow"|"closed"|"unsupported"
 
 ---A call's audio stream (call:media).
 ---@class ari.media.Stream

@@ -180,6 +180,12 @@ function Stream:write(data)
   end
   if self.closed then return nil, media_error("closed", "the stream is closed") end
   check_call(self)
+  if self.transport == "rtp" and self.format == "slin16" then
+    -- chan_rtp maps only static payload types on receive (up to 34): a
+    -- dynamic one (slin16's) is dropped by Asterisk
+    return nil, media_error("unsupported", "Asterisk's RTP channel drops slin16 it receives (no dynamic payload "
+      .. "types): write ulaw, alaw or slin over RTP, or use the audiosocket or websocket transport")
+  end
   local ok, why = self._s:write(data)
   if ok then return true end
   if why == "overflow" then
