@@ -95,7 +95,7 @@ struct mstream {
   uint64_t last_write, next_due;
   /* stats */
   lua_Integer frames_in, bytes_in, frames_out, bytes_out, dropped_foreign, dropped_in, dropped_out;
-  lua_Integer late_ticks, underruns;
+  lua_Integer late_ticks, underruns, fill_out;
 };
 
 /* ---------------------------------------------------------------- lifetime */
@@ -239,7 +239,24 @@ static void send_frame(mstream *s, unsigned char *p, size_t n) {
 static void ms_pace(mstream *s, uint64_t now) {
   int sent = 0;
   if (s->state != S_OPEN || s->xoff) return;
-  if (s->out.len - s->out_off == 0) return;
+  if (s->out.len - s->out_off == 0) {
+    /* AudioSocket: Asterisk's channel reads the socket blocking (its bridge
+     * stalls without input), so silence goes when there is nothing to send */
+    if (s->transport == T_AS && s->uuid_ok) {
+      unsigned char sil[8192];
+      if (s->next_due + 3 * (uint64_t)s->frame_ms < now) s->next_due = now;
+      while (s->next_due <= now && sent < 2 && s->frame_bytes <= sizeof sil && s->state == S_OPEN) {
+        unsigned char h[3];
+        audio_silence_fill(sil, s->frame_bytes, s->fmt);
+        as_header(h, s->fmt == AUDIO_SLIN16 ? AS_AUDIO_SLIN16 : AS_AUDIO, s->frame_bytes);
+        if (tcp_send(s, h, 3, sil, s->frame_bytes) == 0) s->fill_out++;
+        else s->dropped_out++;
+        s->next_due += (uint64_t)s->frame_ms;
+        sent++;
+      }
+    }
+    return;
+  }
   if (s->next_due + (uint64_t)s->frame_ms < now) {
     s->late_ticks++;
     if (s->next_due + 3 * (uint64_t)s->frame_ms < now) s->next_due = now; /* far behind: no burst */
@@ -873,6 +890,7 @@ static int l_stats(lua_State *L) {
   setint(L, "dropped_foreign", s->dropped_foreign); setint(L, "dropped_in", s->dropped_in);
   setint(L, "dropped_out", s->dropped_out);
   setint(L, "late_ticks", s->late_ticks); setint(L, "underruns", s->underruns);
+  setint(L, "fill_out", s->fill_out);
   lua_pushnumber(L, out_ms(s)); lua_setfield(L, -2, "queue_ms");
   lua_pushnumber(L, (lua_Number)s->in_bytes * 1000.0 / (audio_rate(s->fmt) * audio_bps(s->fmt)));
   lua_setfield(L, -2, "in_queue_ms");

@@ -106,8 +106,9 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
       local got = with_call(inst, "echo", function(call, g)
         call:answer()
         local m = call:media { format = fmt, transport = tr }
-        -- nothing comes back before anything is sent
-        g.before = { m:read(300) }
+        -- nothing (or silence: AudioSocket is fed silence) comes back before the tone
+        local b = m:read(300)
+        g.before = b and ari.audio.energy(b, fmt) or 0
         assert(m:write(ari.audio.tone(440, 2000, fmt, 10000)))
         read_some(m, 10)
         local heard = read_some(m, 50)
@@ -124,8 +125,7 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
       end)
       assert.is_nil(got.err)
       assert.is_true(got.heard > 1000, "heard " .. tostring(got.heard))
-      assert.is_nil(got.before[1])
-      assert.equals("timeout", got.before[2])
+      assert.is_true(got.before < 200, "before " .. tostring(got.before))
       assert.is_true(got.ended, "the echo of the tone did not end")
       assert.is_true(got.stats.frames_out >= 100, "frames out " .. tostring(got.stats.frames_out))
     end)
