@@ -495,6 +495,7 @@ static void as_accept_cb(uv_stream_t *lis, int status) {
   }
   if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return;
   uv_tcp_init(&s->c->uv, s->tcp);
+  uv_unref((uv_handle_t *)s->tcp);
   s->tcp->data = s;
   s->tcp_open = 1;
   s->refs++;
@@ -675,6 +676,7 @@ static int l_new(lua_State *L) {
 
   if (transport == T_RTP) {
     uv_udp_init(&c->uv, &s->udp);
+    uv_unref((uv_handle_t *)&s->udp);
     s->udp.data = s;
     s->udp_open = 1;
     s->refs++;
@@ -689,6 +691,7 @@ static int l_new(lua_State *L) {
     if (u == NULL || as_uuid_bytes(u, s->uuid) != 0) { ms_close(s, "error", 0); return luaL_error(L, "media: audiosocket needs a uuid"); }
     lua_pop(L, 1);
     uv_tcp_init(&c->uv, &s->lis);
+    uv_unref((uv_handle_t *)&s->lis);
     s->lis.data = s;
     s->lis_open = 1;
     s->refs++;
@@ -769,6 +772,7 @@ static int l_ws_connect(lua_State *L) {
     return luaL_error(L, "out of memory");
   if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return luaL_error(L, "out of memory");
   uv_tcp_init(&s->c->uv, s->tcp);
+  uv_unref((uv_handle_t *)s->tcp);
   s->tcp->data = s;
   s->tcp_open = 1;
   s->refs++;
@@ -939,7 +943,8 @@ static media_mod *get_mod(lua_State *L) {
     if (m == NULL) luaL_error(L, "out of memory");
     m->c = c;
     uv_timer_init(&c->uv, &m->tick);
-    m->tick.data = m;
+    uv_unref((uv_handle_t *)&m->tick); /* media never keeps the loop alive by itself: */
+    m->tick.data = m;                    /* its call (the ARI connection) does */
     lua_pushlightuserdata(L, m);
     lua_setfield(L, LUA_REGISTRYINDEX, MEDIA_MOD_KEY);
     core_on_shutdown(c, mod_shutdown, m);

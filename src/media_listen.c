@@ -234,6 +234,7 @@ static void lis_accept(uv_stream_t *h, int status) {
   p->tcp = malloc(sizeof *p->tcp);
   if (p->tcp == NULL) { free(p); return; }
   uv_tcp_init(&l->c->uv, p->tcp);
+  uv_unref((uv_handle_t *)p->tcp);
   if (uv_accept(h, (uv_stream_t *)p->tcp) != 0) {
     uv_close((uv_handle_t *)p->tcp, pend_tcp_closed);
     free(p);
@@ -288,6 +289,7 @@ static int ll_new(lua_State *L) {
   l->c = c;
   l->refs = 2; /* the userdata and the handle */
   uv_tcp_init(&c->uv, &l->lis);
+  uv_unref((uv_handle_t *)&l->lis);
   l->lis.data = l;
   l->open = 1;
   r = uv_tcp_bind(&l->lis, (const struct sockaddr *)&a, 0);
