@@ -33,74 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEDIA_MT "ari.core.media"
-#define MEDIA_MOD_KEY "ari.core.media.mod"
-#define MEDIA_TICK_MS 10
-#define MEDIA_MAX_TCP_OUT (64 * 1024)   /* unsent bytes before frames are dropped */
-#define MEDIA_MAX_WS_MESSAGE (64 * 1024)
-#define MEDIA_MAX_TEXT 8
-
-enum { T_RTP = 0, T_AS, T_WS };
-enum { S_OPENING = 0, S_OPEN, S_CLOSED };
-
-typedef struct mstream mstream;
-
-typedef struct media_mod {
-  core_loop *c;
-  uv_timer_t tick;
-  int tick_on, closed;
-  mstream *streams;
-} media_mod;
-
-struct mstream {
-  core_loop *c;
-  media_mod *mod;
-  mstream *prev, *next;
-  int refs;               /* the userdata + each open uv handle */
-  int transport, fmt, frame_ms, state;
-  size_t frame_bytes;
-  char reason[160];
-  int cb_ref;
-  int want, want_drain, in_cb;
-  /* sockets */
-  uv_udp_t udp;
-  uv_tcp_t lis;
-  uv_tcp_t *tcp;          /* malloc'd: a listener may hand its connection over */
-  int udp_open, lis_open, tcp_open, tcp_up;
-  struct sockaddr_storage peer;
-  int have_peer;
-  uv_connect_t creq;
-  buf ibuf;               /* TCP bytes received, not parsed yet */
-  /* rtp */
-  rtp_rx rx;
-  int pt_in, pt_out;
-  uint16_t tx_seq;
-  uint32_t tx_ts, ssrc;
-  /* audiosocket */
-  unsigned char uuid[16];
-  int uuid_ok;
-  /* websocket */
-  rfc6455_parser wsp;
-  int ws_hs;              /* 1 while the handshake answer is awaited */
-  int ws_server;          /* Asterisk connected to us (connection_type client): frames unmasked */
-  char ws_accept[RFC6455_ACCEPT_LEN + 1];
-  buf text[MEDIA_MAX_TEXT];
-  int ntext;
-  int xoff;
-  /* queues */
-  buf in;                 /* records: 4-byte length, data */
-  size_t in_off, in_bytes, in_max;
-  buf out;
-  size_t out_off, out_max;
-  uint64_t last_write, next_due;
-  /* stats */
-  lua_Integer frames_in, bytes_in, frames_out, bytes_out, dropped_foreign, dropped_in, dropped_out;
-  lua_Integer late_ticks, underruns, fill_out;
-};
+#include "media.h"
 
 /* ---------------------------------------------------------------- lifetime */
 
-static void ms_unref(mstream *s) {
+void ms_unref(mstream *s) {
   int i;
   if (--s->refs > 0) return;
   buf_free(&s->ibuf);
@@ -118,7 +55,7 @@ static void ms_tcp_closed(uv_handle_t *h) {
   ms_unref(s);
 }
 
-static void ms_event(mstream *s, const char *kind) {
+void ms_event(mstream *s, const char *kind) {
   core_loop *c = s->c;
   if (c->closing || s->cb_ref == LUA_NOREF) return;
   if (!core_push_ref(c, s->cb_ref)) { lua_pop(c->L, 1); return; }
@@ -139,7 +76,7 @@ static void ms_unlink(mstream *s) {
 }
 
 /* Close the sockets; the stream stays readable (what is queued) until gc. */
-static void ms_close(mstream *s, const char *reason, int notify) {
+void ms_close(mstream *s, const char *reason, int notify) {
   if (s->state == S_CLOSED) return;
   s->state = S_CLOSED;
   snprintf(s->reason, sizeof s->reason, "%s", reason);
@@ -153,7 +90,7 @@ static void ms_close(mstream *s, const char *reason, int notify) {
 
 /* ---------------------------------------------------------------- input queue */
 
-static void in_push(mstream *s, const unsigned char *p, size_t n) {
+void in_push(mstream *s, const unsigned char *p, size_t n) {
   unsigned char hdr[4];
   if (n == 0 || s->state == S_CLOSED) return;
   /* full: the oldest goes */
@@ -195,7 +132,6 @@ static void rtp_deliver(void *ud, const unsigned char *p, size_t n) {
 
 /* ---------------------------------------------------------------- output */
 
-static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn);
 
 static int default_pt(int fmt) {
   switch (fmt) {
@@ -324,7 +260,7 @@ static void write_done(uv_write_t *req, int status) {
   free(w);
 }
 
-static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
   wreq *w;
   uv_buf_t bufs[2];
   int r;
@@ -343,7 +279,7 @@ static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigne
   return 0;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
+void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   static char slab[65536];
   (void)h; (void)size;
   *b = uv_buf_init(slab, sizeof slab);
@@ -374,52 +310,7 @@ static void as_message(mstream *s, const as_msg *m) {
   } /* DTMF and others: not audio */
 }
 
-static void ws_text(mstream *s, const unsigned char *p, size_t n) {
-  if (s->ntext >= MEDIA_MAX_TEXT) return; /* nobody reads them: the newest go */
-  buf_free(&s->text[s->ntext]);
-  if (buf_add(&s->text[s->ntext], p, n) != 0) return;
-  s->ntext++;
-  if (n >= 10 && memcmp(p, "MEDIA_XOFF", 10) == 0) s->xoff = 1;
-  else if (n >= 9 && memcmp(p, "MEDIA_XON", 9) == 0) s->xoff = 0;
-  else if (n > 0 && p[0] == '{') {
-    if (strstr((const char *)s->text[s->ntext - 1].p, "\"MEDIA_XOFF\"")) s->xoff = 1;
-    else if (strstr((const char *)s->text[s->ntext - 1].p, "\"MEDIA_XON\"")) s->xoff = 0;
-  }
-  ms_event(s, "text");
-}
-
-/* The WebSocket handshake answer: 1 done, 0 need more, -1 refused. */
-static int ws_handshake(mstream *s) {
-  char *end, *acc, accept_lc[RFC6455_ACCEPT_LEN + 1];
-  size_t hl, i;
-  for (i = 0; i <= RFC6455_ACCEPT_LEN; i++) accept_lc[i] = (char)tolower((unsigned char)s->ws_accept[i]);
-  if (buf_reserve(&s->ibuf, 1) != 0) return -1;
-  s->ibuf.p[s->ibuf.len] = '\0';
-  end = strstr((char *)s->ibuf.p, "\r\n\r\n");
-  if (end == NULL) return s->ibuf.len > 8192 ? -1 : 0;
-  hl = (size_t)(end - (char *)s->ibuf.p) + 4;
-  *end = '\0';
-  if (strncmp((char *)s->ibuf.p, "HTTP/1.1 101", 12) != 0) {
-    char *eol = strstr((char *)s->ibuf.p, "\r\n");
-    if (eol) *eol = '\0';
-    snprintf(s->reason, sizeof s->reason, "error: websocket refused: %.100s", (char *)s->ibuf.p);
-    return -1;
-  }
-  for (acc = (char *)s->ibuf.p; *acc; acc++) *acc = (char)tolower((unsigned char)*acc);
-  acc = strstr((char *)s->ibuf.p, "\r\nsec-websocket-accept:");
-  if (acc == NULL || strstr(acc, accept_lc) == NULL) {
-    snprintf(s->reason, sizeof s->reason, "error: websocket handshake: bad Sec-WebSocket-Accept");
-    return -1;
-  }
-  buf_consume(&s->ibuf, hl);
-  s->ws_hs = 0;
-  s->state = S_OPEN;
-  s->next_due = uv_now(&s->c->uv);
-  ms_event(s, "open");
-  return 1;
-}
-
-static void tcp_input(mstream *s) {
+void tcp_input(mstream *s) {
   size_t off = 0;
   if (s->transport == T_WS && s->ws_hs) {
     int r = ws_handshake(s);
@@ -468,7 +359,7 @@ static void tcp_input(mstream *s) {
   if (off > 0) buf_consume(&s->ibuf, off);
 }
 
-static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   mstream *s = (mstream *)st->data;
   if (nread < 0) {
     ms_close(s, nread == UV_EOF ? "peer" : "error: connection lost", 1);
@@ -559,44 +450,7 @@ static void udp_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   *b = uv_buf_init(slab, sizeof slab);
 }
 
-/* ---------------------------------------------------------------- adoption
- * media_listen.c accepts Asterisk's connections (connection_type client)
- * and hands each to the stream that expects its channel. */
-
-void media_ref(mstream *s) { s->refs++; }
-void media_unref(mstream *s) { ms_unref(s); }
-
-int media_adopt(mstream *s, uv_tcp_t *tcp, const unsigned char *start, size_t start_len,
-                const unsigned char *rest, size_t n) {
-  if (s->transport != T_WS || s->state != S_OPENING || s->tcp_open) return -1;
-  s->tcp = tcp;
-  tcp->data = s;
-  s->tcp_open = 1;
-  s->tcp_up = 1;
-  s->refs++;
-  s->ws_server = 1;
-  rfc6455_init(&s->wsp, RFC6455_SERVER, MEDIA_MAX_WS_MESSAGE);
-  s->state = S_OPEN;
-  s->next_due = uv_now(&s->c->uv);
-  uv_read_stop((uv_stream_t *)tcp);
-  uv_read_start((uv_stream_t *)tcp, alloc_cb, tcp_read_cb);
-  s->refs++;
-  ws_text(s, start, start_len);
-  if (s->state == S_OPEN) ms_event(s, "open");
-  if (s->state == S_OPEN && n > 0 && buf_add(&s->ibuf, rest, n) == 0) tcp_input(s);
-  ms_unref(s);
-  return 0;
-}
-
-mstream *media_check_stream(lua_State *L, int idx) {
-  mstream **p = (mstream **)luaL_checkudata(L, idx, MEDIA_MT);
-  if (*p == NULL) luaL_error(L, "media stream already freed");
-  return *p;
-}
-
-/* ---------------------------------------------------------------- Lua */
-
-static mstream *check_ms(lua_State *L) {
+mstream *check_ms(lua_State *L) {
   mstream **p = (mstream **)luaL_checkudata(L, 1, MEDIA_MT);
   if (*p == NULL) luaL_error(L, "media stream already freed");
   return *p;
@@ -615,7 +469,7 @@ static int opt_int(lua_State *L, int t, const char *k, int def, int lo, int hi) 
   return v;
 }
 
-static int parse_addr(const char *ip, int port, struct sockaddr_storage *out) {
+int parse_addr(const char *ip, int port, struct sockaddr_storage *out) {
   memset(out, 0, sizeof *out);
   if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0) return 0;
   if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out) == 0) return 0;
@@ -732,62 +586,6 @@ static int l_set_peer(lua_State *L) {
   return 0;
 }
 
-static void ws_connect_cb(uv_connect_t *req, int status) {
-  mstream *s = (mstream *)req->data;
-  if (s->state == S_CLOSED) { ms_unref(s); return; }
-  if (status < 0) {
-    char why[120];
-    snprintf(why, sizeof why, "error: websocket connect: %s", uv_strerror(status));
-    ms_close(s, why, 1);
-    ms_unref(s);
-    return;
-  }
-  s->tcp_up = 1;
-  uv_tcp_nodelay(s->tcp, 1);
-  /* the request was queued by l_ws_connect in ibuf's place: send it now */
-  tcp_send(s, (unsigned char *)s->ibuf.p, s->ibuf.len, NULL, 0);
-  s->ibuf.len = 0;
-  uv_read_start((uv_stream_t *)s->tcp, alloc_cb, tcp_read_cb);
-  ms_unref(s);
-}
-
-static int l_ws_connect(lua_State *L) {
-  mstream *s = check_ms(L);
-  const char *ip = luaL_checkstring(L, 2);
-  int port = (int)luaL_checkinteger(L, 3), r;
-  const char *path = luaL_checkstring(L, 4), *extra = luaL_optstring(L, 5, "");
-  struct sockaddr_storage a;
-  unsigned char nonce[16];
-  char key[RFC6455_KEY_LEN + 1];
-  if (s->transport != T_WS || s->tcp_open || s->state == S_CLOSED) return luaL_error(L, "media: ws_connect: not a fresh websocket stream");
-  if (parse_addr(ip, port, &a) != 0) return luaL_error(L, "media: bad address %s:%d", ip, port);
-  uv_random(NULL, NULL, nonce, sizeof nonce, 0, NULL);
-  rfc6455_key(nonce, key);
-  rfc6455_accept(key, strlen(key), s->ws_accept);
-  s->ibuf.len = 0;
-  if (buf_adds(&s->ibuf, "GET ") || buf_adds(&s->ibuf, path) || buf_adds(&s->ibuf, " HTTP/1.1\r\nHost: ") ||
-      buf_adds(&s->ibuf, ip) || buf_adds(&s->ibuf, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: media\r\nSec-WebSocket-Key: ") ||
-      buf_adds(&s->ibuf, key) || buf_adds(&s->ibuf, "\r\n") || buf_adds(&s->ibuf, extra) || buf_adds(&s->ibuf, "\r\n"))
-    return luaL_error(L, "out of memory");
-  if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return luaL_error(L, "out of memory");
-  uv_tcp_init(&s->c->uv, s->tcp);
-  uv_unref((uv_handle_t *)s->tcp);
-  s->tcp->data = s;
-  s->tcp_open = 1;
-  s->refs++;
-  s->ws_hs = 1;
-  s->creq.data = s;
-  s->refs++;
-  r = uv_tcp_connect(&s->creq, s->tcp, (const struct sockaddr *)&a, ws_connect_cb);
-  if (r != 0) {
-    s->refs--;
-    ms_close(s, "error: websocket connect", 0);
-    return luaL_error(L, "media: connect: %s", uv_strerror(r));
-  }
-  return 0;
-}
-
 static int l_read(lua_State *L) {
   mstream *s = check_ms(L);
   uint32_t len;
@@ -834,39 +632,6 @@ static int l_flush(lua_State *L) {
 }
 
 static int l_queued(lua_State *L) { lua_pushnumber(L, out_ms(check_ms(L))); return 1; }
-
-static int l_send_text(lua_State *L) {
-  mstream *s = check_ms(L);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  unsigned char h[RFC6455_MAX_HEADER], mask[4], *tmp;
-  size_t hl;
-  int r;
-  if (s->transport != T_WS || s->state != S_OPEN || n > 4096) { lua_pushboolean(L, 0); return 1; }
-  tmp = malloc(n + 1);
-  if (tmp == NULL) return luaL_error(L, "out of memory");
-  memcpy(tmp, p, n);
-  uv_random(NULL, NULL, mask, 4, 0, NULL);
-  hl = rfc6455_header(h, RFC6455_TEXT, 1, n, s->ws_server ? NULL : mask);
-  if (!s->ws_server) rfc6455_mask(tmp, n, mask, 0);
-  r = tcp_send(s, h, hl, tmp, n);
-  free(tmp);
-  lua_pushboolean(L, r == 0);
-  return 1;
-}
-
-static int l_text(lua_State *L) {
-  mstream *s = check_ms(L);
-  buf first;
-  if (s->ntext == 0) return 0;
-  first = s->text[0];
-  lua_pushlstring(L, (const char *)first.p, first.len);
-  buf_free(&first);
-  memmove(&s->text[0], &s->text[1], sizeof(buf) * (size_t)(MEDIA_MAX_TEXT - 1));
-  memset(&s->text[MEDIA_MAX_TEXT - 1], 0, sizeof(buf));
-  s->ntext--;
-  return 1;
-}
 
 static int l_state(lua_State *L) {
   mstream *s = check_ms(L);

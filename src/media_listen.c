@@ -9,9 +9,7 @@
  *   listener:port(), listener:expect(channel_id, stream),
  *   listener:forget(channel_id), listener:stats(), listener:close()
  */
-#include "buf.h"
-#include "core.h"
-#include "rfc6455.h"
+#include "media.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -21,12 +19,7 @@
 #define MAX_HEAD 8192
 #define MAX_PENDING_MESSAGE 4096
 
-typedef struct mstream mstream;
-void media_ref(mstream *s);
-void media_unref(mstream *s);
-int media_adopt(mstream *s, uv_tcp_t *tcp, const unsigned char *start, size_t start_len,
-                const unsigned char *rest, size_t n);
-mstream *media_check_stream(lua_State *L, int idx);
+
 
 typedef struct mexpect {
   struct mexpect *next;
