@@ -91,8 +91,11 @@ local function on_event(self, kind)
     return
   end
   if kind == "closed" then
+    -- the peer or an error ended the transport: the media channel and the
+    -- bridge go too, and a waiting read/drain returns "closed"
     local _, why = self._s:state()
-    self.closed_reason = self.closed_reason or (why == "peer" and "peer" or why)
+    self:_gone(why or "peer")
+    return
   end
   local w = self._waiting
   if w and (kind == w.want or kind == "closed" or (kind == "open" and w.want == "open")) then

@@ -130,6 +130,26 @@ ast.describe("real Asterisk: call audio (call:media)", function(inst)
       assert.is_true(got.stats.frames_out >= 100, "frames out " .. tostring(got.stats.frames_out))
     end)
 
+    it("the media channel hanging up ends the stream, not the call (" .. tr .. ")", function()
+      local got = with_call(inst, "moh", function(call, g, app)
+        call:answer()
+        local m = call:media { format = tr == "websocket" and "slin16" or "slin", transport = tr }
+        assert(m:read(3000))
+        ari.spawn(function() app.client.channels.hangup { channelId = m.channel.id } end)
+        local d, why
+        repeat d, why = m:read(5000) until d == nil
+        g.why, g.reason, g.call_up = why, m.closed_reason, not call.hungup
+        g.write = { m:write(ari.audio.silence(20, m.format)) }
+        call:hangup()
+      end)
+      assert.is_nil(got.err)
+      assert.equals("closed", got.why)
+      assert.equals("peer", got.reason)
+      assert.is_true(got.call_up)
+      assert.is_nil(got.write[1])
+      assert.equals("closed", got.write[2].reason)
+    end)
+
     it("a hang-up ends a waiting m:read() with the Hangup error (" .. tr .. ")", function()
       local got = with_call(inst, "short", function(call, g)
         call:answer()
