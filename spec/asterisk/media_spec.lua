@@ -86,6 +86,9 @@ ast.describe("real Asterisk: call audio (call:media) #core", function(inst)
       call:answer()
       local m = call:media { format = "slin16", transport = "websocket" }
       g.start = m.media_start
+      assert(m:write(ari.audio.tone(440, 1000, "slin16", 5000)))
+      g.flushed = m:flush() -- also FLUSH_MEDIA to Asterisk
+      g.queued_after = m:stats().queue_ms
       read_some(m, 100)
       g.r = read_some(m, 50)
       call:hangup()
@@ -93,6 +96,9 @@ ast.describe("real Asterisk: call audio (call:media) #core", function(inst)
     assert.is_nil(got.err)
     assert.is_true(got.r.energy > 100, "energy " .. tostring(got.r.energy))
     assert.is_true(math.abs(got.r.ms - 1000) < 1)
+    assert.matches("MEDIA_START", got.start)
+    assert.is_true(got.flushed > 800, "flushed " .. tostring(got.flushed))
+    assert.equals(0, got.queued_after)
   end)
 end)
 
