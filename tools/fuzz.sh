@@ -5,12 +5,12 @@
 # build/fuzz/corpus/<name> (new inputs go there); crashes, leaks and
 # timeouts are written to build/fuzz/crashes/<name>/.  Exit status: 0 when
 # every target ran its time without a finding.
-#   sh tools/fuzz.sh [name...]          (default: json url event http ws httpreq wsclient)
+#   sh tools/fuzz.sh [name...]          (default: json url event http ws httpreq wsclient media)
 set -u
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 JOBS=${FUZZ_JOBS:-2}
-NAMES=${*:-json url event http ws httpreq wsclient}
+NAMES=${*:-json url event http ws httpreq wsclient media}
 mkdir -p build/fuzz/logs
 
 run_one() {
