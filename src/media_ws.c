@@ -7,7 +7,6 @@
  */
 #include "media.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,29 +25,19 @@ void ws_text(mstream *s, const unsigned char *p, size_t n) {
   ms_event(s, "text");
 }
 
-/* The WebSocket handshake answer: 1 done, 0 need more, -1 refused. */
+/* The WebSocket handshake answer (checked by rfc6455.c, as for every
+ * client connection): 1 done, 0 need more, -1 refused. */
 int ws_handshake(mstream *s) {
-  char *end, *acc, accept_lc[RFC6455_ACCEPT_LEN + 1];
-  size_t hl, i;
-  for (i = 0; i <= RFC6455_ACCEPT_LEN; i++) accept_lc[i] = (char)tolower((unsigned char)s->ws_accept[i]);
-  if (buf_reserve(&s->ibuf, 1) != 0) return -1;
-  s->ibuf.p[s->ibuf.len] = '\0';
-  end = strstr((char *)s->ibuf.p, "\r\n\r\n");
-  if (end == NULL) return s->ibuf.len > 8192 ? -1 : 0;
-  hl = (size_t)(end - (char *)s->ibuf.p) + 4;
-  *end = '\0';
-  if (strncmp((char *)s->ibuf.p, "HTTP/1.1 101", 12) != 0) {
-    char *eol = strstr((char *)s->ibuf.p, "\r\n");
-    if (eol) *eol = '\0';
-    snprintf(s->reason, sizeof s->reason, "error: websocket refused: %.100s", (char *)s->ibuf.p);
+  char err[200];
+  int status;
+  long r = rfc6455_response((const char *)s->ibuf.p, s->ibuf.len, s->ws_accept, "media", &status, err, sizeof err);
+  size_t hl;
+  if (r == 0) return 0;
+  if (r < 0) {
+    snprintf(s->reason, sizeof s->reason, "error: websocket refused: %.120s", err);
     return -1;
   }
-  for (acc = (char *)s->ibuf.p; *acc; acc++) *acc = (char)tolower((unsigned char)*acc);
-  acc = strstr((char *)s->ibuf.p, "\r\nsec-websocket-accept:");
-  if (acc == NULL || strstr(acc, accept_lc) == NULL) {
-    snprintf(s->reason, sizeof s->reason, "error: websocket handshake: bad Sec-WebSocket-Accept");
-    return -1;
-  }
+  hl = (size_t)r;
   buf_consume(&s->ibuf, hl);
   s->ws_hs = 0;
   s->state = S_OPEN;
