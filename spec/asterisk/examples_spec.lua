@@ -447,8 +447,13 @@ ast.describe("real Asterisk: every example runs unchanged", function(inst)
       local id, other = ph:call(app)
       local peer = p:wait_line("connected to (%S+)", "the far end to answer")
       ph:answered(id)
-      local b = ph:bridge_of(other)
-      assert.is_not_nil(b, "the caller is in a bridge")
+      -- addChannel is answered before the bridge's snapshot lists the
+      -- channel: wait for both legs to show, rather than read it once
+      local b
+      ast.poll(function()
+        b = ph:bridge_of(other)
+        return b ~= nil and #b.channels == 2
+      end, "the caller and the far end in one bridge", 5000)
       assert.equals(2, #b.channels)
       ph:hangup(id)
       ph:gone(peer, "the far end to be hung up with the caller")
