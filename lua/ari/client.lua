@@ -502,16 +502,27 @@ end
 local RESTWS_SINCE = schema.models.RESTRequest and schema.models.RESTRequest.since or 20
 local RESTWS_MINOR = { [20] = 14, [21] = 9, [22] = 4 }
 
+-- Whether srv offers REST over the WebSocket: false and why when it does
+-- not, nil when it cannot tell (its ARI major has it, but the Asterisk
+-- release is unknown and a release of that major may predate it).
+local function restws_offered(srv)
+  if srv.major < RESTWS_SINCE then return false, "its ARI predates RESTRequest" end
+  local v = srv.asterisk_version
+  local maj, min
+  if v then maj, min = v:match("^(%d+)%.(%d+)") end
+  maj, min = tonumber(maj), tonumber(min)
+  local need = RESTWS_MINOR[maj or srv.major]
+  if need == nil then return true end
+  if min == nil then return nil, "its Asterisk release is unknown (no Server header)" end
+  if min < need then return false, format("RESTRequest came with %d.%d", maj, need) end
+  return true
+end
+M.restws_offered = restws_offered
+
 local function check_restws(self)
   local srv = self.server
   if srv == nil then return end
-  local lacks = srv.major < RESTWS_SINCE
-  if not lacks and srv.asterisk_version then
-    local maj, min = srv.asterisk_version:match("^(%d+)%.(%d+)")
-    maj, min = tonumber(maj), tonumber(min)
-    if maj and RESTWS_MINOR[maj] and min < RESTWS_MINOR[maj] then lacks = true end
-  end
-  if lacks then
+  if restws_offered(srv) == false then
     error(errors.new { kind = "unsupported", operation = "ari.connect", since = RESTWS_SINCE,
       message = format("REST over the WebSocket (transport = \"websocket\") needs %s or later (20.14, 21.9, "
         .. "22.4); this server is %s: use transport = \"http\"", needs(RESTWS_SINCE), describe_server(srv)) }, 0)
@@ -733,6 +744,12 @@ function Client:dispatch(ev)
   if type(ev) ~= "table" then return end
   local t = rawget(ev, "type")
   if type(t) ~= "string" then return end
+  -- [perf] REST over the events socket: a reply is not an event (no
+  -- routers, handlers or event counters)
+  if t == "RESTResponse" then
+    local rw = self.rest_ws
+    if rw and rw:handle(ev) then return end
+  end
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
   -- [versions] --log-level debug, --transcript: every event, whichever way it came
@@ -1170,13 +1187,6 @@ function M.connect(opts)
       log.warn("%s", tostring(perr))
     end
   end
-  -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
-  if opts.transport == "websocket" then
-    local ok, e = pcall(check_restws, self) -- [versions] the server must have it
-    if not ok then models.remove_client(self); error(e, 0) end
-    require("ari.wstransport").install(self, opts)
-  end
-  -- [/modes]
   local app = opts.app
   if app == nil or (type(app) == "string" and not app:find(",", 1, true)) then
     app = config.app_name(app) -- --app / ARI_APP wins over the script's name (ari.config)
@@ -1187,6 +1197,41 @@ function M.connect(opts)
     for a in app:gmatch("[^,]+") do apps[#apps + 1] = a end
   end
   self.app = apps and concat(apps, ",")
+  -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
+  if opts.transport == "websocket" then
+    local ok, e = pcall(check_restws, self) -- [versions] the server must have it
+    if not ok then models.remove_client(self); error(e, 0) end
+    require("ari.wstransport").install(self, opts)
+    self.transport_name = "websocket"
+    log.info("REST over the events WebSocket (transport = \"websocket\")")
+  elseif opts.transport == nil then
+    -- [perf] the default: REST over the events socket where the server
+    -- offers it (one socket, no per-request HTTP), libcurl where it does not
+    local why
+    if not (apps and opts.events ~= false) then
+      why = "no events socket (no app, or events = false)"
+    elseif not self.server then
+      why = "the server's version is unknown"
+    else
+      local offered, w = restws_offered(self.server)
+      if not offered then why = format("%s lacks REST over the WebSocket (%s)", describe_server(self.server), w) end
+    end
+    if why then
+      self.transport_name = "http"
+      if apps and opts.events ~= false then log.info("REST over HTTP (libcurl): %s", why) end
+    else
+      require("ari.wstransport").install(self, opts, true)
+      self.transport_name = "websocket"
+      log.info("REST over the events WebSocket (%s offers it; transport = \"http\" forces libcurl)",
+        describe_server(self.server))
+    end
+  elseif opts.transport == "http" then
+    self.transport_name = "http"
+    if apps and opts.events ~= false then log.info("REST over HTTP (libcurl): transport = \"http\"") end
+  else
+    self.transport_name = "custom"
+  end
+  -- [/modes]
   if apps and opts.events ~= false then
     local params = { app = apps }
     if opts.subscribe_all ~= nil then params.subscribeAll = opts.subscribe_all and true or false end

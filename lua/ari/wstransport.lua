@@ -6,6 +6,7 @@
 --   local t = wst.new{ send = fn(text, req) -> true [, tag] | nil, err,  -- the socket
 --                      wait_ready = fn(timeout_ms) -> true | nil, err,  -- optional
 --                      fallback = fn(req) -> status, body, headers,     -- optional (HTTP)
+--                      is_open = fn() -> bool,    -- optional: false sends to fallback
 --                      timeout = 30000 }
 --   client = ari.connect{ ..., transport = t }   -- t:request(req)
 --   t:handle(msg)         -- feed every message read from the socket; true if it was ours
@@ -13,7 +14,9 @@
 --                         (those whose send returned that tag; all without tag)
 --
 --   ari.connect{ transport = "websocket", ... } installs one on the
---   client's own events socket (wst.install), HTTP kept for binary downloads.
+--   client's own events socket (wst.install), HTTP kept for binary downloads;
+--   so does ari.connect{} where the server offers it, HTTP then also
+--   carrying what is sent while the socket is not open.
 --
 -- Correlation: every request carries a fresh request_id (and the
 -- transaction_id of the transport, or req.transaction_id); the response with
@@ -64,7 +67,7 @@ function M.new(opts)
     error(errors.usage("ari.wstransport.new: opts.send must be a function", 2), 0)
   end
   return setmetatable({
-    send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback,
+    send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback, is_open = opts.is_open,
     timeout = opts.timeout or 30000, transaction_id = opts.transaction_id or uuid.new(),
     pending = {}, seq = 0, stats = { requests = 0, responses = 0, fallbacks = 0, unmatched = 0 },
   }, T)
@@ -137,9 +140,10 @@ end
 
 --- The client calls this (from a coroutine) for every operation.
 function T:request(req)
-  if self.fallback and is_binary(req) then
+  local fallback = self.fallback
+  if fallback and (is_binary(req) or (self.is_open and not self.is_open())) then
     self.stats.fallbacks = self.stats.fallbacks + 1
-    return self.fallback(req)
+    return fallback(req)
   end
   local timeout = req.timeout or self.timeout
   local entry = send_request(self, req, timeout)
@@ -203,8 +207,12 @@ function T:in_flight()
 end
 
 --- Put REST over the client's own events socket (ari.connect{ transport =
--- "websocket" }).  Called by ari.client before the socket is opened.
-function M.install(client, opts)
+-- "websocket" }, or by default where the server offers it).  Called by
+-- ari.client before the socket is opened.  http_while_closed: while the
+-- socket is not open (before it first opens, while it reconnects) requests
+-- go over HTTP instead of waiting for it (the default transport: a script's
+-- first requests are not held back until calls start to arrive).
+function M.install(client, opts, http_while_closed)
   local http_transport = opts and opts.http_transport or function(req) return require("ari.http").request(req) end
   local conn
   local t
@@ -220,11 +228,14 @@ function M.install(client, opts)
       return true
     end,
     fallback = http_transport,
+    is_open = http_while_closed and function()
+      return conn ~= nil and (conn.state == nil or conn:state() == "open")
+    end or nil,
   }
   client._transport = function(req) return t:request(req) end
   client.rest_ws = t
-  -- see every RESTResponse first (routers run before handlers)
-  client:add_router(function(ev) t:handle(ev) end)
+  -- client:dispatch hands every RESTResponse to t:handle (client.rest_ws)
+  -- before any router or handler, and does not dispatch it as an event
   local open = client._websocket
   client._websocket = function(o)
     local on_close = o.on_close
