@@ -1210,6 +1210,8 @@ function M.connect(opts)
     local why
     if not (apps and opts.events ~= false) then
       why = "no events socket (no app, or events = false)"
+    elseif opts.websocket ~= nil then
+      why = "the events socket is a custom one (opts.websocket)"
     elseif not self.server then
       why = "the server's version is unknown"
     else
