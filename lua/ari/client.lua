@@ -18,7 +18,9 @@
 -- Results: the typed response (model object or list of them), the raw bytes
 -- for binary responses, `true` for no content.
 --
--- transport: nil or "http" (REST via ari.http), "websocket" (RESTRequest
+-- transport: nil (the events socket where the server offers REST over it
+-- and the client opens its own, else HTTP; logged at connect, see
+-- client.transport_name), "http" (REST via ari.http), "websocket" (RESTRequest
 -- messages on the events socket, ari.wstransport), or a function(req) -> status, body,
 -- headers where req = { method, url, path, query_string, headers, body, user,
 -- password, timeout } (path without the "/ari" base, query string without
