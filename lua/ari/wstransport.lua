@@ -105,7 +105,8 @@ local function end_request(self, entry)
   if timer then timer:stop() end
 end
 
--- Send req as a RESTRequest; returns its pending entry.  [perf] A function
+-- Send req as a RESTRequest; returns its pending entry, or nil and why when
+-- it could not be sent (nothing went out).  [perf] A function
 -- of its own, so that its locals are not on the stack during the wait.
 local function send_request(self, req, timeout)
   if self.wait_ready then
@@ -132,7 +133,7 @@ local function send_request(self, req, timeout)
   entry.tag = tag
   if not sok then
     self.pending[rid] = nil
-    error(terr("reset", "cannot send the request: " .. tostring(serr)), 0)
+    return nil, serr
   end
   self.stats.requests = self.stats.requests + 1
   return entry
@@ -146,7 +147,16 @@ function T:request(req)
     return fallback(req)
   end
   local timeout = req.timeout or self.timeout
-  local entry = send_request(self, req, timeout)
+  local entry, serr = send_request(self, req, timeout)
+  if entry == nil then
+    -- nothing went out: where HTTP stands in while the socket is not open
+    -- (the default transport), the socket closing under us is the same case
+    if fallback and self.is_open then
+      self.stats.fallbacks = self.stats.fallbacks + 1
+      return fallback(req)
+    end
+    error(terr("reset", "cannot send the request: " .. tostring(serr)), 0)
+  end
   local resp, err = sched.suspend(start_request, self, entry, end_request)
   end_request(self, entry)
   if resp == nil then
