@@ -37,7 +37,7 @@ local cpu0, t0, rss0
 local rss_parked, cpu_park, lua_parked, lua0
 local mem0, mem_parked -- the C allocator's view (core.memory), where it can tell
 local rss_samples = {}
-local app = ari.app { app = "bench", transport = transport == "websocket" and "websocket" or nil }
+local app = ari.app { app = "bench", transport = transport } -- forced either way (the default would pick the socket)
 
 local function finish()
   local cpu = os.clock() - cpu0
