@@ -100,18 +100,20 @@ static int json_find_model(const json_schema *sc, const char *s, size_t len) {
   return -1;
 }
 
-static const json_field *json_field_of(const json_schema *sc, int model, const char *s, size_t len) {
+/* h: json_hash(s, len), computed by the caller */
+static const json_field *json_field_hashed(const json_schema *sc, int model, const char *s, size_t len,
+                                           unsigned h) {
   const json_model *m = &sc->models[model];
   unsigned i;
   int f;
   if (m->slots == NULL) return NULL;
-  for (i = json_hash(s, len) & m->mask; (f = m->slots[i]) >= 0; i = (i + 1) & m->mask)
+  for (i = h & m->mask; (f = m->slots[i]) >= 0; i = (i + 1) & m->mask)
     if (m->fields[f].len == len && memcmp(m->fields[f].name, s, len) == 0) return &m->fields[f];
   return NULL;
 }
 
 static json_type json_find_field(const json_schema *sc, int model, const char *s, size_t len) {
-  const json_field *f = json_field_of(sc, model, s, len);
+  const json_field *f = json_field_hashed(sc, model, s, len, json_hash(s, len));
   return f != NULL ? f->t : json_plain;
 }
 
@@ -531,8 +533,9 @@ static int dec_string(json_dec *d, const char **ks, size_t *kl) {
 /* An object key at d->p (an opening quote) without escapes: 1 and its bytes
  * in the input (d->p past the closing quote), nothing pushed; 0 if it has
  * an escape (d->p unchanged: dec_string decodes it); -1 on error. */
-static int dec_key_span(json_dec *d, const char **ks, size_t *kl) {
+static int dec_key_span(json_dec *d, const char **ks, size_t *kl, unsigned *kh) {
   const unsigned char *open = d->p, *p = d->p + 1, *end = d->end, *start = p;
+  unsigned h = 2166136261u; /* json_hash, in the same pass */
   for (;;) {
     unsigned c;
     if (p >= end) return dec_fail(d, "unterminated string", open);
@@ -540,15 +543,19 @@ static int dec_key_span(json_dec *d, const char **ks, size_t *kl) {
     if (c == '"') break;
     if (c == '\\') return 0;
     if (c < 0x20) return dec_fail(d, "control character in string", p);
-    if (c < 0x80) p++;
-    else {
-      int n = dec_utf8(p, end);
+    if (c < 0x80) {
+      h = (h ^ c) * 16777619u;
+      p++;
+    } else {
+      int n = dec_utf8(p, end), i;
       if (n == 0) return dec_fail(d, "invalid UTF-8 in string", p);
+      for (i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
       p += n;
     }
   }
   *ks = (const char *)start;
   *kl = (size_t)(p - start);
+  *kh = h;
   d->p = p + 1;
   return 1;
 }
@@ -716,13 +723,14 @@ static int dec_object(json_dec *d, json_type t) {
       if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
       if (*d->p != '"') return dec_fail(d, "object key expected", d->p);
       if (discr) { /* [perf] keys of typed objects: the schema's strings */
-        int r = dec_key_span(d, &k, &kl);
+        unsigned kh;
+        int r = dec_key_span(d, &k, &kl, &kh);
         if (r < 0) return -1;
         if (r == 0) {
           if (dec_string(d, &k, &kl)) return -1;
           if (model >= 0) ft = json_find_field(sc, model, k, kl);
         } else {
-          const json_field *f = model >= 0 ? json_field_of(sc, model, k, kl) : NULL;
+          const json_field *f = model >= 0 ? json_field_hashed(sc, model, k, kl, kh) : NULL;
           if (f != NULL) {
             ft = f->t;
             lua_rawgeti(L, d->mts, f->key);
