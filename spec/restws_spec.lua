@@ -132,6 +132,21 @@ describe("the default REST transport", function()
     end)
   end)
 
+  it("lets requests in flight get their answers when the client closes", function()
+    with_sim(function(sim)
+      local c = client(sim)
+      wait_until(function() return sim:app_active("rwsdef") end, 3000, "app registered")
+      local got, r0 = nil, c.rest_ws.stats.requests
+      ari.spawn(function() got = { pcall(c.asterisk.ping) } end)
+      assert.equals(r0 + 1, c.rest_ws.stats.requests) -- sent, not yet answered
+      c:close()
+      wait_until(function() return got ~= nil end, 3000, "the answer")
+      assert.is_true(got[1], tostring(got[2]))
+      assert.equals("pong", got[2].ping)
+      wait_until(function() return not sim:app_active("rwsdef") end, 3000, "the socket to close")
+    end)
+  end)
+
   it("is HTTP when forced, without an events socket, or where the server lacks it", function()
     with_sim(function(sim)
       local forced = client(sim, { transport = "http" })

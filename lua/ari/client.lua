@@ -752,6 +752,7 @@ function Client:dispatch(ev)
     local rw = self.rest_ws
     if rw and rw:handle(ev) then return end
   end
+  if self._closed then return end -- (a socket kept open for answers in flight)
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
   -- [versions] --log-level debug, --transcript: every event, whichever way it came
@@ -1101,8 +1102,19 @@ end
 function Client:close()
   if self._closed then return end
   self._closed = true
-  for _, conn in ipairs(self._sockets) do pcall(conn.close, conn) end
+  local socks = self._sockets
   self._sockets = {}
+  local function close_socks() for _, conn in ipairs(socks) do pcall(conn.close, conn) end end
+  local rw = self.rest_ws
+  if rw and rw:in_flight() > 0 then
+    -- REST over the events socket: requests already sent (e.g. a shutdown
+    -- hook's) get their answers first, as they would over HTTP; each has
+    -- its own timeout, and this one caps the wait
+    local cap = require("ari.core").timer(self._timeout + 1000, function() rw.on_idle = nil; close_socks() end)
+    rw:when_idle(function() cap:stop(); close_socks() end)
+  else
+    close_socks()
+  end
   local function wake_all(holder)
     for _, lst in pairs(holder) do
       for _, w in ipairs(lst) do if not w.dead and w.wake then w.dead = true; w.wake(nil, "closed") end end

@@ -33,7 +33,7 @@ local uuid = require "ari.uuid"
 local log = require "ari.log"
 local errors = require "ari.errors"
 
-local type, tostring, setmetatable, pairs, error = type, tostring, setmetatable, pairs, error
+local type, tostring, setmetatable, pairs, error, next = type, tostring, setmetatable, pairs, error, next
 
 local M = {}
 
@@ -98,11 +98,22 @@ local function deliver(entry, msg, err)
   if wake then wake(msg, err) else entry.early = { msg, err } end
 end
 
+-- Nothing in flight any more: run the on_idle hook (set by a client closing
+-- while requests were in flight), once.
+local function idle_check(self)
+  local f = self.on_idle
+  if f and next(self.pending) == nil then
+    self.on_idle = nil
+    f()
+  end
+end
+
 -- The wait is over (answered, timed out, or cancelled by a hang-up).
 local function end_request(self, entry)
   self.pending[entry.rid] = nil
   local timer = entry.timer
   if timer then timer:stop() end
+  idle_check(self)
 end
 
 -- Send req as a RESTRequest; returns its pending entry, or nil and why when
@@ -191,6 +202,7 @@ function T:handle(msg)
     self.pending[msg.request_id] = nil
     self.stats.responses = self.stats.responses + 1
     deliver(entry, msg)
+    idle_check(self)
   else
     self.stats.unmatched = self.stats.unmatched + 1
     log.debug("ari: RESTResponse for an unknown request %s", tostring(msg.request_id))
@@ -207,6 +219,13 @@ function T:fail_all(kind, message, tag)
     if tag == nil or entry.tag == tag then failed[#failed + 1] = entry; p[rid] = nil end
   end
   for _, entry in ipairs(failed) do deliver(entry, nil, terr(kind or "reset", message or "WebSocket closed")) end
+  idle_check(self)
+end
+
+--- Call fn once nothing is in flight (at once if nothing is).
+function T:when_idle(fn)
+  self.on_idle = fn
+  idle_check(self)
 end
 
 --- Number of requests waiting for their response.
