@@ -554,7 +554,7 @@ local function call(self, op, params)
   local req = make_request(self, op, params)
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
-  local seen = (M.transcript or log.enabled("debug")) and hrtime() -- [versions] debug log, transcript
+  local seen = (M.transcript or log.debug_on) and hrtime() -- [versions] debug log, transcript
   local ok, status, rbody, rheaders = pcall(self._transport, req)
   if obs then obs.done(self, op.fullname, t0, ok, status) end -- [/ari.metrics]
   if seen then rest_seen(req, ok, status, seen) end
@@ -756,7 +756,7 @@ function Client:dispatch(ev)
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
   -- [versions] --log-level debug, --transcript: every event, whichever way it came
-  if M.transcript or log.enabled("debug") then event_seen(ev) end
+  if M.transcript or log.debug_on then event_seen(ev) end
   local routers = self._routers
   for i = 1, #routers do
     local ok, err = xpcall(routers[i], traceback_handler, ev)
@@ -814,7 +814,11 @@ function Client:dispatch(ev)
           if EARLY_KINDS[kind] then
             local early = self._early
             early.n = early.n + 1
-            early[early.n % EARLY_MAX + 1] = { kind, key, t, ev }
+            -- [perf] the ring's entries are reused once it is full
+            local slot = early.n % EARLY_MAX + 1
+            local e = early[slot]
+            if e then e[1], e[2], e[3], e[4] = kind, key, t, ev
+            else early[slot] = { kind, key, t, ev } end
           end
           if final[t] == field then reg[key] = nil end
         end
