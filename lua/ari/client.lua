@@ -22,8 +22,8 @@
 -- and the client opens its own, else HTTP; logged at connect, see
 -- client.transport_name), "http" (REST via ari.http), "websocket" (RESTRequest
 -- messages on the events socket, ari.wstransport), or a function(req) -> status, body,
--- headers where req = { method, url, path, query_string, headers, body, user,
--- password, timeout } (path without the "/ari" base, query string without
+-- headers where req = { method, url, path, query_string, headers, body, binary
+-- (true for a binary download), user, password, timeout } (path without the "/ari" base, query string without
 -- "?"; user, password, timeout and the TLS options are read through req's
 -- metatable, so pairs(req) does not list them; req.headers is shared between
 -- requests: read it, do not change it).
@@ -541,8 +541,10 @@ local function make_request(self, op, params)
   -- what is the same for every request of this client (user, password,
   -- timeout, TLS options, raw_headers) is read through the request's
   -- metatable: a smaller table per request
+  -- binary: a binary download (ari.wstransport sends those over HTTP; a
+  -- seventh field still fits the table's 8 hash slots)
   return setmetatable({ method = op.method, url = url, path = path, query_string = query,
-    headers = body and HEADERS_BODY or HEADERS, body = body }, self._req_mt)
+    headers = body and HEADERS_BODY or HEADERS, body = body, binary = op.response == "binary" }, self._req_mt)
 end
 
 local function call(self, op, params)
@@ -581,7 +583,8 @@ local function call(self, op, params)
       error(errors.new { kind = "decode", status = status, operation = op.fullname, method = op.method,
         path = req.path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)
     end
-    models.cast(v, op.response)
+    -- [perf] typed by C as this model already: nothing for cast to do
+    if getmetatable(v) ~= models.mt[op.response] or getmetatable(v) == nil then models.cast(v, op.response) end
     models.attach(v, self)
     return v
   end

@@ -34,6 +34,7 @@ local log = require "ari.log"
 local errors = require "ari.errors"
 
 local type, tostring, setmetatable, pairs, error, next = type, tostring, setmetatable, pairs, error, next
+local byte, sub = string.byte, string.sub
 
 local M = {}
 
@@ -51,6 +52,8 @@ for _, op in ipairs(schema.operations) do
 end
 
 local function is_binary(req)
+  local known = req.binary -- [perf] ari.client's requests say so; others: by path
+  if known ~= nil then return known end
   for _, b in ipairs(binary_paths) do
     if b.method == req.method and req.path:match(b.pattern) then return true end
   end
@@ -113,14 +116,14 @@ local function end_request(self, entry)
   self.pending[entry.rid] = nil
   local timer = entry.timer
   if timer then timer:stop() end
-  idle_check(self)
+  if self.on_idle then idle_check(self) end
 end
 
 -- Send req as a RESTRequest; returns its pending entry, or nil and why when
 -- it could not be sent (nothing went out).  [perf] A function
 -- of its own, so that its locals are not on the stack during the wait.
 local function send_request(self, req, timeout)
-  if self.wait_ready then
+  if self.wait_ready and not self.is_open then -- (is_open: open, checked by the caller)
     local ok, err = self.wait_ready(timeout)
     if not ok then
       error(terr("connect", "no WebSocket to Asterisk: " .. tostring(err)), 0)
@@ -128,7 +131,8 @@ local function send_request(self, req, timeout)
   end
   self.seq = self.seq + 1
   local rid = self.transaction_id .. "-" .. self.seq
-  local uri = req.path:gsub("^/", "")
+  local path = req.path
+  local uri = byte(path, 1) == 47 and sub(path, 2) or path -- without the leading "/"
   if req.query_string and req.query_string ~= "" then uri = uri .. "?" .. req.query_string end
   local msg = { type = "RESTRequest", transaction_id = req.transaction_id or self.transaction_id,
     request_id = rid, method = req.method, uri = uri }
@@ -153,7 +157,8 @@ end
 --- The client calls this (from a coroutine) for every operation.
 function T:request(req)
   local fallback = self.fallback
-  if fallback and (is_binary(req) or (self.is_open and not self.is_open())) then
+  local is_open = self.is_open
+  if fallback and (is_binary(req) or (is_open and not is_open())) then
     self.stats.fallbacks = self.stats.fallbacks + 1
     return fallback(req)
   end
@@ -202,7 +207,7 @@ function T:handle(msg)
     self.pending[msg.request_id] = nil
     self.stats.responses = self.stats.responses + 1
     deliver(entry, msg)
-    idle_check(self)
+    if self.on_idle then idle_check(self) end
   else
     self.stats.unmatched = self.stats.unmatched + 1
     log.debug("ari: RESTResponse for an unknown request %s", tostring(msg.request_id))
