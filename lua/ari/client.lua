@@ -125,6 +125,27 @@ local function str(v)
   return v
 end
 
+-- [perf] An operation's path split once into literal pieces (odd indices)
+-- and parameter names (even), and its query parameters' encoded names.
+local path_parts_of = setmetatable({}, { __mode = "k" })
+local function path_parts(op)
+  local parts = path_parts_of[op]
+  if parts == nil then
+    parts = {}
+    local path, pos = op.path, 1
+    while true do
+      local a, b, name = path:find("{([^}]+)}", pos)
+      if not a then parts[#parts + 1] = path:sub(pos); break end
+      parts[#parts + 1] = path:sub(pos, a - 1)
+      parts[#parts + 1] = name
+      pos = b + 1
+    end
+    path_parts_of[op] = parts
+  end
+  return parts
+end
+local qname_of = setmetatable({}, { __mode = "k" })
+
 --- Check params against op and build the request: returns path (without
 -- the /ari base), query string, body text or nil.  Raises ari.errors.
 local function build(op, params)
@@ -159,14 +180,22 @@ local function build(op, params)
     end
   end
   -- path
-  local bad
-  local path = op.path:gsub("{([^}]+)}", function(name)
-    local v = params[name]
-    if v == "" then bad = name; return "" end
-    return urlencode(v)
-  end)
-  if bad then
-    error(errors.param(op, bad, format("parameter '%s' must not be empty (it is a path segment)", bad)), 0)
+  local parts = path_parts(op)
+  local path = parts[1]
+  if #parts > 1 then
+    local buf = {}
+    for i = 1, #parts do
+      local piece = parts[i]
+      if i % 2 == 0 then
+        local v = params[piece]
+        if v == "" then
+          error(errors.param(op, piece, format("parameter '%s' must not be empty (it is a path segment)", piece)), 0)
+        end
+        piece = urlencode(v)
+      end
+      buf[i] = piece
+    end
+    path = concat(buf)
   end
   -- query (parameters sorted by name) and body
   local q, body
@@ -183,7 +212,9 @@ local function build(op, params)
           s = urlencode(str(v))
         end
         q = q or {}
-        q[#q + 1] = urlencode(p.name) .. "=" .. s
+        local qn = qname_of[p]
+        if qn == nil then qn = urlencode(p.name) .. "="; qname_of[p] = qn end
+        q[#q + 1] = qn .. s
       elseif p.where == "body" then
         if p.type == "object" then body = v   -- the body is the object itself (applications.filter)
         else
