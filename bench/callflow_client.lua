@@ -6,8 +6,9 @@
 -- the RSS is sampled, then the calls complete as in "flow".
 -- sample_every: RSS sampled every that many calls; deadline: seconds after
 -- the first call when the run ends with the calls done so far.
--- transport: "http" (default: REST through libcurl) or "websocket" (REST
--- over the events socket as RESTRequest messages, ari.wstransport).
+-- transport: "http" (REST through libcurl) or "websocket" (REST over the
+-- events socket as RESTRequest messages, ari.wstransport); none: the
+-- client's default (the events socket where the server offers it).
 -- Figures come from the process itself: os.clock() (CPU time of the
 -- process, user + system, as getrusage) and VmRSS from /proc/self/status.
 local ari = require "ari"
@@ -21,8 +22,8 @@ local total = tonumber(arg[1]) or 100
 local mode = arg[2] or "flow"
 local sample_every = tonumber(arg[3]) or 0
 local deadline_s = tonumber(arg[4])   -- stop counting after this many seconds
-local transport = arg[5] or "http"
-if transport ~= "http" and transport ~= "websocket" then error("transport: http or websocket") end
+local transport = arg[5] -- nil: the client's own choice (the events socket where the server offers it)
+if transport ~= nil and transport ~= "http" and transport ~= "websocket" then error("transport: http or websocket") end
 
 local function rss_kb()
   local f = io.open("/proc/self/status")
@@ -37,7 +38,7 @@ local cpu0, t0, rss0
 local rss_parked, cpu_park, lua_parked, lua0
 local mem0, mem_parked -- the C allocator's view (core.memory), where it can tell
 local rss_samples = {}
-local app = ari.app { app = "bench", transport = transport == "websocket" and "websocket" or nil }
+local app = ari.app { app = "bench", transport = transport }
 
 local function finish()
   local cpu = os.clock() - cpu0

@@ -16,7 +16,8 @@ local total = tonumber(arg[2]) or 100
 if flow ~= "play" and flow ~= "ivr" then error("flow: play or ivr") end
 local PROMPT = "sound:dir-multi3" -- 1.00 s (1650 bytes of GSM)
 
-local app = ari.app { app = "bench" }
+-- BENCH_REAL_TRANSPORT=http|websocket forces a REST transport (default: the client's choice)
+local app = ari.app { app = "bench", transport = os.getenv("BENCH_REAL_TRANSPORT") }
 local done, failed, bad_digits, seq, events = 0, 0, 0, 0, 0
 app.client:add_router(function() events = events + 1 end)
 

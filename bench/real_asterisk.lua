@@ -184,6 +184,11 @@ function M.run(opts)
         t.events and t.app_calls and t.app_calls > 0 and string.format("%.1f", t.events / t.app_calls) or "-",
         t.syscalls and string.format("%.1f", t.syscalls / n) or "-",
         t.epoll_waits and string.format("%.1f", t.epoll_waits / n) or "-"))
+      if t.kinds and n > 0 then -- per call by kind, for comparisons between runs
+        local parts = {}
+        for _, k in ipairs(KINDS) do parts[#parts + 1] = string.format("%s=%.1f", k, (t.kinds[k] or 0) / n) end
+        say("real syscalls_by_kind " .. table.concat(parts, " "))
+      end
       if t.error then say("real run failed: " .. t.error) end
     end
     os.execute("rm -rf " .. tmp)

@@ -179,7 +179,7 @@ results.flow = {}
 for _, tr in ipairs { "http", "websocket" } do
   for _, lv in ipairs(LEVELS) do
     local conc, calls = lv[1], lv[2]
-    local t = callflow(calls, conc, "flow", nil, nil, tr == "http" and "" or "0 999999 websocket")
+    local t = callflow(calls, conc, "flow", nil, nil, "0 999999 " .. tr)
     t.transport = tr
     results.flow[#results.flow + 1] = t
     say("flow transport=%s concurrency=%d calls=%s failed=%s calls_per_s=%s p50_ms=%s p99_ms=%s client_cpu_per_call_us=%s sim_cpu_s=%s",
@@ -205,7 +205,7 @@ local function gate(sim)
 end]], n)
   local script = [[{ { "wait_answer" }, { "call", gate }, { "dtmf", "1", gap = 0, duration = 10 },
     { "wait_hangup", timeout = 600000 } }]]
-  local t = callflow(n, n, "park", script, prelude)
+  local t = callflow(n, n, "park", script, prelude, "0 999999 http")
   results.park = t
   local tw = callflow(n, n, "park", script, prelude, "0 999999 websocket")
   results.park_ws = tw
@@ -415,8 +415,8 @@ w("(the 250 ms beep lasts 0.25 ms), its load generator keeping N calls in flight
 w("StasisStart reaching the app's call coroutine to the hang-up reply. Client CPU: the client's own")
 w("user+system CPU time (os.clock, i.e. its rusage) from the first call to the last, divided by the calls.")
 w("")
-w("REST transport: `http` is libcurl (the default), `websocket` sends REST as RESTRequest messages over")
-w("the events socket (`ari.app{ transport = \"websocket\" }`, Asterisk 22's feature; the simulator answers them).")
+w("REST transport (forced per row): `http` is libcurl, `websocket` sends REST as RESTRequest messages over")
+w("the events socket (the default where the server offers it, as the simulated Asterisk 22 does; the simulator answers them).")
 w("")
 w("| REST | concurrency | calls | failed | calls/s | p50 ms | p99 ms | client CPU us/call | sim CPU us/call | load |")
 w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")

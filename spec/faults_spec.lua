@@ -387,7 +387,11 @@ describe("the events socket", function()
         call:answer()
         got = call:get_digits { max = 1, timeout = 6000 }
       end)
-    end, { timeout = 20000 })
+      -- REST over HTTP: the socket drops while the answer is in flight, and
+      -- an HTTP request does not depend on it (over the events socket that
+      -- request fails with a transport error `reset`: spec/restws_spec.lua,
+      -- spec/asterisk/modes_restws_spec.lua)
+    end, { timeout = 20000, app = { transport = "http" } })
     assert.is_true(r.done)
     assert.equals("5", got)
     assert.is_true(r.app_connects >= 2, "connects " .. tostring(r.app_connects))

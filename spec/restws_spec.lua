@@ -101,6 +101,100 @@ describe("REST over WebSocket against the simulator", function()
   end)
 end)
 
+describe("the default REST transport", function()
+  local function client(sim, extra)
+    local o = { url = sim.url, user = "asterisk", password = "asterisk", app = "rwsdef" }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return ari.connect(o)
+  end
+
+  it("is the events socket where the server offers it, HTTP while that socket is not open", function()
+    with_sim(function(sim)
+      local c = client(sim)
+      assert.equals("websocket", c.transport_name)
+      -- sent before the socket opened: over HTTP, not held back
+      local st = c.rest_ws.stats
+      assert.is_table(c.asterisk.getInfo {})
+      assert.equals(1, st.fallbacks + st.requests)
+      wait_until(function() return sim:app_active("rwsdef") end, 3000, "app registered")
+      local f0, r0 = st.fallbacks, st.requests
+      assert.equals("pong", c.asterisk.ping().ping)
+      assert.equals(r0 + 1, st.requests)
+      assert.equals(f0, st.fallbacks)
+      -- a reply is not an event: no client handler sees it
+      local seen = {}
+      c:on("*", function(ev) seen[#seen + 1] = ev.type end)
+      local events0 = c.stats.events
+      assert.equals("pong", c.asterisk.ping().ping)
+      assert.equals(events0, c.stats.events)
+      assert.same({}, seen)
+      c:close()
+    end)
+  end)
+
+  it("lets requests in flight get their answers when the client closes", function()
+    with_sim(function(sim)
+      local c = client(sim)
+      wait_until(function() return sim:app_active("rwsdef") end, 3000, "app registered")
+      local got, r0 = nil, c.rest_ws.stats.requests
+      ari.spawn(function() got = { pcall(c.asterisk.ping) } end)
+      assert.equals(r0 + 1, c.rest_ws.stats.requests) -- sent, not yet answered
+      c:close()
+      wait_until(function() return got ~= nil end, 3000, "the answer")
+      assert.is_true(got[1], tostring(got[2]))
+      assert.equals("pong", got[2].ping)
+      wait_until(function() return not sim:app_active("rwsdef") end, 3000, "the socket to close")
+    end)
+  end)
+
+  it("is HTTP when forced, without an events socket, or where the server lacks it", function()
+    with_sim(function(sim)
+      local forced = client(sim, { transport = "http" })
+      assert.equals("http", forced.transport_name)
+      assert.is_nil(forced.rest_ws)
+      local bare = client(sim, { events = false })
+      assert.equals("http", bare.transport_name)
+      assert.is_nil(bare.rest_ws)
+      local old = client(sim, { server = { ari_version = "6.0.1", asterisk_version = "18.26.4" } })
+      assert.equals("http", old.transport_name)
+      assert.is_nil(old.rest_ws)
+      local early22 = client(sim, { server = { ari_version = "10.0.0", asterisk_version = "22.3.0" } })
+      assert.equals("http", early22.transport_name)
+      local unknown = client(sim, { server = { ari_version = "10.0.0" } }) -- 22.0-22.3 lack it
+      assert.equals("http", unknown.transport_name)
+      local new23 = client(sim, { server = { ari_version = "11.0.0" } })
+      assert.equals("websocket", new23.transport_name)
+      for _, c in ipairs { forced, bare, old, early22, unknown, new23 } do c:close() end
+    end)
+  end)
+
+  it("says in the log which one it chose", function()
+    local restws_offered = require("ari.client").restws_offered
+    -- (major: the Asterisk major, as in client.server)
+    assert.is_true(restws_offered { major = 22, asterisk_version = "22.4.0" })
+    assert.is_true(restws_offered { major = 20, asterisk_version = "20.14.1" })
+    assert.is_false((restws_offered { major = 20, asterisk_version = "20.13.0" }))
+    assert.is_false((restws_offered { major = 18, asterisk_version = "18.26.4" }))
+    assert.is_nil((restws_offered { major = 21 }))
+    assert.is_true(restws_offered { major = 23 })
+    with_sim(function(sim)
+      local log = require "ari.log"
+      local lines = {}
+      log.set_output { write = function(_, ...) for _, v in ipairs { ... } do lines[#lines + 1] = v end end,
+        flush = function() end }
+      local ok, a, b = pcall(function()
+        return client(sim), client(sim, { server = { ari_version = "6.0.1", asterisk_version = "18.26.4" } })
+      end)
+      log.set_output(nil)
+      assert(ok, a)
+      local text = table.concat(lines)
+      assert.matches("REST over the events WebSocket", text, 1, true)
+      assert.matches("REST over HTTP (libcurl): Asterisk 18.26.4", text, 1, true)
+      a:close(); b:close()
+    end)
+  end)
+end)
+
 describe("ari.wstransport", function()
   it("takes a reply (or a closed socket) that comes while the request is being sent", function()
     ari.run(function()

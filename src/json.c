@@ -61,6 +61,7 @@ typedef struct json_field {
   char *name;
   size_t len;
   json_type t;
+  int key;        /* index of the name's Lua string in the metatable list */
 } json_field;
 
 typedef struct json_model {
@@ -77,6 +78,7 @@ typedef struct json_schema {
   int nmodels;
   int *slots;     /* model index or -1 */
   unsigned mask;
+  int type_key;   /* index of "type" in the metatable list */
 } json_schema;
 
 static const json_type json_plain = {JK_PLAIN, 0, -1};
@@ -98,14 +100,21 @@ static int json_find_model(const json_schema *sc, const char *s, size_t len) {
   return -1;
 }
 
-static json_type json_find_field(const json_schema *sc, int model, const char *s, size_t len) {
+/* h: json_hash(s, len), computed by the caller */
+static const json_field *json_field_hashed(const json_schema *sc, int model, const char *s, size_t len,
+                                           unsigned h) {
   const json_model *m = &sc->models[model];
   unsigned i;
   int f;
-  if (m->slots == NULL) return json_plain;
-  for (i = json_hash(s, len) & m->mask; (f = m->slots[i]) >= 0; i = (i + 1) & m->mask)
-    if (m->fields[f].len == len && memcmp(m->fields[f].name, s, len) == 0) return m->fields[f].t;
-  return json_plain;
+  if (m->slots == NULL) return NULL;
+  for (i = h & m->mask; (f = m->slots[i]) >= 0; i = (i + 1) & m->mask)
+    if (m->fields[f].len == len && memcmp(m->fields[f].name, s, len) == 0) return &m->fields[f];
+  return NULL;
+}
+
+static json_type json_find_field(const json_schema *sc, int model, const char *s, size_t len) {
+  const json_field *f = json_field_hashed(sc, model, s, len, json_hash(s, len));
+  return f != NULL ? f->t : json_plain;
 }
 
 /* A type string of a schema field: int/long, double, List[T], a model
@@ -173,7 +182,7 @@ static char *json_strdup(lua_State *L, const char *s, size_t len) {
 /* core.json_schema(models | nil) */
 static int json_schema_set(lua_State *L) {
   json_schema *sc;
-  int count = 0, i;
+  int count = 0, i, nkeys;
   if (lua_isnoneornil(L, 1)) {
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &json_key_schema);
@@ -217,7 +226,12 @@ static int json_schema_set(lua_State *L) {
     lua_rawseti(L, 3, sc->nmodels);
     lua_pop(L, 1);
   }
-  /* pass 2: fields (model references resolve now that all names exist) */
+  /* pass 2: fields (model references resolve now that all names exist);
+     their names' strings go into the metatable list after the metatables */
+  nkeys = sc->nmodels;
+  lua_pushliteral(L, "type");
+  sc->type_key = ++nkeys;
+  lua_rawseti(L, 3, sc->type_key);
   for (i = 0; i < sc->nmodels; i++) {
     json_model *m = &sc->models[i];
     int nf = 0;
@@ -249,6 +263,11 @@ static int json_schema_set(lua_State *L) {
       f->name = json_strdup(L, k, klen);
       f->len = klen;
       f->t = json_parse_type(sc, t, tlen);
+      /* [perf] the name's Lua string, kept referenced: the decoder pushes
+         it with lua_rawgeti instead of hashing and interning the key */
+      f->key = ++nkeys;
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, 3, f->key);
       m->nfields++;
       for (h = json_hash(k, klen) & m->mask; m->slots[h] >= 0; h = (h + 1) & m->mask) {}
       m->slots[h] = m->nfields - 1;
@@ -511,6 +530,36 @@ static int dec_string(json_dec *d, const char **ks, size_t *kl) {
   return 0;
 }
 
+/* An object key at d->p (an opening quote) without escapes: 1 and its bytes
+ * in the input (d->p past the closing quote), nothing pushed; 0 if it has
+ * an escape (d->p unchanged: dec_string decodes it); -1 on error. */
+static int dec_key_span(json_dec *d, const char **ks, size_t *kl, unsigned *kh) {
+  const unsigned char *open = d->p, *p = d->p + 1, *end = d->end, *start = p;
+  unsigned h = 2166136261u; /* json_hash, in the same pass */
+  for (;;) {
+    unsigned c;
+    if (p >= end) return dec_fail(d, "unterminated string", open);
+    c = *p;
+    if (c == '"') break;
+    if (c == '\\') return 0;
+    if (c < 0x20) return dec_fail(d, "control character in string", p);
+    if (c < 0x80) {
+      h = (h ^ c) * 16777619u;
+      p++;
+    } else {
+      int n = dec_utf8(p, end), i;
+      if (n == 0) return dec_fail(d, "invalid UTF-8 in string", p);
+      for (i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+      p += n;
+    }
+  }
+  *ks = (const char *)start;
+  *kl = (size_t)(p - start);
+  *kh = h;
+  d->p = p + 1;
+  return 1;
+}
+
 #define DEC_DIGIT(c) ((unsigned)(c) - '0' < 10u)
 
 static int dec_number(json_dec *d, int kind) {
@@ -673,9 +722,28 @@ static int dec_object(json_dec *d, json_type t) {
       int is_type;
       if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
       if (*d->p != '"') return dec_fail(d, "object key expected", d->p);
-      if (dec_string(d, &k, &kl)) return -1;
+      if (discr) { /* [perf] keys of typed objects: the schema's strings */
+        unsigned kh;
+        int r = dec_key_span(d, &k, &kl, &kh);
+        if (r < 0) return -1;
+        if (r == 0) {
+          if (dec_string(d, &k, &kl)) return -1;
+          if (model >= 0) ft = json_find_field(sc, model, k, kl);
+        } else {
+          const json_field *f = model >= 0 ? json_field_hashed(sc, model, k, kl, kh) : NULL;
+          if (f != NULL) {
+            ft = f->t;
+            lua_rawgeti(L, d->mts, f->key);
+          } else if (kl == 4 && memcmp(k, "type", 4) == 0) {
+            lua_rawgeti(L, d->mts, sc->type_key);
+          } else {
+            lua_pushlstring(L, k, kl);
+          }
+        }
+      } else if (dec_string(d, &k, &kl)) {
+        return -1;
+      }
       is_type = discr && kl == 4 && memcmp(k, "type", 4) == 0;
-      if (model >= 0) ft = json_find_field(sc, model, k, kl);
       DEC_WS(d);
       if (d->p >= d->end) return dec_fail(d, "unexpected end of input", d->p);
       if (*d->p != ':') return dec_fail(d, "':' expected", d->p);

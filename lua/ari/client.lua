@@ -18,10 +18,12 @@
 -- Results: the typed response (model object or list of them), the raw bytes
 -- for binary responses, `true` for no content.
 --
--- transport: nil or "http" (REST via ari.http), "websocket" (RESTRequest
+-- transport: nil (the events socket where the server offers REST over it
+-- and the client opens its own, else HTTP; logged at connect, see
+-- client.transport_name), "http" (REST via ari.http), "websocket" (RESTRequest
 -- messages on the events socket, ari.wstransport), or a function(req) -> status, body,
--- headers where req = { method, url, path, query_string, headers, body, user,
--- password, timeout } (path without the "/ari" base, query string without
+-- headers where req = { method, url, path, query_string, headers, body, binary
+-- (true for a binary download), user, password, timeout } (path without the "/ari" base, query string without
 -- "?"; user, password, timeout and the TLS options are read through req's
 -- metatable, so pairs(req) does not list them; req.headers is shared between
 -- requests: read it, do not change it).
@@ -123,6 +125,27 @@ local function str(v)
   return v
 end
 
+-- [perf] An operation's path split once into literal pieces (odd indices)
+-- and parameter names (even), and its query parameters' encoded names.
+local path_parts_of = setmetatable({}, { __mode = "k" })
+local function path_parts(op)
+  local parts = path_parts_of[op]
+  if parts == nil then
+    parts = {}
+    local path, pos = op.path, 1
+    while true do
+      local a, b, name = path:find("{([^}]+)}", pos)
+      if not a then parts[#parts + 1] = path:sub(pos); break end
+      parts[#parts + 1] = path:sub(pos, a - 1)
+      parts[#parts + 1] = name
+      pos = b + 1
+    end
+    path_parts_of[op] = parts
+  end
+  return parts
+end
+local qname_of = setmetatable({}, { __mode = "k" })
+
 --- Check params against op and build the request: returns path (without
 -- the /ari base), query string, body text or nil.  Raises ari.errors.
 local function build(op, params)
@@ -157,14 +180,22 @@ local function build(op, params)
     end
   end
   -- path
-  local bad
-  local path = op.path:gsub("{([^}]+)}", function(name)
-    local v = params[name]
-    if v == "" then bad = name; return "" end
-    return urlencode(v)
-  end)
-  if bad then
-    error(errors.param(op, bad, format("parameter '%s' must not be empty (it is a path segment)", bad)), 0)
+  local parts = path_parts(op)
+  local path = parts[1]
+  if #parts > 1 then
+    local buf = {}
+    for i = 1, #parts do
+      local piece = parts[i]
+      if i % 2 == 0 then
+        local v = params[piece]
+        if v == "" then
+          error(errors.param(op, piece, format("parameter '%s' must not be empty (it is a path segment)", piece)), 0)
+        end
+        piece = urlencode(v)
+      end
+      buf[i] = piece
+    end
+    path = concat(buf)
   end
   -- query (parameters sorted by name) and body
   local q, body
@@ -181,7 +212,9 @@ local function build(op, params)
           s = urlencode(str(v))
         end
         q = q or {}
-        q[#q + 1] = urlencode(p.name) .. "=" .. s
+        local qn = qname_of[p]
+        if qn == nil then qn = urlencode(p.name) .. "="; qname_of[p] = qn end
+        q[#q + 1] = qn .. s
       elseif p.where == "body" then
         if p.type == "object" then body = v   -- the body is the object itself (applications.filter)
         else
@@ -502,16 +535,27 @@ end
 local RESTWS_SINCE = schema.models.RESTRequest and schema.models.RESTRequest.since or 20
 local RESTWS_MINOR = { [20] = 14, [21] = 9, [22] = 4 }
 
+-- Whether srv offers REST over the WebSocket: false and why when it does
+-- not, nil when it cannot tell (its ARI major has it, but the Asterisk
+-- release is unknown and a release of that major may predate it).
+local function restws_offered(srv)
+  if srv.major < RESTWS_SINCE then return false, "its ARI predates RESTRequest" end
+  local v = srv.asterisk_version
+  local maj, min
+  if v then maj, min = v:match("^(%d+)%.(%d+)") end
+  maj, min = tonumber(maj), tonumber(min)
+  local need = RESTWS_MINOR[maj or srv.major]
+  if need == nil then return true end
+  if min == nil then return nil, "its Asterisk release is unknown (no Server header)" end
+  if min < need then return false, format("RESTRequest came with %d.%d", maj, need) end
+  return true
+end
+M.restws_offered = restws_offered
+
 local function check_restws(self)
   local srv = self.server
   if srv == nil then return end
-  local lacks = srv.major < RESTWS_SINCE
-  if not lacks and srv.asterisk_version then
-    local maj, min = srv.asterisk_version:match("^(%d+)%.(%d+)")
-    maj, min = tonumber(maj), tonumber(min)
-    if maj and RESTWS_MINOR[maj] and min < RESTWS_MINOR[maj] then lacks = true end
-  end
-  if lacks then
+  if restws_offered(srv) == false then
     error(errors.new { kind = "unsupported", operation = "ari.connect", since = RESTWS_SINCE,
       message = format("REST over the WebSocket (transport = \"websocket\") needs %s or later (20.14, 21.9, "
         .. "22.4); this server is %s: use transport = \"http\"", needs(RESTWS_SINCE), describe_server(srv)) }, 0)
@@ -528,8 +572,10 @@ local function make_request(self, op, params)
   -- what is the same for every request of this client (user, password,
   -- timeout, TLS options, raw_headers) is read through the request's
   -- metatable: a smaller table per request
+  -- binary: a binary download (ari.wstransport sends those over HTTP; a
+  -- seventh field still fits the table's 8 hash slots)
   return setmetatable({ method = op.method, url = url, path = path, query_string = query,
-    headers = body and HEADERS_BODY or HEADERS, body = body }, self._req_mt)
+    headers = body and HEADERS_BODY or HEADERS, body = body, binary = op.response == "binary" }, self._req_mt)
 end
 
 local function call(self, op, params)
@@ -541,7 +587,7 @@ local function call(self, op, params)
   local req = make_request(self, op, params)
   local obs = M.observer -- [ari.metrics] sees every REST request: obs.start() -> t0; obs.done(...)
   local t0 = obs and obs.start()
-  local seen = (M.transcript or log.enabled("debug")) and hrtime() -- [versions] debug log, transcript
+  local seen = (M.transcript or log.debug_on) and hrtime() -- [versions] debug log, transcript
   local ok, status, rbody, rheaders = pcall(self._transport, req)
   if obs then obs.done(self, op.fullname, t0, ok, status) end -- [/ari.metrics]
   if seen then rest_seen(req, ok, status, seen) end
@@ -568,7 +614,8 @@ local function call(self, op, params)
       error(errors.new { kind = "decode", status = status, operation = op.fullname, method = op.method,
         path = req.path, body = rbody, message = "response is not JSON: " .. tostring(err) }, 0)
     end
-    models.cast(v, op.response)
+    -- [perf] typed by C as this model already: nothing for cast to do
+    if getmetatable(v) ~= models.mt[op.response] or getmetatable(v) == nil then models.cast(v, op.response) end
     models.attach(v, self)
     return v
   end
@@ -733,10 +780,17 @@ function Client:dispatch(ev)
   if type(ev) ~= "table" then return end
   local t = rawget(ev, "type")
   if type(t) ~= "string" then return end
+  -- [perf] REST over the events socket: a reply is not an event (no
+  -- routers, handlers or event counters)
+  if t == "RESTResponse" then
+    local rw = self.rest_ws
+    if rw and rw:handle(ev) then return end
+  end
+  if self._closed then return end -- (a socket kept open for answers in flight)
   if getmetatable(ev) == nil and models.mt[t] then models.cast(ev, "Message") end
   self.stats.events = self.stats.events + 1
   -- [versions] --log-level debug, --transcript: every event, whichever way it came
-  if M.transcript or log.enabled("debug") then event_seen(ev) end
+  if M.transcript or log.debug_on then event_seen(ev) end
   local routers = self._routers
   for i = 1, #routers do
     local ok, err = xpcall(routers[i], traceback_handler, ev)
@@ -794,7 +848,11 @@ function Client:dispatch(ev)
           if EARLY_KINDS[kind] then
             local early = self._early
             early.n = early.n + 1
-            early[early.n % EARLY_MAX + 1] = { kind, key, t, ev }
+            -- [perf] the ring's entries are reused once it is full
+            local slot = early.n % EARLY_MAX + 1
+            local e = early[slot]
+            if e then e[1], e[2], e[3], e[4] = kind, key, t, ev
+            else early[slot] = { kind, key, t, ev } end
           end
           if final[t] == field then reg[key] = nil end
         end
@@ -1082,8 +1140,19 @@ end
 function Client:close()
   if self._closed then return end
   self._closed = true
-  for _, conn in ipairs(self._sockets) do pcall(conn.close, conn) end
+  local socks = self._sockets
   self._sockets = {}
+  local function close_socks() for _, conn in ipairs(socks) do pcall(conn.close, conn) end end
+  local rw = self.rest_ws
+  if rw and rw:in_flight() > 0 then
+    -- REST over the events socket: requests already sent (e.g. a shutdown
+    -- hook's) get their answers first, as they would over HTTP; each has
+    -- its own timeout, and this one caps the wait
+    local cap = require("ari.core").timer(self._timeout + 1000, function() rw.on_idle = nil; close_socks() end)
+    rw:when_idle(function() cap:stop(); close_socks() end)
+  else
+    close_socks()
+  end
   local function wake_all(holder)
     for _, lst in pairs(holder) do
       for _, w in ipairs(lst) do if not w.dead and w.wake then w.dead = true; w.wake(nil, "closed") end end
@@ -1170,13 +1239,6 @@ function M.connect(opts)
       log.warn("%s", tostring(perr))
     end
   end
-  -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
-  if opts.transport == "websocket" then
-    local ok, e = pcall(check_restws, self) -- [versions] the server must have it
-    if not ok then models.remove_client(self); error(e, 0) end
-    require("ari.wstransport").install(self, opts)
-  end
-  -- [/modes]
   local app = opts.app
   if app == nil or (type(app) == "string" and not app:find(",", 1, true)) then
     app = config.app_name(app) -- --app / ARI_APP wins over the script's name (ari.config)
@@ -1187,6 +1249,43 @@ function M.connect(opts)
     for a in app:gmatch("[^,]+") do apps[#apps + 1] = a end
   end
   self.app = apps and concat(apps, ",")
+  -- [modes] transport = "websocket": REST over the events socket (ari.wstransport)
+  if opts.transport == "websocket" then
+    local ok, e = pcall(check_restws, self) -- [versions] the server must have it
+    if not ok then models.remove_client(self); error(e, 0) end
+    require("ari.wstransport").install(self, opts)
+    self.transport_name = "websocket"
+    log.info("REST over the events WebSocket (transport = \"websocket\")")
+  elseif opts.transport == nil then
+    -- [perf] the default: REST over the events socket where the server
+    -- offers it (one socket, no per-request HTTP), libcurl where it does not
+    local why
+    if not (apps and opts.events ~= false) then
+      why = "no events socket (no app, or events = false)"
+    elseif opts.websocket ~= nil then
+      why = "the events socket is a custom one (opts.websocket)"
+    elseif not self.server then
+      why = "the server's version is unknown"
+    else
+      local offered, w = restws_offered(self.server)
+      if not offered then why = format("%s lacks REST over the WebSocket (%s)", describe_server(self.server), w) end
+    end
+    if why then
+      self.transport_name = "http"
+      if apps and opts.events ~= false then log.info("REST over HTTP (libcurl): %s", why) end
+    else
+      require("ari.wstransport").install(self, opts, true)
+      self.transport_name = "websocket"
+      log.info("REST over the events WebSocket (%s offers it; transport = \"http\" forces libcurl)",
+        describe_server(self.server))
+    end
+  elseif opts.transport == "http" then
+    self.transport_name = "http"
+    if apps and opts.events ~= false then log.info("REST over HTTP (libcurl): transport = \"http\"") end
+  else
+    self.transport_name = "custom"
+  end
+  -- [/modes]
   if apps and opts.events ~= false then
     local params = { app = apps }
     if opts.subscribe_all ~= nil then params.subscribeAll = opts.subscribe_all and true or false end

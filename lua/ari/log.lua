@@ -68,11 +68,15 @@ end
 function M.set_level(l)
   if LEVELS[l] == nil then error(errors.usage("unknown log level '" .. tostring(l) .. "'", 2), 0) end
   level = LEVELS[l]
+  M.debug_on = level >= LEVELS.debug
   local ok, core = pcall(require, "ari.core")
   if ok then core.set_log_level(LEVELS[l]) end
 end
 function M.get_level() for k, v in pairs(LEVELS) do if v == level then return k end end end
 function M.enabled(l) return LEVELS[l] <= level end
+--- [perf] true while the level is debug (a field: the per-event and
+-- per-request paths test it without a call)
+M.debug_on = false
 
 --- "text" or "json".
 function M.set_format(f)

@@ -6,6 +6,7 @@
 --   local t = wst.new{ send = fn(text, req) -> true [, tag] | nil, err,  -- the socket
 --                      wait_ready = fn(timeout_ms) -> true | nil, err,  -- optional
 --                      fallback = fn(req) -> status, body, headers,     -- optional (HTTP)
+--                      is_open = fn() -> bool,    -- optional: false sends to fallback
 --                      timeout = 30000 }
 --   client = ari.connect{ ..., transport = t }   -- t:request(req)
 --   t:handle(msg)         -- feed every message read from the socket; true if it was ours
@@ -13,7 +14,9 @@
 --                         (those whose send returned that tag; all without tag)
 --
 --   ari.connect{ transport = "websocket", ... } installs one on the
---   client's own events socket (wst.install), HTTP kept for binary downloads.
+--   client's own events socket (wst.install), HTTP kept for binary downloads;
+--   so does ari.connect{} where the server offers it, HTTP then also
+--   carrying what is sent while the socket is not open.
 --
 -- Correlation: every request carries a fresh request_id (and the
 -- transaction_id of the transport, or req.transaction_id); the response with
@@ -30,7 +33,8 @@ local uuid = require "ari.uuid"
 local log = require "ari.log"
 local errors = require "ari.errors"
 
-local type, tostring, setmetatable, pairs, error = type, tostring, setmetatable, pairs, error
+local type, tostring, setmetatable, pairs, error, next = type, tostring, setmetatable, pairs, error, next
+local byte, sub = string.byte, string.sub
 
 local M = {}
 
@@ -48,6 +52,8 @@ for _, op in ipairs(schema.operations) do
 end
 
 local function is_binary(req)
+  local known = req.binary -- [perf] ari.client's requests say so; others: by path
+  if known ~= nil then return known end
   for _, b in ipairs(binary_paths) do
     if b.method == req.method and req.path:match(b.pattern) then return true end
   end
@@ -64,7 +70,7 @@ function M.new(opts)
     error(errors.usage("ari.wstransport.new: opts.send must be a function", 2), 0)
   end
   return setmetatable({
-    send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback,
+    send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback, is_open = opts.is_open,
     timeout = opts.timeout or 30000, transaction_id = opts.transaction_id or uuid.new(),
     pending = {}, seq = 0, stats = { requests = 0, responses = 0, fallbacks = 0, unmatched = 0 },
   }, T)
@@ -95,17 +101,29 @@ local function deliver(entry, msg, err)
   if wake then wake(msg, err) else entry.early = { msg, err } end
 end
 
+-- Nothing in flight any more: run the on_idle hook (set by a client closing
+-- while requests were in flight), once.
+local function idle_check(self)
+  local f = self.on_idle
+  if f and next(self.pending) == nil then
+    self.on_idle = nil
+    f()
+  end
+end
+
 -- The wait is over (answered, timed out, or cancelled by a hang-up).
 local function end_request(self, entry)
   self.pending[entry.rid] = nil
   local timer = entry.timer
   if timer then timer:stop() end
+  if self.on_idle then idle_check(self) end
 end
 
--- Send req as a RESTRequest; returns its pending entry.  [perf] A function
+-- Send req as a RESTRequest; returns its pending entry, or nil and why when
+-- it could not be sent (nothing went out).  [perf] A function
 -- of its own, so that its locals are not on the stack during the wait.
 local function send_request(self, req, timeout)
-  if self.wait_ready then
+  if self.wait_ready and not self.is_open then -- (is_open: open, checked by the caller)
     local ok, err = self.wait_ready(timeout)
     if not ok then
       error(terr("connect", "no WebSocket to Asterisk: " .. tostring(err)), 0)
@@ -113,7 +131,8 @@ local function send_request(self, req, timeout)
   end
   self.seq = self.seq + 1
   local rid = self.transaction_id .. "-" .. self.seq
-  local uri = req.path:gsub("^/", "")
+  local path = req.path
+  local uri = byte(path, 1) == 47 and sub(path, 2) or path -- without the leading "/"
   if req.query_string and req.query_string ~= "" then uri = uri .. "?" .. req.query_string end
   local msg = { type = "RESTRequest", transaction_id = req.transaction_id or self.transaction_id,
     request_id = rid, method = req.method, uri = uri }
@@ -129,7 +148,7 @@ local function send_request(self, req, timeout)
   entry.tag = tag
   if not sok then
     self.pending[rid] = nil
-    error(terr("reset", "cannot send the request: " .. tostring(serr)), 0)
+    return nil, serr
   end
   self.stats.requests = self.stats.requests + 1
   return entry
@@ -137,12 +156,23 @@ end
 
 --- The client calls this (from a coroutine) for every operation.
 function T:request(req)
-  if self.fallback and is_binary(req) then
+  local fallback = self.fallback
+  local is_open = self.is_open
+  if fallback and (is_binary(req) or (is_open and not is_open())) then
     self.stats.fallbacks = self.stats.fallbacks + 1
-    return self.fallback(req)
+    return fallback(req)
   end
   local timeout = req.timeout or self.timeout
-  local entry = send_request(self, req, timeout)
+  local entry, serr = send_request(self, req, timeout)
+  if entry == nil then
+    -- nothing went out: where HTTP stands in while the socket is not open
+    -- (the default transport), the socket closing under us is the same case
+    if fallback and self.is_open then
+      self.stats.fallbacks = self.stats.fallbacks + 1
+      return fallback(req)
+    end
+    error(terr("reset", "cannot send the request: " .. tostring(serr)), 0)
+  end
   local resp, err = sched.suspend(start_request, self, entry, end_request)
   end_request(self, entry)
   if resp == nil then
@@ -177,6 +207,7 @@ function T:handle(msg)
     self.pending[msg.request_id] = nil
     self.stats.responses = self.stats.responses + 1
     deliver(entry, msg)
+    if self.on_idle then idle_check(self) end
   else
     self.stats.unmatched = self.stats.unmatched + 1
     log.debug("ari: RESTResponse for an unknown request %s", tostring(msg.request_id))
@@ -193,6 +224,13 @@ function T:fail_all(kind, message, tag)
     if tag == nil or entry.tag == tag then failed[#failed + 1] = entry; p[rid] = nil end
   end
   for _, entry in ipairs(failed) do deliver(entry, nil, terr(kind or "reset", message or "WebSocket closed")) end
+  idle_check(self)
+end
+
+--- Call fn once nothing is in flight (at once if nothing is).
+function T:when_idle(fn)
+  self.on_idle = fn
+  idle_check(self)
 end
 
 --- Number of requests waiting for their response.
@@ -203,8 +241,12 @@ function T:in_flight()
 end
 
 --- Put REST over the client's own events socket (ari.connect{ transport =
--- "websocket" }).  Called by ari.client before the socket is opened.
-function M.install(client, opts)
+-- "websocket" }, or by default where the server offers it).  Called by
+-- ari.client before the socket is opened.  http_while_closed: while the
+-- socket is not open (before it first opens, while it reconnects) requests
+-- go over HTTP instead of waiting for it (the default transport: a script's
+-- first requests are not held back until calls start to arrive).
+function M.install(client, opts, http_while_closed)
   local http_transport = opts and opts.http_transport or function(req) return require("ari.http").request(req) end
   local conn
   local t
@@ -220,11 +262,14 @@ function M.install(client, opts)
       return true
     end,
     fallback = http_transport,
+    is_open = http_while_closed and function()
+      return conn ~= nil and (conn.state == nil or conn:state() == "open")
+    end or nil,
   }
   client._transport = function(req) return t:request(req) end
   client.rest_ws = t
-  -- see every RESTResponse first (routers run before handlers)
-  client:add_router(function(ev) t:handle(ev) end)
+  -- client:dispatch hands every RESTResponse to t:handle (client.rest_ws)
+  -- before any router or handler, and does not dispatch it as an event
   local open = client._websocket
   client._websocket = function(o)
     local on_close = o.on_close

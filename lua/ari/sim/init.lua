@@ -451,8 +451,12 @@ local function collect_params(op, vars, query, body_obj)
   return p
 end
 
+-- the Server header of every HTTP response, as Asterisk's (http.conf's
+-- default servername)
+Sim.SERVER_HEADER = "Asterisk/22.11.0"
+
 local function response_headers(status, body)
-  local h = { ["server"] = "Asterisk/22.11.0", ["cache-control"] = "no-cache, no-store" }
+  local h = { ["server"] = Sim.SERVER_HEADER, ["cache-control"] = "no-cache, no-store" }
   if body ~= nil then h["content-type"] = "application/json" end
   return h
 end

@@ -144,7 +144,8 @@ function M.listen(sim, opts)
       if doc and req.method == "GET" then
         local d = doc == "resources" and M.resources_doc(base) or M.resource_doc(doc, base)
         if not d then return 404, { ["content-type"] = "application/json" }, json.encode(util.err_body("Resource not found")) end
-        return 200, { ["content-type"] = "application/json" }, json.encode(d)
+        return 200, { ["content-type"] = "application/json", ["server"] = require("ari.sim").Sim.SERVER_HEADER },
+          json.encode(d)
       end
       if not path:match("^/ari/") and path ~= "/ari" then
         return 404, { ["content-type"] = "application/json" }, json.encode(util.err_body("Resource not found"))
