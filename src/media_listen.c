@@ -10,10 +10,12 @@
  *   listener:forget(channel_id), listener:stats(), listener:close()
  */
 #include "media.h"
+#include "httpreq.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define LISTEN_MT "ari.core.media_listener"
 #define MAX_HEAD 8192
@@ -35,6 +37,7 @@ typedef struct mpend {
   mlistener *l;
   uv_tcp_t *tcp;
   buf ib;
+  size_t scan;    /* httpreq_parse's search position in ib */
   int upgraded;
   rfc6455_parser p;
 } mpend;
@@ -80,61 +83,37 @@ static void pend_send(mpend *p, const char *s, size_t n) {
   if (uv_write(&w->req, (uv_stream_t *)p->tcp, &b, 1, pwrite_done) != 0) free(w);
 }
 
-/* The value of header name (lower case, with the colon) in head (lower-cased copy). */
-static int header_value(const char *lc, const char *orig, const char *name, char *out, size_t cap) {
-  const char *h = strstr(lc, name), *v, *e;
-  size_t n;
-  if (h == NULL) return -1;
-  v = orig + (h - lc) + strlen(name);
-  while (*v == ' ' || *v == '\t') v++;
-  e = strstr(v, "\r\n");
-  if (e == NULL) return -1;
-  while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
-  n = (size_t)(e - v);
-  if (n >= cap) return -1;
-  memcpy(out, v, n);
-  out[n] = '\0';
-  return 0;
-}
-
-/* The opening handshake: 1 upgraded, 0 need more, -1 refused. */
+/* The opening handshake, parsed by httpreq.c as the server's requests
+ * are: 1 upgraded, 0 need more, -1 refused. */
 static int pend_handshake(mpend *p) {
-  char *end, *lc, key[128], proto[128], acc[RFC6455_ACCEPT_LEN + 1];
-  size_t hl, i;
+  static const httpreq_limits lim = { MAX_HEAD, 0 };
+  httpreq q;
+  char acc[RFC6455_ACCEPT_LEN + 1], bad[160];
   buf out = {0};
-  int r = -1;
-  if (buf_reserve(&p->ib, 1) != 0) return -1;
-  p->ib.p[p->ib.len] = '\0';
-  end = strstr(p->ib.p, "\r\n\r\n");
-  if (end == NULL) return p->ib.len > MAX_HEAD ? -1 : 0;
-  hl = (size_t)(end - p->ib.p) + 4;
-  lc = malloc(hl + 1);
-  if (lc == NULL) return -1;
-  for (i = 0; i < hl; i++) lc[i] = (char)tolower((unsigned char)p->ib.p[i]);
-  lc[hl] = '\0';
-  if (strncmp(lc, "get ", 4) == 0 && strstr(lc, "\r\nupgrade: websocket") != NULL &&
-      header_value(lc, p->ib.p, "\r\nsec-websocket-key:", key, sizeof key) == 0) {
-    rfc6455_accept(key, strlen(key), acc);
-    if (!buf_adds(&out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Accept: ") && !buf_adds(&out, acc) && !buf_adds(&out, "\r\n") &&
-        (header_value(lc, p->ib.p, "\r\nsec-websocket-protocol:", proto, sizeof proto) != 0 ||
-         strstr(proto, "media") == NULL || !buf_adds(&out, "Sec-WebSocket-Protocol: media\r\n")) &&
-        !buf_adds(&out, "\r\n")) {
-      pend_send(p, out.p, out.len);
-      r = 1;
-    }
-  } else {
-    static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    pend_send(p, bad, sizeof bad - 1);
+  int rc = httpreq_parse(&q, p->ib.p, p->ib.len, &p->scan, &lim), i, media = 0, ok;
+  if (rc == HTTPREQ_MORE) return 0;
+  if (rc == HTTPREQ_ERROR || !q.websocket) {
+    int status = rc == HTTPREQ_ERROR ? q.status : 400;
+    snprintf(bad, sizeof bad, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
+             httpreq_reason(status));
+    pend_send(p, bad, strlen(bad));
+    return -1;
   }
+  for (i = 0; i < q.nh; i++)
+    if (q.hdr[i].nlen == 22 && strncasecmp(q.hdr[i].name, "sec-websocket-protocol", 22) == 0 &&
+        httpreq_has_token(q.hdr[i].value, q.hdr[i].vlen, "media"))
+      media = 1;
+  rfc6455_accept(q.ws_key, q.ws_keylen, acc);
+  ok = !buf_adds(&out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Accept: ") && !buf_adds(&out, acc) && !buf_adds(&out, "\r\n") &&
+       (!media || !buf_adds(&out, "Sec-WebSocket-Protocol: media\r\n")) && !buf_adds(&out, "\r\n");
+  if (ok) pend_send(p, out.p, out.len);
   buf_free(&out);
-  free(lc);
-  if (r == 1) {
-    buf_consume(&p->ib, hl);
-    p->upgraded = 1;
-    rfc6455_init(&p->p, RFC6455_SERVER, MAX_PENDING_MESSAGE);
-  }
-  return r;
+  if (!ok) return -1;
+  buf_consume(&p->ib, q.head_len + q.body_used);
+  p->upgraded = 1;
+  rfc6455_init(&p->p, RFC6455_SERVER, MAX_PENDING_MESSAGE);
+  return 1;
 }
 
 /* The channel id in a MEDIA_START message (plain text or JSON). */
