@@ -509,5 +509,6 @@ int luaopen_ari_core(lua_State *L) {
   http_open(L);
   ws_open(L);
   server_open(L);
+  farmedia_open(L);
   return 1;
 }
