@@ -509,6 +509,8 @@ int luaopen_ari_core(lua_State *L) {
   http_open(L);
   ws_open(L);
   server_open(L);
+  audio_open(L);
+  media_open(L);
   farmedia_open(L);
   return 1;
 }

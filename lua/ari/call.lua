@@ -741,6 +741,12 @@ function Call:snoop(opts)
   return snoop
 end
 
+-- Audio -----------------------------------------------------------------
+
+--- The call's audio as a stream (docs/media.md): opts format, transport,
+-- connection_type, host, bind, queue_ms, in_queue_ms, timeout, variables.
+function Call:media(opts) return require("ari.media").open(self, opts) end
+
 local function finish_died(app, call, err, tb) app:_finish(call, false, err, tb) end
 
 -- The call's script raised err and its coroutine co is dead (the call is

@@ -51,6 +51,7 @@ end
 local lazy = {
   json = "ari.json", connect = { "ari.client", "connect" }, app = { "ari.app", "app" },
   model_of = { "ari.models", "model_of" }, bridge = { "ari.app", "bridge" },
+  audio = { "ari.media", "audio" }, media = "ari.media",
 }
 setmetatable(M, {
   __index = function(t, k)

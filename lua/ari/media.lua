@@ -1,0 +1,368 @@
+-- ari.media: a call's audio as a stream (docs/media.md).
+--
+-- call:media(opts) creates an external media channel (POST
+-- /channels/externalMedia), opens the transport in the C core (RTP over
+-- UDP, AudioSocket over TCP, chan_websocket), bridges the media channel
+-- with the call and returns a Stream.  The core owns the socket, the
+-- framing and the pacing (src/media.c); this module turns its events into
+-- waits of the call's coroutine: a read waits as one of the call's waiters,
+-- so the call's hang-up ends it with the Hangup error like every other wait.
+local core = require "ari.core"
+local sched = require "ari.sched"
+local errors = require "ari.errors"
+local uuid = require "ari.uuid"
+local base64 = require "ari.base64"
+
+local M = {}
+
+-- Errors ------------------------------------------------------------------
+
+local MediaError = errors.class { __name = "ari.media_error", kind = "media" }
+MediaError.__tostring = function(e) return "media: " .. tostring(e.message or e.reason) end
+M.MediaError = MediaError
+
+local function media_error(reason, message)
+  return setmetatable({ kind = "media", reason = reason, message = message }, MediaError)
+end
+
+local function usage(msg, level) return errors.usage(msg, (level or 1) + 1) end
+
+-- ari.audio -------------------------------------------------------------------
+
+local FORMATS = { ulaw = true, alaw = true, slin = true, slin16 = true }
+local TRANSPORTS = { rtp = true, audiosocket = true, websocket = true }
+
+local audio = {}
+M.audio = audio
+
+-- Call core.audio_<name>, turning its argument errors into usage errors
+-- that point at the caller.
+local function wrap(fn, two)
+  return function(...)
+    local ok, a, b = pcall(fn, ...)
+    if not ok then error(usage((tostring(a):gsub("^[^:]*:%d+: ", "")), 2), 0) end
+    if two then return a, b end
+    return a
+  end
+end
+audio.energy = wrap(core.audio_energy)
+audio.tone = wrap(core.audio_tone)
+audio.silence = wrap(core.audio_silence)
+audio.decode = wrap(core.audio_decode)
+audio.encode = wrap(core.audio_encode)
+local info = wrap(core.audio_info, true)
+function audio.rate(format) return (info(format)) end
+function audio.bytes(ms, format)
+  local rate, bps = info(format)
+  return math.floor(ms * rate / 1000 + 0.5) * bps
+end
+function audio.ms(nbytes, format)
+  local rate, bps = info(format)
+  return nbytes / bps * 1000 / rate
+end
+function audio.dbfs(data, format)
+  local e = audio.energy(data, format)
+  if e <= 0 then return -math.huge end
+  return 20 * math.log(e / 32768, 10)
+end
+
+-- The stream --------------------------------------------------------------
+
+local Stream = {}
+Stream.__index = Stream
+M.Stream = Stream
+
+function Stream.__tostring(self) return "MediaStream(" .. tostring(self.channel_id) .. ")" end
+
+local function never() return false end
+
+-- The core's events for this stream: wake whoever waits for them.
+local function on_event(self, kind)
+  if kind == "text" then
+    local s = self._s
+    local t = s:text()
+    while t do
+      self:_control(t)
+      t = s:text()
+    end
+    return
+  end
+  if kind == "closed" then
+    local _, why = self._s:state()
+    self.closed_reason = self.closed_reason or (why == "peer" and "peer" or why)
+  end
+  local w = self._waiting
+  if w and (kind == w.want or kind == "closed" or (kind == "open" and w.want == "open")) then
+    self._waiting = nil
+    w.wake(kind)
+  end
+end
+
+-- A WebSocket text (control) message from Asterisk.
+function Stream:_control(t)
+  local ev = t:match('^{.-"event"%s*:%s*"([%w_]+)"') or t:match("^([%w_]+)")
+  if ev == "MEDIA_START" then
+    self.media_start = t
+    self.optimal_frame_size = tonumber(t:match("optimal_frame_size[\":%s]+(%d+)"))
+  end
+  self.last_control = t
+end
+
+local function wait_start(wake, self, w)
+  w.wake = wake
+  self._waiting = w
+  local call = self.call
+  local ws = call.waiters
+  ws[#ws + 1] = w
+  if w.want == "data" then self._s:want(true)
+  elseif w.want == "drained" then self._s:want_drain(true) end
+  if w.timeout and w.timeout >= 0 then w.timer = core.timer(w.timeout, function() wake("timeout") end) end
+end
+
+local function wait_end(self, w)
+  if w.timer then w.timer:stop(); w.timer = nil end
+  if self._waiting == w then self._waiting = nil end
+  if w.want == "data" then self._s:want(false)
+  elseif w.want == "drained" then self._s:want_drain(false) end
+  local ws = self.call.waiters
+  for i = 1, #ws do
+    if ws[i] == w then table.remove(ws, i); break end
+  end
+end
+
+-- Wait for the core event `want` ("data", "drained", "open"): returns the
+-- event's kind ("timeout" after timeout ms, "closed"); raises the call's
+-- Hangup error when the call ends meanwhile.
+function Stream:_wait(want, timeout)
+  local w = { match = never, co = coroutine.running(), want = want, timeout = timeout }
+  local a, b = sched.suspend(wait_start, self, w, wait_end)
+  wait_end(self, w)
+  if type(a) ~= "string" then
+    -- woken by the call's hang-up: (mark, Hangup error)
+    error(b or self.call:_hangup_error(), 0)
+  end
+  return a
+end
+
+local function check_call(self)
+  local call = self.call
+  if call.hungup then error(call:_hangup_error(), 0) end
+end
+
+--- m:read([timeout_ms]) -> data, ms | nil, "timeout" | nil, "closed"
+function Stream:read(timeout)
+  if timeout ~= nil and type(timeout) ~= "number" then error(usage("media:read: timeout must be a number (ms)", 2), 0) end
+  local s = self._s
+  local data, ms = s:read()
+  if data then return data, ms end
+  if self.closed then return nil, "closed" end
+  check_call(self)
+  while true do
+    local why = self:_wait("data", timeout)
+    data, ms = s:read()
+    if data then return data, ms end
+    if why == "timeout" then return nil, "timeout" end
+    if why == "closed" or self.closed or s:state() == "closed" then
+      self:_gone(self.closed_reason or "peer")
+      return nil, "closed"
+    end
+  end
+end
+
+--- m:write(data) -> true | nil, err
+function Stream:write(data)
+  if type(data) ~= "string" then error(usage("media:write: data must be a string", 2), 0) end
+  if self.rate and (self.format == "slin" or self.format == "slin16") and #data % 2 == 1 then
+    error(usage(string.format("media:write: %s data must be whole 16-bit samples (got %d bytes)", self.format, #data), 2), 0)
+  end
+  if self.closed then return nil, media_error("closed", "the stream is closed") end
+  check_call(self)
+  local ok, why = self._s:write(data)
+  if ok then return true end
+  if why == "overflow" then
+    return nil, media_error("overflow", string.format("output queue full (%d ms queued, limit %d ms)",
+      math.floor(self._s:queued()), self.queue_ms))
+  end
+  self:_gone(self.closed_reason or "peer")
+  return nil, media_error("closed", "the stream is closed")
+end
+
+--- m:drain([timeout_ms]) -> true | nil, "timeout" | nil, "closed"
+function Stream:drain(timeout)
+  if self.closed then return nil, "closed" end
+  if self._s:queued() == 0 then return true end
+  check_call(self)
+  local why = self:_wait("drained", timeout)
+  if why == "drained" then return true end
+  if why == "timeout" then return nil, "timeout" end
+  return nil, "closed"
+end
+
+--- m:flush() -> ms of audio dropped
+function Stream:flush()
+  if self.closed then return 0 end
+  local ms = self._s:flush()
+  if self.transport == "websocket" then self._s:send_text("FLUSH_MEDIA") end
+  return ms
+end
+
+function Stream:stats() return self._s:stats() end
+
+-- The transport ended (peer, error) or the stream was closed: tear down.
+function Stream:_gone(reason)
+  if self.closed then return end
+  self.closed = true
+  self.closed_reason = self.closed_reason or reason
+  self._s:close(reason)
+  local w = self._waiting
+  if w then self._waiting = nil; w.wake("closed") end
+  local ext, bridge = self.ext, self.bridge
+  sched.spawn(function()
+    if ext and not ext.hungup then pcall(ext.hangup, ext) end
+    if bridge then pcall(bridge.destroy, bridge) end
+  end)
+end
+
+--- m:close(): idempotent; the call stays up.
+function Stream:close() self:_gone("closed") end
+
+-- call:media ----------------------------------------------------------------
+
+local function server_addr(client)
+  local base = client._base or ""
+  local scheme, host, port = base:match("^(%a+)://%[?([^%]/]-)%]?:(%d+)")
+  if not host then
+    scheme, host = base:match("^(%a+)://([^/:]+)")
+    port = scheme == "https" and 443 or 80
+  end
+  if host == "localhost" then host = "127.0.0.1" end
+  return host, tonumber(port), scheme
+end
+
+local function check_opts(opts)
+  if opts ~= nil and type(opts) ~= "table" then error(usage("call:media: opts must be a table", 3), 0) end
+  opts = opts or {}
+  local fmt = opts.format or "slin16"
+  if not FORMATS[fmt] then
+    error(usage(string.format("call:media: unknown format '%s' (ulaw, alaw, slin, slin16)", tostring(fmt)), 3), 0)
+  end
+  local tr = opts.transport or "rtp"
+  if not TRANSPORTS[tr] then
+    error(usage(string.format("call:media: unknown transport '%s' (rtp, audiosocket, websocket)", tostring(tr)), 3), 0)
+  end
+  local ct = opts.connection_type
+  if ct ~= nil and tr ~= "websocket" then error(usage("call:media: connection_type is for the websocket transport", 3), 0) end
+  ct = ct or (tr == "websocket" and "server" or nil)
+  if ct ~= nil and ct ~= "server" and ct ~= "client" then
+    error(usage(string.format("call:media: unknown connection_type '%s' (server, client)", tostring(ct)), 3), 0)
+  end
+  if ct == "client" and (opts.connection == nil or opts.listener == nil) then
+    error(usage("call:media: connection_type = \"client\" needs connection (its websocket_client.conf name) and listener", 3), 0)
+  end
+  for _, k in ipairs { "queue_ms", "in_queue_ms", "timeout" } do
+    local v = opts[k]
+    if v ~= nil and (math.type(v) ~= "integer" or v < 20) then
+      error(usage("call:media: " .. k .. " must be an integer of at least 20 (ms)", 3), 0)
+    end
+  end
+  return opts, fmt, tr, ct
+end
+
+local function fail(reason, message, extra)
+  local callmod = require "ari.call"
+  return callmod.call_error("media", reason, message, extra)
+end
+
+--- call:media(opts) -> Stream (docs/media.md)
+function M.open(call, opts)
+  local fmt, tr, ct
+  opts, fmt, tr, ct = check_opts(opts)
+  if call.hungup then error(call:_hangup_error(), 0) end
+  local app, client = call.app, call.client
+  local major = client.server and client.server.major
+  if tr == "websocket" and major and major < 20 then
+    error(errors.new { kind = "unsupported", operation = "call:media", since = 20,
+      message = "the websocket media transport needs Asterisk 20 or later (this is " .. tostring(major) .. ")" }, 0)
+  end
+  if ct == "client" then
+    error(errors.new { kind = "unsupported", operation = "call:media",
+      message = "connection_type = \"client\" is not implemented yet (use \"server\")" }, 0)
+  end
+  app:wait_registered("media")
+  local host = opts.host or "127.0.0.1"
+  local id = uuid.new()
+  local self = setmetatable({
+    call = call, format = fmt, transport = tr, connection_type = ct, frame_ms = 20,
+    queue_ms = opts.queue_ms or 2000, channel_id = id,
+  }, Stream)
+  self.rate, self.frame_bytes = audio.rate(fmt), audio.bytes(20, fmt)
+  local s, err = core.media_new({ transport = tr, format = fmt, queue_ms = opts.queue_ms, in_queue_ms = opts.in_queue_ms,
+    bind = opts.bind or host, uuid = id }, function(kind) on_event(self, kind) end)
+  if not s then error(fail("bind", err), 0) end
+  self._s = s
+  local ext = app:expect(id)
+  self.ext = ext
+  local params = { channelId = id, app = app.name, format = fmt, variables = opts.variables }
+  if tr == "rtp" then
+    params.external_host = host .. ":" .. s:port()
+    params.encapsulation, params.transport = "rtp", "udp"
+  elseif tr == "audiosocket" then
+    params.external_host = host .. ":" .. s:port()
+    params.encapsulation, params.transport, params.data = "audiosocket", "tcp", id
+  else
+    params.encapsulation, params.transport, params.connection_type = "none", "websocket", ct
+  end
+  self.external_host = params.external_host
+  local ok, ch = pcall(client.channels.externalMedia, params)
+  if not ok then
+    s:close("error"); self.closed = true
+    app:forget(ext)
+    if errors.is(ch, "hangup") then error(ch, 0) end
+    error(fail("failed", "externalMedia failed: " .. tostring(ch), { status = type(ch) == "table" and ch.status or nil, error = ch }), 0)
+  end
+  self.channel = ch
+  local vars = type(ch) == "table" and ch.channelvars or {}
+  local function abort(e)
+    self:_gone("error")
+    app:forget(ext)
+    error(e, 0)
+  end
+  if tr == "rtp" then
+    local addr, port = vars.UNICASTRTP_LOCAL_ADDRESS, tonumber(vars.UNICASTRTP_LOCAL_PORT)
+    if not addr or not port then abort(fail("failed", "the RTP channel did not say where it listens (UNICASTRTP_LOCAL_ADDRESS/PORT)")) end
+    s:set_peer(addr, port)
+  elseif tr == "websocket" then
+    local cid = vars.MEDIA_WEBSOCKET_CONNECTION_ID
+    local ahost, aport = server_addr(client)
+    if not cid or not ahost then abort(fail("failed", "the websocket channel has no MEDIA_WEBSOCKET_CONNECTION_ID")) end
+    local auth = ""
+    if client._user then auth = "Authorization: Basic " .. base64.encode(client._user .. ":" .. (client._password or "")) .. "\r\n" end
+    local cok, cerr = pcall(s.ws_connect, s, ahost, aport, "/media/" .. cid, auth)
+    if not cok then abort(fail("failed", tostring(cerr))) end
+  end
+  -- the media channel enters the app
+  local sok, ev = pcall(ext._wait, ext, function(e) return e.type == "StasisStart" end, opts.timeout or 5000)
+  if not sok or ev == nil then
+    abort(sok and fail("timeout", "the media channel did not enter the app") or ev)
+  end
+  ext.started = true
+  app.counters.started = app.counters.started + 1
+  ext:_set_channel(ev.channel)
+  self.channel = ext.channel
+  ext:on_hangup(function() self:_gone("peer") end)
+  call:on_hangup(function() self:_gone("hangup") end)
+  -- the transport comes up (AudioSocket: Asterisk connects; websocket: the handshake)
+  if s:state() == "opening" then
+    local why = self:_wait("open", opts.timeout or 5000)
+    if why ~= "open" then
+      local _, reason = s:state()
+      abort(fail("timeout", "the " .. tr .. " transport did not come up: " .. tostring(reason or why)))
+    end
+  end
+  local bok, bridge = pcall(call.bridge_with, call, ext)
+  if not bok then abort(bridge) end
+  self.bridge = bridge
+  return self
+end
+
+return M
