@@ -27,15 +27,16 @@ app:on_call(function(call)
   local m = call:media { format = FORMAT, transport = TRANSPORT }
   call.log:info("echoing over %s (%s), %d ms behind", m.transport, m.format, DELAY_MS)
   m:write(ari.audio.silence(DELAY_MS, m.format))
-  local heard_ms, until_ms = 0, SECONDS and SECONDS * 1000
+  local heard_ms, loud_ms, until_ms = 0, 0, SECONDS and SECONDS * 1000
   while not until_ms or heard_ms < until_ms do
     local data, ms = m:read()
     if not data then break end                -- the media channel went away
     heard_ms = heard_ms + ms
+    if ari.audio.energy(data, m.format) >= 300 then loud_ms = loud_ms + ms end
     local ok, err = m:write(data)
     if not ok then call.log:warn("echo dropped: %s", tostring(err)) end
   end
-  call.log:info("echoed %.1f s", heard_ms / 1000)
+  call.log:info("echoed %.1f s (%.1f s of it louder than silence)", heard_ms / 1000, loud_ms / 1000)
   m:drain(DELAY_MS + 1000)
   call:hangup()
 end)

@@ -7,7 +7,8 @@
  *     opts.format  "ulaw" | "alaw" | "slin" (any slin rate: 16-bit samples)
  *     opts.frame_bytes  bytes of one 20 ms frame
  *     rtp:         opts.host, opts.port (the app's address: where to send),
- *                  opts.bind (local address, port chosen by the system),
+ *                  opts.bind (local address), opts.bind_port (default 0: the
+ *                  system chooses),
  *                  opts.pt (payload type); slin goes in network order
  *     audiosocket: opts.host, opts.port (connect there), opts.uuid (16
  *                  bytes, sent first as kind 0x01), opts.audio_kind (0x10..)
@@ -544,9 +545,13 @@ static int fm_new(lua_State *L) {
     struct sockaddr_storage local;
     const char *bind = host;
     int r;
+    int bport;
+    lua_getfield(L, 1, "bind_port");
+    bport = (int)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "bind");
     if (lua_isstring(L, -1)) bind = lua_tostring(L, -1);
-    r = fm_addr(bind, 0, &local);
+    r = fm_addr(bind, bport, &local);
     lua_pop(L, 1);
     if (r == 0) r = uv_udp_init(&m->c->uv, &p->udp);
     if (r != 0) { lua_pushnil(L); lua_pushstring(L, "farmedia: udp"); return 2; }
