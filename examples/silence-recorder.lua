@@ -51,7 +51,7 @@ app:on_call(function(call)
       ms = 200
     end
     if data and ari.audio.energy(data, m.format) >= LEVEL then
-      if speech_ms == 0 then call.log:info("hearing the caller") end
+      if speech_ms < 1000 and speech_ms + ms >= 1000 then call.log:info("the caller has spoken for 1 s") end
       speech_ms, quiet_ms = speech_ms + ms, 0
     elseif speech_ms > 0 then
       quiet_ms = quiet_ms + ms
