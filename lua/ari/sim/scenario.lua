@@ -69,7 +69,7 @@ function M.load(s)
       out.endpoints[#out.endpoints + 1] = c
     end
   end
-  for _, l in ipairs(s.load or {}) do out.load[#out.load + 1] = l end
+  for i, l in ipairs(s.load or {}) do check_audio(l, "load[" .. i .. "]", base_dir); out.load[#out.load + 1] = l end
   if s.load and s.load.calls or (s.load and s.load.rate) then out.load = { s.load } end
   return out
 end
@@ -312,7 +312,7 @@ function M.start(sim, app, on_all_done)
   for _, c in ipairs(calls) do track(c) end
   for _, l in ipairs(loads) do
     local script = l.script or DEFAULT_SCRIPT
-    local base = { from = l.from, to = l.to, args = l.args, script = script }
+    local base = { from = l.from, to = l.to, args = l.args, script = script, audio = l.audio, voice = l.voice }
     if l.calls then
       local total, conc = l.calls, l.concurrency or l.calls
       local started = 0
