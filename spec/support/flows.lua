@@ -573,6 +573,32 @@ F[#F + 1] = { name = "the app hangs up during a playback and a recording", run =
   c:finish()
 end }
 
+F[#F + 1] = { name = "external media (rtp) bridged with a caller, and externalMedia's checks", run = function(c)
+  local cl = c.client
+  c:originate("moh", "caller")
+  c:answered("caller")
+  -- Asterisk's checks, in its order (the client sends what its own checks let through)
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw" })
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1" })
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9", transport = "tcp" })
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+    encapsulation = "audiosocket", transport = "tcp" })
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+    connection_type = "server" })
+  -- RTP to the discard port: the channel enters the app with data as its args
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+    channelId = c.rec:id("ext"), data = "x" })
+  c:wait_for("StasisStart", "ext")
+  local bid = c.rec:id("bridge")
+  c:try(cl.bridges.createWithId, { bridgeId = bid, type = "mixing" })
+  c:try(cl.bridges.addChannel, { bridgeId = bid, channel = c.rec:id("caller") .. "," .. c.rec:id("ext") })
+  c:wait_for("ChannelEnteredBridge", "ext")
+  c:hangup("ext")
+  c:try(cl.bridges.destroy, { bridgeId = bid })
+  c:hangup("caller")
+  c:finish()
+end }
+
 M.list = F
 
 --- Run one flow against the server at url; returns the recorder.
