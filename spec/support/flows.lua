@@ -577,14 +577,19 @@ F[#F + 1] = { name = "external media (rtp) bridged with a caller, and externalMe
   local cl = c.client
   c:originate("moh", "caller")
   c:answered("caller")
-  -- Asterisk's checks, in its order (the client sends what its own checks let through)
-  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw" })
-  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1" })
-  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9", transport = "tcp" })
-  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
-    encapsulation = "audiosocket", transport = "tcp" })
-  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
-    connection_type = "server" })
+  -- Asterisk's checks, in its order (the client sends what its own checks
+  -- let through), as 20 and later make them: 18's are older (other words,
+  -- no transport checks: a channel would be made), so they are not sent there
+  local major = c.client.server and c.client.server.major or 22
+  if major >= 20 then
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9", transport = "tcp" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+      encapsulation = "audiosocket", transport = "tcp" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+      connection_type = "server" })
+  end
   -- RTP to the discard port: the channel enters the app with data as its args
   c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
     channelId = c.rec:id("ext"), data = "x" })
@@ -595,6 +600,7 @@ F[#F + 1] = { name = "external media (rtp) bridged with a caller, and externalMe
   c:wait_for("ChannelEnteredBridge", "ext")
   c:hangup("ext")
   c:try(cl.bridges.destroy, { bridgeId = bid })
+  c:wait_for("ChannelLeftBridge", "caller")
   c:hangup("caller")
   c:finish()
 end }

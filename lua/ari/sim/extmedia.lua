@@ -38,6 +38,17 @@ local AS_KIND = { slin = 0x10, slin12 = 0x11, slin16 = 0x12, slin24 = 0x13, slin
 local INTERNAL = "An internal error prevented this request from being handled"
 local DEFAULT_VOICE = { tone = 440, amplitude = 6000 }
 
+-- A real-time timer of a stream (media runs in real time whatever the
+-- simulator's speed), anchored in the stream until it fires or the stream goes.
+local function em_timer(em, ms, fn)
+  local t
+  t = core.timer(math.max(0, math.floor(ms)), function()
+    em.timers[t] = nil
+    if not em.done then fn() end
+  end)
+  em.timers[t] = true
+end
+
 local function frame_bytes(format)
   local rate = audio.rate(format)
   if not rate then return nil end
@@ -138,6 +149,8 @@ local function finish(sim, em, ws_code)
   if em.done then return end
   em.done = true
   if em.timer then em.timer.stop(); em.timer = nil end
+  for t in pairs(em.timers) do t:stop() end
+  em.timers = {}
   record_stats(sim, em)
   if em.peer then em.peer:close() end
   if em.ws then pcall(em.ws.close, em.ws, ws_code or 1000, "") end
@@ -220,15 +233,15 @@ local function ws_binary(sim, em, data)
     em.queue_full = true
     em.ws:send("MEDIA_XOFF")
     local function check()
-      if em.done or not em.queue_full then return end
+      if not em.queue_full or not em.ws then return end
       if em.queue_frames() < 800 then
         em.queue_full = false
         em.ws:send("MEDIA_XON")
       else
-        core.timer(20, check)
+        em_timer(em, 20, check)
       end
     end
-    core.timer(20, check)
+    em_timer(em, 20, check)
   end
 end
 
@@ -334,7 +347,7 @@ local function channels_externalMedia(sim, p, ctx)
   if sim:id_conflict(p.channelId) then return 500, err_body(INTERNAL) end
   local fb = frame_bytes(format)
   local peer_format = (format == "ulaw" or format == "alaw") and format or "slin"
-  local em = { app = p.app, data = data, format = format, frame_bytes = fb, transport = kind, q_until = 0 }
+  local em = { app = p.app, data = data, format = format, frame_bytes = fb or 320, transport = kind, q_until = 0, timers = {} }
   local name, dialstring, drivervars
   local hexaddr = string.format("0x%x", 0x7f0000000000 + sim:seq("ext") * 0x100)
   if kind == "rtp" then
@@ -389,8 +402,7 @@ local function channels_externalMedia(sim, p, ctx)
       return left > 0 and math.ceil(left / 20) or 0
     end
     em.at_queue_end = function(msg)
-      local left = math.max(0, em.q_until - core.now())
-      core.timer(math.floor(left), function() if em.ws and not em.done then em.ws:send(msg) end end)
+      em_timer(em, em.q_until - core.now(), function() if em.ws then em.ws:send(msg) end end)
     end
   end
   em.dialstring = dialstring
