@@ -34,6 +34,7 @@
 #include "buf.h"
 #include "server.h"
 #include "rfc6455.h"
+#include "audio.h"
 
 #include <errno.h>
 #include <math.h>
@@ -111,24 +112,6 @@ struct fm_peer {
   uint64_t first_in_ms, last_in_ms;
 };
 
-static int16_t fm_ulaw[256], fm_alaw[256];
-
-static void fm_tables(void) {
-  int i;
-  for (i = 0; i < 256; i++) {
-    int u = ~i & 0xff, t = ((u & 0x0f) << 3) + 0x84;
-    t <<= (u & 0x70) >> 4;
-    fm_ulaw[i] = (int16_t)((u & 0x80) ? (0x84 - t) : (t - 0x84));
-    {
-      int a = i ^ 0x55, tt = (a & 0x0f) << 4, seg = (a & 0x70) >> 4;
-      if (seg == 0) tt += 8;
-      else if (seg == 1) tt += 0x108;
-      else { tt += 0x108; tt <<= seg - 1; }
-      fm_alaw[i] = (int16_t)((a & 0x80) ? tt : -tt);
-    }
-  }
-}
-
 static uint64_t fm_fnv(uint64_t h, const unsigned char *d, size_t n) {
   size_t i;
   for (i = 0; i < n; i++) { h ^= d[i]; h *= 0x100000001b3ull; }
@@ -182,8 +165,10 @@ static void fm_count(fm_peer *p, const unsigned char *d, size_t n, int be) {
     ns = n / 2;
     p->digest_in = fm_fnv(p->digest_in, tmp, n);
   } else {
-    const int16_t *t = p->fmt == FM_ULAW ? fm_ulaw : fm_alaw;
-    for (i = 0; i < n; i++) s += (double)t[d[i]] * t[d[i]];
+    for (i = 0; i < n; i++) {
+      double v = p->fmt == FM_ULAW ? audio_ulaw_decode(d[i]) : audio_alaw_decode(d[i]);
+      s += v * v;
+    }
     ns = n;
     p->digest_in = fm_fnv(p->digest_in, d, n);
   }
@@ -208,23 +193,11 @@ static void fm_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 static void fm_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct sockaddr *addr, unsigned flags) {
   fm_peer *p = (fm_peer *)h->data;
-  const unsigned char *d = (const unsigned char *)b->base;
-  size_t n, off;
+  rtp_packet pk;
   (void)addr; (void)flags;
   if (nread <= 0 || p->closed) return;
-  n = (size_t)nread;
-  if (n < 12 || (d[0] >> 6) != 2) return;
-  off = 12 + 4u * (d[0] & 0x0f);
-  if (d[0] & 0x10) {
-    if (n < off + 4) return;
-    off += 4 + 4u * (size_t)((d[off + 2] << 8) | d[off + 3]);
-  }
-  if (d[0] & 0x20) {
-    if (n == 0 || d[n - 1] > n) return;
-    n -= d[n - 1];
-  }
-  if (off > n) return;
-  fm_count(p, d + off, n - off, p->swap);
+  if (rtp_parse((const unsigned char *)b->base, (size_t)nread, &pk) != 0) return;
+  fm_count(p, pk.payload, pk.len, p->swap);
 }
 
 static void fm_close(fm_peer *p);
@@ -324,13 +297,7 @@ static void fm_send_one(fm_peer *p) {
     uv_buf_t b;
     if (p->swap)
       for (i = 0; i + 1 < n; i += 2) { unsigned char t = f[i]; f[i] = f[i + 1]; f[i + 1] = t; }
-    pkt[0] = 0x80;
-    pkt[1] = p->pt & 0x7f;
-    pkt[2] = (unsigned char)(p->seq >> 8); pkt[3] = (unsigned char)p->seq;
-    pkt[4] = (unsigned char)(p->ts >> 24); pkt[5] = (unsigned char)(p->ts >> 16);
-    pkt[6] = (unsigned char)(p->ts >> 8); pkt[7] = (unsigned char)p->ts;
-    pkt[8] = (unsigned char)(p->ssrc >> 24); pkt[9] = (unsigned char)(p->ssrc >> 16);
-    pkt[10] = (unsigned char)(p->ssrc >> 8); pkt[11] = (unsigned char)p->ssrc;
+    rtp_header(pkt, p->pt & 0x7f, 0, p->seq, p->ts, p->ssrc);
     p->seq++;
     p->ts += (uint32_t)(p->fmt == FM_SLIN ? n / 2 : n);
     b = uv_buf_init((char *)pkt, (unsigned)(12 + n));
@@ -752,7 +719,6 @@ void farmedia_open(lua_State *L) {
     {"source", fm_source}, {"flow", fm_flowf}, {"feed", fm_feed}, {"attach", fm_attach},
     {"local_port", fm_local_port}, {"stats", fm_stats}, {"close", fm_closef}, {"__gc", fm_gc},
     {NULL, NULL}};
-  fm_tables();
   core_newmeta(L, FM_MT, m);
   lua_pushcfunction(L, fm_new);
   lua_setfield(L, -2, "farmedia");
