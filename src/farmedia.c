@@ -666,7 +666,15 @@ static int fm_closef(lua_State *L) {
   fm_peer *p = fm_check(L);
   if (p != NULL) {
     p->reported = 1; /* closed by its owner: no event */
+    p->ev_queued = 0;
     fm_close(p);
+    /* let go of the handler and the ws now: the handler often holds the
+     * peer itself (a cycle through the registry that __gc alone would
+     * never see) */
+    core_unref(p->m->c, p->ev_ref);
+    core_unref(p->m->c, p->ws_ref);
+    p->ev_ref = p->ws_ref = LUA_NOREF;
+    p->ws = NULL;
   }
   return 0;
 }
