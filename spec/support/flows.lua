@@ -580,8 +580,10 @@ F[#F + 1] = { name = "external media (rtp) bridged with a caller, and externalMe
   -- Asterisk's checks, in its order (the client sends what its own checks
   -- let through), as 20 and later make them: 18's are older (other words,
   -- no transport checks: a channel would be made), so they are not sent there
-  if not c.client.server then pcall(c.client.probe, c.client) end
-  local major = c.client.server and c.client.server.major or 22
+  local q = c.quiet or ari.connect { url = c.url, user = c.user, password = c.password, events = false }
+  c.quiet = q
+  local got, info = pcall(q.asterisk.getInfo)
+  local major = got and tonumber(tostring(info.system and info.system.version or ""):match("^(%d+)")) or 22
   if major >= 20 then
     c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw" })
     c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1" })
