@@ -117,7 +117,7 @@ valgrind: test-deps all
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 2
-FUZZ_NAMES   := json url event http ws httpreq
+FUZZ_NAMES   := json url event http ws httpreq media
 FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS   = $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Werror \
                $(LUA_CFLAGS) $(DEP_CFLAGS) -DARI_VERSION='"$(VERSION)"' -DARI_LUADIR='"$(LUADIR)"'

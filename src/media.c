@@ -33,72 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEDIA_MT "ari.core.media"
-#define MEDIA_MOD_KEY "ari.core.media.mod"
-#define MEDIA_TICK_MS 10
-#define MEDIA_MAX_TCP_OUT (64 * 1024)   /* unsent bytes before frames are dropped */
-#define MEDIA_MAX_WS_MESSAGE (64 * 1024)
-#define MEDIA_MAX_TEXT 8
-
-enum { T_RTP = 0, T_AS, T_WS };
-enum { S_OPENING = 0, S_OPEN, S_CLOSED };
-
-typedef struct mstream mstream;
-
-typedef struct media_mod {
-  core_loop *c;
-  uv_timer_t tick;
-  int tick_on, closed;
-  mstream *streams;
-} media_mod;
-
-struct mstream {
-  core_loop *c;
-  media_mod *mod;
-  mstream *prev, *next;
-  int refs;               /* the userdata + each open uv handle */
-  int transport, fmt, frame_ms, state;
-  size_t frame_bytes;
-  char reason[160];
-  int cb_ref;
-  int want, want_drain, in_cb;
-  /* sockets */
-  uv_udp_t udp;
-  uv_tcp_t lis, tcp;
-  int udp_open, lis_open, tcp_open, tcp_up;
-  struct sockaddr_storage peer;
-  int have_peer;
-  uv_connect_t creq;
-  buf ibuf;               /* TCP bytes received, not parsed yet */
-  /* rtp */
-  rtp_rx rx;
-  int pt_in, pt_out;
-  uint16_t tx_seq;
-  uint32_t tx_ts, ssrc;
-  /* audiosocket */
-  unsigned char uuid[16];
-  int uuid_ok;
-  /* websocket */
-  rfc6455_parser wsp;
-  int ws_hs;              /* 1 while the handshake answer is awaited */
-  char ws_accept[RFC6455_ACCEPT_LEN + 1];
-  buf text[MEDIA_MAX_TEXT];
-  int ntext;
-  int xoff;
-  /* queues */
-  buf in;                 /* records: 4-byte length, data */
-  size_t in_off, in_bytes, in_max;
-  buf out;
-  size_t out_off, out_max;
-  uint64_t last_write, next_due;
-  /* stats */
-  lua_Integer frames_in, bytes_in, frames_out, bytes_out, dropped_foreign, dropped_in, dropped_out;
-  lua_Integer late_ticks, underruns;
-};
+#include "media.h"
 
 /* ---------------------------------------------------------------- lifetime */
 
-static void ms_unref(mstream *s) {
+void ms_unref(mstream *s) {
   int i;
   if (--s->refs > 0) return;
   buf_free(&s->ibuf);
@@ -110,7 +49,13 @@ static void ms_unref(mstream *s) {
 
 static void ms_handle_closed(uv_handle_t *h) { ms_unref((mstream *)h->data); }
 
-static void ms_event(mstream *s, const char *kind) {
+static void ms_tcp_closed(uv_handle_t *h) {
+  mstream *s = (mstream *)h->data;
+  free(h);
+  ms_unref(s);
+}
+
+void ms_event(mstream *s, const char *kind) {
   core_loop *c = s->c;
   if (c->closing || s->cb_ref == LUA_NOREF) return;
   if (!core_push_ref(c, s->cb_ref)) { lua_pop(c->L, 1); return; }
@@ -131,21 +76,21 @@ static void ms_unlink(mstream *s) {
 }
 
 /* Close the sockets; the stream stays readable (what is queued) until gc. */
-static void ms_close(mstream *s, const char *reason, int notify) {
+void ms_close(mstream *s, const char *reason, int notify) {
   if (s->state == S_CLOSED) return;
   s->state = S_CLOSED;
   snprintf(s->reason, sizeof s->reason, "%s", reason);
   ms_unlink(s);
   if (s->udp_open) { s->udp_open = 0; uv_close((uv_handle_t *)&s->udp, ms_handle_closed); }
   if (s->lis_open) { s->lis_open = 0; uv_close((uv_handle_t *)&s->lis, ms_handle_closed); }
-  if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)&s->tcp, ms_handle_closed); }
+  if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)s->tcp, ms_tcp_closed); }
   s->out_off = s->out.len = 0;
   if (notify) ms_event(s, "closed");
 }
 
 /* ---------------------------------------------------------------- input queue */
 
-static void in_push(mstream *s, const unsigned char *p, size_t n) {
+void in_push(mstream *s, const unsigned char *p, size_t n) {
   unsigned char hdr[4];
   if (n == 0 || s->state == S_CLOSED) return;
   /* full: the oldest goes */
@@ -187,14 +132,13 @@ static void rtp_deliver(void *ud, const unsigned char *p, size_t n) {
 
 /* ---------------------------------------------------------------- output */
 
-static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn);
 
 static int default_pt(int fmt) {
   switch (fmt) {
   case AUDIO_ULAW: return 0;
   case AUDIO_ALAW: return 8;
   case AUDIO_SLIN16: return 118;
-  default: return 124;
+  default: return 11;
   }
 }
 
@@ -219,9 +163,9 @@ static void send_frame(mstream *s, unsigned char *p, size_t n) {
     size_t hl;
     if (n > sizeof tmp) { s->dropped_out++; return; }
     uv_random(NULL, NULL, mask, 4, 0, NULL);
-    hl = rfc6455_header(h, RFC6455_BINARY, 1, n, mask);
+    hl = rfc6455_header(h, RFC6455_BINARY, 1, n, s->ws_server ? NULL : mask);
     memcpy(tmp, p, n);
-    rfc6455_mask(tmp, n, mask, 0);
+    if (!s->ws_server) rfc6455_mask(tmp, n, mask, 0);
     if (tcp_send(s, h, hl, tmp, n) != 0) { s->dropped_out++; return; }
   }
   s->frames_out++;
@@ -231,7 +175,24 @@ static void send_frame(mstream *s, unsigned char *p, size_t n) {
 static void ms_pace(mstream *s, uint64_t now) {
   int sent = 0;
   if (s->state != S_OPEN || s->xoff) return;
-  if (s->out.len - s->out_off == 0) return;
+  if (s->out.len - s->out_off == 0) {
+    /* AudioSocket: Asterisk's channel reads the socket blocking (its bridge
+     * stalls without input), so silence goes when there is nothing to send */
+    if (s->transport == T_AS && s->uuid_ok) {
+      unsigned char sil[8192];
+      if (s->next_due + 3 * (uint64_t)s->frame_ms < now) s->next_due = now;
+      while (s->next_due <= now && sent < 2 && s->frame_bytes <= sizeof sil && s->state == S_OPEN) {
+        unsigned char h[3];
+        audio_silence_fill(sil, s->frame_bytes, s->fmt);
+        as_header(h, s->fmt == AUDIO_SLIN16 ? AS_AUDIO_SLIN16 : AS_AUDIO, s->frame_bytes);
+        if (tcp_send(s, h, 3, sil, s->frame_bytes) == 0) s->fill_out++;
+        else s->dropped_out++;
+        s->next_due += (uint64_t)s->frame_ms;
+        sent++;
+      }
+    }
+    return;
+  }
   if (s->next_due + (uint64_t)s->frame_ms < now) {
     s->late_ticks++;
     if (s->next_due + 3 * (uint64_t)s->frame_ms < now) s->next_due = now; /* far behind: no burst */
@@ -299,12 +260,12 @@ static void write_done(uv_write_t *req, int status) {
   free(w);
 }
 
-static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
+int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
   wreq *w;
   uv_buf_t bufs[2];
   int r;
   if (!s->tcp_up) return -1;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&s->tcp) > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
+  if (uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
   w = malloc(sizeof *w + an + bn);
   if (w == NULL) return -1;
   memcpy((unsigned char *)(w + 1), a, an);
@@ -312,13 +273,13 @@ static int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigne
   bufs[0] = uv_buf_init((char *)(w + 1), (unsigned)(an + bn));
   w->s = s;
   s->refs++;
-  r = uv_write(&w->req, (uv_stream_t *)&s->tcp, bufs, 1, write_done);
+  r = uv_write(&w->req, (uv_stream_t *)s->tcp, bufs, 1, write_done);
   if (r != 0) { s->refs--; free(w); return -1; }
   (void)bufs[1];
   return 0;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
+void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   static char slab[65536];
   (void)h; (void)size;
   *b = uv_buf_init(slab, sizeof slab);
@@ -349,52 +310,7 @@ static void as_message(mstream *s, const as_msg *m) {
   } /* DTMF and others: not audio */
 }
 
-static void ws_text(mstream *s, const unsigned char *p, size_t n) {
-  if (s->ntext >= MEDIA_MAX_TEXT) return; /* nobody reads them: the newest go */
-  buf_free(&s->text[s->ntext]);
-  if (buf_add(&s->text[s->ntext], p, n) != 0) return;
-  s->ntext++;
-  if (n >= 10 && memcmp(p, "MEDIA_XOFF", 10) == 0) s->xoff = 1;
-  else if (n >= 9 && memcmp(p, "MEDIA_XON", 9) == 0) s->xoff = 0;
-  else if (n > 0 && p[0] == '{') {
-    if (strstr((const char *)s->text[s->ntext - 1].p, "\"MEDIA_XOFF\"")) s->xoff = 1;
-    else if (strstr((const char *)s->text[s->ntext - 1].p, "\"MEDIA_XON\"")) s->xoff = 0;
-  }
-  ms_event(s, "text");
-}
-
-/* The WebSocket handshake answer: 1 done, 0 need more, -1 refused. */
-static int ws_handshake(mstream *s) {
-  char *end, *acc, accept_lc[RFC6455_ACCEPT_LEN + 1];
-  size_t hl, i;
-  for (i = 0; i <= RFC6455_ACCEPT_LEN; i++) accept_lc[i] = (char)tolower((unsigned char)s->ws_accept[i]);
-  if (buf_reserve(&s->ibuf, 1) != 0) return -1;
-  s->ibuf.p[s->ibuf.len] = '\0';
-  end = strstr((char *)s->ibuf.p, "\r\n\r\n");
-  if (end == NULL) return s->ibuf.len > 8192 ? -1 : 0;
-  hl = (size_t)(end - (char *)s->ibuf.p) + 4;
-  *end = '\0';
-  if (strncmp((char *)s->ibuf.p, "HTTP/1.1 101", 12) != 0) {
-    char *eol = strstr((char *)s->ibuf.p, "\r\n");
-    if (eol) *eol = '\0';
-    snprintf(s->reason, sizeof s->reason, "error: websocket refused: %.100s", (char *)s->ibuf.p);
-    return -1;
-  }
-  for (acc = (char *)s->ibuf.p; *acc; acc++) *acc = (char)tolower((unsigned char)*acc);
-  acc = strstr((char *)s->ibuf.p, "\r\nsec-websocket-accept:");
-  if (acc == NULL || strstr(acc, accept_lc) == NULL) {
-    snprintf(s->reason, sizeof s->reason, "error: websocket handshake: bad Sec-WebSocket-Accept");
-    return -1;
-  }
-  buf_consume(&s->ibuf, hl);
-  s->ws_hs = 0;
-  s->state = S_OPEN;
-  s->next_due = uv_now(&s->c->uv);
-  ms_event(s, "open");
-  return 1;
-}
-
-static void tcp_input(mstream *s) {
+void tcp_input(mstream *s) {
   size_t off = 0;
   if (s->transport == T_WS && s->ws_hs) {
     int r = ws_handshake(s);
@@ -425,7 +341,7 @@ static void tcp_input(mstream *s) {
         buf pong = {0};
         unsigned char mask[4];
         uv_random(NULL, NULL, mask, 4, 0, NULL);
-        if (rfc6455_frame_add(&pong, RFC6455_PONG, f.data, f.len, mask) == 0) tcp_send(s, (unsigned char *)pong.p, pong.len, NULL, 0);
+        if (rfc6455_frame_add(&pong, RFC6455_PONG, f.data, f.len, s->ws_server ? NULL : mask) == 0) tcp_send(s, (unsigned char *)pong.p, pong.len, NULL, 0);
         buf_free(&pong);
         continue;
       }
@@ -443,7 +359,7 @@ static void tcp_input(mstream *s) {
   if (off > 0) buf_consume(&s->ibuf, off);
 }
 
-static void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   mstream *s = (mstream *)st->data;
   if (nread < 0) {
     ms_close(s, nread == UV_EOF ? "peer" : "error: connection lost", 1);
@@ -468,14 +384,16 @@ static void as_accept_cb(uv_stream_t *lis, int status) {
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
     return;
   }
-  uv_tcp_init(&s->c->uv, &s->tcp);
-  s->tcp.data = s;
+  if ((s->tcp = malloc(sizeof *s->tcp)) == NULL) return;
+  uv_tcp_init(&s->c->uv, s->tcp);
+  uv_unref((uv_handle_t *)s->tcp);
+  s->tcp->data = s;
   s->tcp_open = 1;
   s->refs++;
-  if (uv_accept(lis, (uv_stream_t *)&s->tcp) != 0) { ms_close(s, "error: accept failed", 1); return; }
+  if (uv_accept(lis, (uv_stream_t *)s->tcp) != 0) { ms_close(s, "error: accept failed", 1); return; }
   s->tcp_up = 1;
-  uv_tcp_nodelay(&s->tcp, 1);
-  uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, tcp_read_cb);
+  uv_tcp_nodelay(s->tcp, 1);
+  uv_read_start((uv_stream_t *)s->tcp, alloc_cb, tcp_read_cb);
   /* one connection: the listening socket goes */
   s->lis_open = 0;
   uv_close((uv_handle_t *)&s->lis, ms_handle_closed);
@@ -499,6 +417,7 @@ static int same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
 static int pt_fits(int fmt, int pt) {
   if (fmt == AUDIO_ULAW) return pt == 0;
   if (fmt == AUDIO_ALAW) return pt == 8;
+  if (fmt == AUDIO_SLIN && (pt == 10 || pt == 11)) return 1;
   return pt >= 96 && pt <= 127;
 }
 
@@ -531,9 +450,7 @@ static void udp_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   *b = uv_buf_init(slab, sizeof slab);
 }
 
-/* ---------------------------------------------------------------- Lua */
-
-static mstream *check_ms(lua_State *L) {
+mstream *check_ms(lua_State *L) {
   mstream **p = (mstream **)luaL_checkudata(L, 1, MEDIA_MT);
   if (*p == NULL) luaL_error(L, "media stream already freed");
   return *p;
@@ -552,7 +469,7 @@ static int opt_int(lua_State *L, int t, const char *k, int def, int lo, int hi) 
   return v;
 }
 
-static int parse_addr(const char *ip, int port, struct sockaddr_storage *out) {
+int parse_addr(const char *ip, int port, struct sockaddr_storage *out) {
   memset(out, 0, sizeof *out);
   if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0) return 0;
   if (uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out) == 0) return 0;
@@ -613,6 +530,7 @@ static int l_new(lua_State *L) {
 
   if (transport == T_RTP) {
     uv_udp_init(&c->uv, &s->udp);
+    uv_unref((uv_handle_t *)&s->udp);
     s->udp.data = s;
     s->udp_open = 1;
     s->refs++;
@@ -627,6 +545,7 @@ static int l_new(lua_State *L) {
     if (u == NULL || as_uuid_bytes(u, s->uuid) != 0) { ms_close(s, "error", 0); return luaL_error(L, "media: audiosocket needs a uuid"); }
     lua_pop(L, 1);
     uv_tcp_init(&c->uv, &s->lis);
+    uv_unref((uv_handle_t *)&s->lis);
     s->lis.data = s;
     s->lis_open = 1;
     s->refs++;
@@ -664,60 +583,6 @@ static int l_set_peer(lua_State *L) {
   if (port <= 0 || port > 65535 || parse_addr(ip, port, &s->peer) != 0)
     return luaL_error(L, "media: bad peer address %s:%d", ip, port);
   s->have_peer = 1;
-  return 0;
-}
-
-static void ws_connect_cb(uv_connect_t *req, int status) {
-  mstream *s = (mstream *)req->data;
-  if (s->state == S_CLOSED) { ms_unref(s); return; }
-  if (status < 0) {
-    char why[120];
-    snprintf(why, sizeof why, "error: websocket connect: %s", uv_strerror(status));
-    ms_close(s, why, 1);
-    ms_unref(s);
-    return;
-  }
-  s->tcp_up = 1;
-  uv_tcp_nodelay(&s->tcp, 1);
-  /* the request was queued by l_ws_connect in ibuf's place: send it now */
-  tcp_send(s, (unsigned char *)s->ibuf.p, s->ibuf.len, NULL, 0);
-  s->ibuf.len = 0;
-  uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, tcp_read_cb);
-  ms_unref(s);
-}
-
-static int l_ws_connect(lua_State *L) {
-  mstream *s = check_ms(L);
-  const char *ip = luaL_checkstring(L, 2);
-  int port = (int)luaL_checkinteger(L, 3), r;
-  const char *path = luaL_checkstring(L, 4), *extra = luaL_optstring(L, 5, "");
-  struct sockaddr_storage a;
-  unsigned char nonce[16];
-  char key[RFC6455_KEY_LEN + 1];
-  if (s->transport != T_WS || s->tcp_open || s->state == S_CLOSED) return luaL_error(L, "media: ws_connect: not a fresh websocket stream");
-  if (parse_addr(ip, port, &a) != 0) return luaL_error(L, "media: bad address %s:%d", ip, port);
-  uv_random(NULL, NULL, nonce, sizeof nonce, 0, NULL);
-  rfc6455_key(nonce, key);
-  rfc6455_accept(key, strlen(key), s->ws_accept);
-  s->ibuf.len = 0;
-  if (buf_adds(&s->ibuf, "GET ") || buf_adds(&s->ibuf, path) || buf_adds(&s->ibuf, " HTTP/1.1\r\nHost: ") ||
-      buf_adds(&s->ibuf, ip) || buf_adds(&s->ibuf, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: media\r\nSec-WebSocket-Key: ") ||
-      buf_adds(&s->ibuf, key) || buf_adds(&s->ibuf, "\r\n") || buf_adds(&s->ibuf, extra) || buf_adds(&s->ibuf, "\r\n"))
-    return luaL_error(L, "out of memory");
-  uv_tcp_init(&s->c->uv, &s->tcp);
-  s->tcp.data = s;
-  s->tcp_open = 1;
-  s->refs++;
-  s->ws_hs = 1;
-  s->creq.data = s;
-  s->refs++;
-  r = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&a, ws_connect_cb);
-  if (r != 0) {
-    s->refs--;
-    ms_close(s, "error: websocket connect", 0);
-    return luaL_error(L, "media: connect: %s", uv_strerror(r));
-  }
   return 0;
 }
 
@@ -768,39 +633,6 @@ static int l_flush(lua_State *L) {
 
 static int l_queued(lua_State *L) { lua_pushnumber(L, out_ms(check_ms(L))); return 1; }
 
-static int l_send_text(lua_State *L) {
-  mstream *s = check_ms(L);
-  size_t n;
-  const char *p = luaL_checklstring(L, 2, &n);
-  unsigned char h[RFC6455_MAX_HEADER], mask[4], *tmp;
-  size_t hl;
-  int r;
-  if (s->transport != T_WS || s->state != S_OPEN || n > 4096) { lua_pushboolean(L, 0); return 1; }
-  tmp = malloc(n + 1);
-  if (tmp == NULL) return luaL_error(L, "out of memory");
-  memcpy(tmp, p, n);
-  uv_random(NULL, NULL, mask, 4, 0, NULL);
-  hl = rfc6455_header(h, RFC6455_TEXT, 1, n, mask);
-  rfc6455_mask(tmp, n, mask, 0);
-  r = tcp_send(s, h, hl, tmp, n);
-  free(tmp);
-  lua_pushboolean(L, r == 0);
-  return 1;
-}
-
-static int l_text(lua_State *L) {
-  mstream *s = check_ms(L);
-  buf first;
-  if (s->ntext == 0) return 0;
-  first = s->text[0];
-  lua_pushlstring(L, (const char *)first.p, first.len);
-  buf_free(&first);
-  memmove(&s->text[0], &s->text[1], sizeof(buf) * (size_t)(MEDIA_MAX_TEXT - 1));
-  memset(&s->text[MEDIA_MAX_TEXT - 1], 0, sizeof(buf));
-  s->ntext--;
-  return 1;
-}
-
 static int l_state(lua_State *L) {
   mstream *s = check_ms(L);
   static const char *names[] = {"opening", "open", "closed"};
@@ -827,6 +659,7 @@ static int l_stats(lua_State *L) {
   setint(L, "dropped_foreign", s->dropped_foreign); setint(L, "dropped_in", s->dropped_in);
   setint(L, "dropped_out", s->dropped_out);
   setint(L, "late_ticks", s->late_ticks); setint(L, "underruns", s->underruns);
+  setint(L, "fill_out", s->fill_out);
   lua_pushnumber(L, out_ms(s)); lua_setfield(L, -2, "queue_ms");
   lua_pushnumber(L, (lua_Number)s->in_bytes * 1000.0 / (audio_rate(s->fmt) * audio_bps(s->fmt)));
   lua_setfield(L, -2, "in_queue_ms");
@@ -875,13 +708,17 @@ static media_mod *get_mod(lua_State *L) {
     if (m == NULL) luaL_error(L, "out of memory");
     m->c = c;
     uv_timer_init(&c->uv, &m->tick);
-    m->tick.data = m;
+    uv_unref((uv_handle_t *)&m->tick); /* media never keeps the loop alive by itself: */
+    m->tick.data = m;                    /* its call (the ARI connection) does */
     lua_pushlightuserdata(L, m);
     lua_setfield(L, LUA_REGISTRYINDEX, MEDIA_MOD_KEY);
     core_on_shutdown(c, mod_shutdown, m);
   }
   return m;
 }
+
+void media_check_open(lua_State *L); /* media_check.c */
+void media_listen_open(lua_State *L); /* media_listen.c */
 
 void media_open(lua_State *L) {
   static const luaL_Reg meth[] = {
@@ -892,4 +729,6 @@ void media_open(lua_State *L) {
   core_newmeta(L, MEDIA_MT, meth);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "media_new");
+  media_check_open(L);
+  media_listen_open(L);
 }

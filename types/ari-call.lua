@@ -157,6 +157,10 @@ function Call:dial(endpoint, opts) end
 ---@param opts? table
 ---@return ari.Call
 function Call:snoop(opts) end
+---The call's audio as a stream (docs/media.md).
+---@param opts? { format: "ulaw"|"alaw"|"slin"|"slin16", transport: "rtp"|"audiosocket"|"websocket", connection_type: "server"|"client", connection: string, listener: ari.media.Listener, host: string, bind: string, queue_ms: integer, in_queue_ms: integer, timeout: integer, variables: table<string, string> }
+---@return ari.media.Stream
+function Call:media(opts) end
 ---@param fn fun(call: ari.Call)
 function Call:on_hangup(fn) end
 ---@param timeout? integer
@@ -214,8 +218,107 @@ function App:stats() end
 ---@param grace? integer
 function App:shutdown(grace) end
 
+---@class ari.MediaError: ari.Error
+---@field kind "media"
+---@field reason "overflow"|"closed"|"unsupported"
+
+---A call's audio stream (call:media).
+---@class ari.media.Stream
+---@field format string
+---@field rate integer
+---@field frame_ms integer
+---@field frame_bytes integer
+---@field transport string
+---@field connection_type string?
+---@field channel ari.Channel
+---@field channel_id string
+---@field bridge ari.Bridge.helper
+---@field call ari.Call
+---@field external_host string?
+---@field media_start string?
+---@field closed boolean?
+---@field closed_reason string?
+local Stream = {}
+---@param timeout_ms? integer
+---@return string|nil data
+---@return number|"timeout"|"closed" ms_or_why
+function Stream:read(timeout_ms) end
+---@param data string
+---@return true|nil ok
+---@return ari.MediaError? err
+function Stream:write(data) end
+---@param timeout_ms? integer
+---@return true|nil ok
+---@return "timeout"|"closed"|nil why
+function Stream:drain(timeout_ms) end
+---@return number ms_dropped
+function Stream:flush() end
+function Stream:close() end
+---@return { frames_in: integer, bytes_in: integer, frames_out: integer, bytes_out: integer, lost: integer, reordered: integer, late: integer, duplicates: integer, dropped_foreign: integer, dropped_in: integer, dropped_out: integer, late_ticks: integer, underruns: integer, queue_ms: number, in_queue_ms: number, peer_queue_full: boolean }
+function Stream:stats() end
+
+---@class ari.media.Listener
+local Listener = {}
+---@return integer
+function Listener:port() end
+---@param path? string
+---@return string
+function Listener:url(path) end
+---@return { accepted: integer, adopted: integer, refused: integer }
+function Listener:stats() end
+function Listener:close() end
+
+---@class ari.media
+---@field audio ari.audio
+local media = {}
+---@param opts? { host: string, port: integer }
+---@return ari.media.Listener
+function media.listen(opts) end
+
+---@class ari.audio
+local audio = {}
+---@param data string
+---@param format string
+---@return number rms 0..32767
+function audio.energy(data, format) end
+---@param data string
+---@param format string
+---@return number dbfs
+function audio.dbfs(data, format) end
+---@param freq number
+---@param ms number
+---@param format string
+---@param amplitude? number
+---@return string
+function audio.tone(freq, ms, format, amplitude) end
+---@param ms number
+---@param format string
+---@return string
+function audio.silence(ms, format) end
+---@param data string
+---@param format string
+---@return string slin
+function audio.decode(data, format) end
+---@param slin string
+---@param format string
+---@return string
+function audio.encode(slin, format) end
+---@param format string
+---@return integer
+function audio.rate(format) end
+---@param ms number
+---@param format string
+---@return integer
+function audio.bytes(ms, format) end
+---@param nbytes integer
+---@param format string
+---@return number
+function audio.ms(nbytes, format) end
+
 ---@class ari
 ---@field version string
+---@field audio ari.audio
+---@field media ari.media
 ---@field log ari.log
 ---@field core table
 local ari = {}

@@ -29,6 +29,9 @@ local function usage(msg, level) return errors.usage(msg, (level or 1) + 1) end
 
 -- ari.audio -------------------------------------------------------------------
 
+-- The first major whose AudioSocket carries 16 kHz (message kind 0x12)
+local AS_SLIN16_SINCE = 20
+
 local FORMATS = { ulaw = true, alaw = true, slin = true, slin16 = true }
 local TRANSPORTS = { rtp = true, audiosocket = true, websocket = true }
 
@@ -88,8 +91,11 @@ local function on_event(self, kind)
     return
   end
   if kind == "closed" then
+    -- the peer or an error ended the transport: the media channel and the
+    -- bridge go too, and a waiting read/drain returns "closed"
     local _, why = self._s:state()
-    self.closed_reason = self.closed_reason or (why == "peer" and "peer" or why)
+    self:_gone(why or "peer")
+    return
   end
   local w = self._waiting
   if w and (kind == w.want or kind == "closed" or (kind == "open" and w.want == "open")) then
@@ -177,6 +183,12 @@ function Stream:write(data)
   end
   if self.closed then return nil, media_error("closed", "the stream is closed") end
   check_call(self)
+  if self.transport == "rtp" and self.format == "slin16" then
+    -- chan_rtp maps only static payload types on receive (up to 34): a
+    -- dynamic one (slin16's) is dropped by Asterisk
+    return nil, media_error("unsupported", "Asterisk's RTP channel drops slin16 it receives (no dynamic payload "
+      .. "types): write ulaw, alaw or slin over RTP, or use the audiosocket or websocket transport")
+  end
   local ok, why = self._s:write(data)
   if ok then return true end
   if why == "overflow" then
@@ -212,6 +224,7 @@ function Stream:stats() return self._s:stats() end
 function Stream:_gone(reason)
   if self.closed then return end
   self.closed = true
+  if self.listener and self.listener._l then self.listener._l:forget(self.channel_id) end
   self.closed_reason = self.closed_reason or reason
   self._s:close(reason)
   local w = self._waiting
@@ -250,6 +263,9 @@ local function check_opts(opts)
   if not TRANSPORTS[tr] then
     error(usage(string.format("call:media: unknown transport '%s' (rtp, audiosocket, websocket)", tostring(tr)), 3), 0)
   end
+  if tr == "audiosocket" and fmt ~= "slin" and fmt ~= "slin16" then
+    error(usage(string.format("call:media: the audiosocket transport carries slin or slin16, not %s", fmt), 3), 0)
+  end
   local ct = opts.connection_type
   if ct ~= nil and tr ~= "websocket" then error(usage("call:media: connection_type is for the websocket transport", 3), 0) end
   ct = ct or (tr == "websocket" and "server" or nil)
@@ -258,6 +274,9 @@ local function check_opts(opts)
   end
   if ct == "client" and (opts.connection == nil or opts.listener == nil) then
     error(usage("call:media: connection_type = \"client\" needs connection (its websocket_client.conf name) and listener", 3), 0)
+  end
+  if ct == "client" and getmetatable(opts.listener) ~= M.Listener then
+    error(usage("call:media: listener must be an ari.media.listen{} listener", 3), 0)
   end
   for _, k in ipairs { "queue_ms", "in_queue_ms", "timeout" } do
     local v = opts[k]
@@ -280,13 +299,13 @@ function M.open(call, opts)
   if call.hungup then error(call:_hangup_error(), 0) end
   local app, client = call.app, call.client
   local major = client.server and client.server.major
+  if tr == "audiosocket" and fmt == "slin16" and major and major < AS_SLIN16_SINCE then
+    error(errors.new { kind = "unsupported", operation = "call:media", since = AS_SLIN16_SINCE,
+      message = "slin16 over AudioSocket needs Asterisk " .. AS_SLIN16_SINCE .. " or later (this is " .. tostring(major) .. ")" }, 0)
+  end
   if tr == "websocket" and major and major < 20 then
     error(errors.new { kind = "unsupported", operation = "call:media", since = 20,
       message = "the websocket media transport needs Asterisk 20 or later (this is " .. tostring(major) .. ")" }, 0)
-  end
-  if ct == "client" then
-    error(errors.new { kind = "unsupported", operation = "call:media",
-      message = "connection_type = \"client\" is not implemented yet (use \"server\")" }, 0)
   end
   app:wait_registered("media")
   local host = opts.host or "127.0.0.1"
@@ -311,10 +330,18 @@ function M.open(call, opts)
     params.encapsulation, params.transport, params.data = "audiosocket", "tcp", id
   else
     params.encapsulation, params.transport, params.connection_type = "none", "websocket", ct
+    if ct == "client" then
+      params.external_host = opts.connection
+      -- Asterisk connects while the channel is being set up: expected before the request
+      local lis = opts.listener
+      lis._l:expect(id, s)
+      self.listener = lis
+    end
   end
   self.external_host = params.external_host
   local ok, ch = pcall(client.channels.externalMedia, params)
   if not ok then
+    if self.listener then self.listener._l:forget(id) end
     s:close("error"); self.closed = true
     app:forget(ext)
     if errors.is(ch, "hangup") then error(ch, 0) end
@@ -331,7 +358,7 @@ function M.open(call, opts)
     local addr, port = vars.UNICASTRTP_LOCAL_ADDRESS, tonumber(vars.UNICASTRTP_LOCAL_PORT)
     if not addr or not port then abort(fail("failed", "the RTP channel did not say where it listens (UNICASTRTP_LOCAL_ADDRESS/PORT)")) end
     s:set_peer(addr, port)
-  elseif tr == "websocket" then
+  elseif tr == "websocket" and ct == "server" then
     local cid = vars.MEDIA_WEBSOCKET_CONNECTION_ID
     local ahost, aport = server_addr(client)
     if not cid or not ahost then abort(fail("failed", "the websocket channel has no MEDIA_WEBSOCKET_CONNECTION_ID")) end
@@ -364,5 +391,34 @@ function M.open(call, opts)
   self.bridge = bridge
   return self
 end
+
+-- ari.media.listen ----------------------------------------------------------
+
+local Listener = {}
+Listener.__index = Listener
+M.Listener = Listener
+
+--- ari.media.listen{ host = "127.0.0.1", port = 0 } -> listener: where
+-- Asterisk's websocket_client.conf connections (connection_type "client")
+-- point.  listener:port(), listener:url([path]), listener:stats(),
+-- listener:close().
+function M.listen(opts)
+  if opts ~= nil and type(opts) ~= "table" then error(usage("ari.media.listen: opts must be a table", 2), 0) end
+  opts = opts or {}
+  local host = opts.host or "127.0.0.1"
+  local port = opts.port or 0
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then error(usage("ari.media.listen: bad port", 2), 0) end
+  local l, err = core.media_listen(host, port)
+  if not l then error(errors.new { kind = "listen", operation = "ari.media.listen", host = host, port = port, message = err }, 0) end
+  return setmetatable({ _l = l, host = host }, Listener)
+end
+
+function Listener:port() return self._l:port() end
+function Listener:url(path)
+  local h = self.host:find(":", 1, true) and ("[" .. self.host .. "]") or self.host
+  return "ws://" .. h .. ":" .. tostring(self._l:port()) .. (path or "/media")
+end
+function Listener:stats() return self._l:stats() end
+function Listener:close() self._l:close() end
 
 return M
