@@ -8,8 +8,9 @@
 --   ARI_URL=http://127.0.0.1:8088 ARI_USER=asterisk ARI_PASSWORD=secret ari-lua examples/echo-bot.lua
 --
 -- Knobs: $ECHO_DELAY_MS (default 500), $MEDIA_TRANSPORT (rtp, audiosocket
--- or websocket; default rtp), $MEDIA_FORMAT (default slin16; AudioSocket
--- needs slin on Asterisk 18), $ECHO_SECONDS (hang up after that long; default:
+-- or websocket; default rtp), $MEDIA_FORMAT (default slin16, but slin over
+-- RTP: Asterisk's RTP channel drops slin16 sent to it; AudioSocket needs slin
+-- on Asterisk 18), $ECHO_SECONDS (hang up after that long; default:
 -- when the caller hangs up), the app name ("echo-bot"; --app NAME or ARI_APP).
 --
 -- Dialplan on a real Asterisk:  exten => 500,1,Stasis(echo-bot)
@@ -17,7 +18,7 @@ local ari = require "ari"
 
 local DELAY_MS = tonumber(os.getenv("ECHO_DELAY_MS") or "") or 500
 local TRANSPORT = os.getenv("MEDIA_TRANSPORT") or "rtp"
-local FORMAT = os.getenv("MEDIA_FORMAT") or "slin16"
+local FORMAT = os.getenv("MEDIA_FORMAT") or (TRANSPORT == "rtp" and "slin" or "slin16")
 local SECONDS = tonumber(os.getenv("ECHO_SECONDS") or "")
 
 local app = ari.app "echo-bot"

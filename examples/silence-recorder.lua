@@ -10,7 +10,8 @@
 -- Knobs: $RECORD_DIR (where the WAV files go; default $TMPDIR or /tmp),
 -- $SILENCE_MS (default 1500), $SILENCE_LEVEL (the RMS below which a chunk
 -- is silence; default 300), $MAX_SECONDS (default 30), $MEDIA_TRANSPORT
--- (rtp, audiosocket, websocket; default rtp), the app name
+-- (rtp, audiosocket, websocket; default rtp), $MEDIA_FORMAT (default slin16,
+-- but slin over RTP, where Asterisk drops slin16 sent to it: the beep), the app name
 -- ("silence-recorder"; --app NAME or ARI_APP).
 --
 -- Dialplan on a real Asterisk:  exten => 600,1,Stasis(silence-recorder)
@@ -21,10 +22,11 @@ local SILENCE_MS = tonumber(os.getenv("SILENCE_MS") or "") or 1500
 local LEVEL = tonumber(os.getenv("SILENCE_LEVEL") or "") or 300
 local MAX_SECONDS = tonumber(os.getenv("MAX_SECONDS") or "") or 30
 local TRANSPORT = os.getenv("MEDIA_TRANSPORT") or "rtp"
+local FORMAT = os.getenv("MEDIA_FORMAT") or (TRANSPORT == "rtp" and "slin" or "slin16")
 
 local app = ari.app "silence-recorder"
 
--- A WAV file of 16-bit mono samples.
+-- A WAV file of 16-bit mono samples (ulaw/alaw are decoded first).
 local function write_wav(path, data, rate)
   local f = assert(io.open(path, "wb"))
   f:write("RIFF", string.pack("<I4", 36 + #data), "WAVE",
@@ -35,7 +37,7 @@ end
 
 app:on_call(function(call)
   call:answer()
-  local m = call:media { format = "slin16", transport = TRANSPORT }
+  local m = call:media { format = FORMAT, transport = TRANSPORT }
   m:write(ari.audio.tone(1000, 250, m.format))        -- the beep: "speak now"
   m:drain(1000)
   local chunks, total_ms, speech_ms, quiet_ms = {}, 0, 0, 0
@@ -60,7 +62,7 @@ app:on_call(function(call)
   end
   m:close()
   local path = string.format("%s/message-%s.wav", DIR, call.id:gsub("[^%w%-]", "-"))
-  write_wav(path, table.concat(chunks), m.rate)
+  write_wav(path, ari.audio.decode(table.concat(chunks), m.format), m.rate)
   call.log:info("recorded %.1f s (%.1f s of speech), ended by %s: %s", total_ms / 1000, speech_ms / 1000, ended, path)
   call:hangup()
 end)

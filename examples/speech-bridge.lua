@@ -19,8 +19,8 @@
 --   A binary message from the service is raw audio, played too.
 --
 -- Knobs: $SPEECH_URL (required), $MEDIA_TRANSPORT (rtp, audiosocket,
--- websocket; default rtp), $MEDIA_FORMAT (slin16 or slin, ulaw, alaw;
--- default slin16), the app name ("speech-bridge"; --app NAME or ARI_APP).
+-- websocket; default rtp), $MEDIA_FORMAT (slin16, slin, ulaw, alaw; default
+-- slin16, but slin over RTP: Asterisk's RTP channel drops slin16 sent to it), the app name ("speech-bridge"; --app NAME or ARI_APP).
 --
 -- Dialplan on a real Asterisk:  exten => 700,1,Stasis(speech-bridge)
 local ari = require "ari"
@@ -29,7 +29,7 @@ local base64 = require "ari.base64"
 
 local URL = os.getenv("SPEECH_URL")
 local TRANSPORT = os.getenv("MEDIA_TRANSPORT") or "rtp"
-local FORMAT = os.getenv("MEDIA_FORMAT") or "slin16"
+local FORMAT = os.getenv("MEDIA_FORMAT") or (TRANSPORT == "rtp" and "slin" or "slin16")
 if not URL or URL == "" then error("speech-bridge: set SPEECH_URL to the speech service's ws:// or wss:// URL", 0) end
 
 local app = ari.app "speech-bridge"

@@ -26,6 +26,8 @@
  *
  * All flowing peers share one 20 ms tick of the loop (catching up at most
  * one frame a tick when the loop was late, counted in late_ticks).
+ * RTP packets that are not RTP, or carry a dynamic payload type (above 34),
+ * are dropped (dropped_in), as chan_rtp drops them.
  * Received audio: frames, bytes, samples, the sum of squares of the
  * samples (linear 16-bit), the loudest frame's RMS, frames whose RMS is at
  * least 200 ("loud"), and an FNV-1a 64 digest of the samples in host order.
@@ -106,7 +108,7 @@ struct fm_peer {
   char ev_name[16], ev_detail[128];
   int ev_queued;
   /* stats */
-  uint64_t frames_in, bytes_in, samples_in, loud_in, frames_out, bytes_out, late_ticks, dropped_out;
+  uint64_t frames_in, bytes_in, samples_in, loud_in, frames_out, bytes_out, late_ticks, dropped_out, dropped_in;
   double sumsq_in, peak_rms_in;
   uint64_t digest_in, digest_out;
   uint64_t first_in_ms, last_in_ms;
@@ -196,7 +198,11 @@ static void fm_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const str
   rtp_packet pk;
   (void)addr; (void)flags;
   if (nread <= 0 || p->closed) return;
-  if (rtp_parse((const unsigned char *)b->base, (size_t)nread, &pk) != 0) return;
+  if (rtp_parse((const unsigned char *)b->base, (size_t)nread, &pk) != 0) { p->dropped_in++; return; }
+  /* chan_rtp maps no dynamic payload type on receive (only the static
+   * table, types up to 34): Asterisk drops what comes with one (slin16's
+   * 118, ...), and so does the simulator */
+  if (pk.pt > 34) { p->dropped_in++; return; }
   fm_count(p, pk.payload, pk.len, p->swap);
 }
 
@@ -656,6 +662,7 @@ static int fm_stats(lua_State *L) {
   fm_setn(L, "frames_out", (double)p->frames_out);
   fm_setn(L, "bytes_out", (double)p->bytes_out);
   fm_setn(L, "dropped_out", (double)p->dropped_out);
+  fm_setn(L, "dropped_in", (double)p->dropped_in);
   fm_setn(L, "late_ticks", (double)p->late_ticks);
   lua_pushboolean(L, p->closed);
   lua_setfield(L, -2, "closed");

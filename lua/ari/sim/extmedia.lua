@@ -135,6 +135,7 @@ local function record_stats(sim, em)
       digest = s.digest_out, late_ticks = s.late_ticks },
     -- what the app sent to the caller
     from_app = { frames = s.frames_in, bytes = s.bytes_in, ms = math.floor(s.bytes_in * ms_per_byte + 0.5),
+      dropped = s.dropped_in,
       rms = math.floor(s.rms_in + 0.5), peak_rms = math.floor(s.peak_rms_in + 0.5),
       loud_ms = math.floor(s.loud_frames_in * 20 + 0.5), digest = s.digest_in },
   }
