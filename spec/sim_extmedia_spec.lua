@@ -257,3 +257,16 @@ describe("sim externalMedia: websocket (chan_websocket, server)", function()
     end)
   end)
 end)
+
+describe("sim externalMedia: ari.testing", function()
+  it("gives each call the figures of its media streams (r.media, view.media)", function()
+    local testing = require "ari.testing"
+    local r = testing.run { app = "examples/echo-bot.lua", scenario = "examples/scenarios/echo-bot.lua", speed = 1 }
+    assert.same({}, r.errors)
+    assert.equals(1, #r.media)
+    local m = r.calls[1].media[1]
+    assert.equals(r.media[1], m)
+    assert.equals("rtp", m.transport)
+    assert.is_true(m.from_app.loud_ms >= 1800 and m.from_app.loud_ms <= 2200, m.from_app.loud_ms)
+  end)
+end)
