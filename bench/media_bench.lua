@@ -81,12 +81,15 @@ function M.run(opts)
     end
     os.execute("kill " .. tostring(pid) .. " 2>/dev/null")
     h:close()
+    local serr = readfile(TMP .. "/msim.err") or ""
+    local sm = kv(serr:match("simd media [^\n]+"))
+    t.sim_late_ticks, t.sim_frames_out = sm.late_ticks, sm.frames_out
     t.target = n
     t.load = opts.loadavg()
     res.sim[#res.sim + 1] = t
-    say("media sim streams=%s/%d seconds=%s cpu_share=%s cpu_per_stream_s_us=%s late_ticks=%s frames_in=%s frames_out=%s sim_cpu_s=%s%s",
+    say("media sim streams=%s/%d seconds=%s cpu_share=%s cpu_per_stream_s_us=%s late_ticks=%s frames_in=%s frames_out=%s sim_cpu_s=%s sim_late_ticks=%s%s",
       tostring(t.streams), n, tostring(t.seconds), tostring(t.cpu_share), tostring(t.cpu_per_stream_s_us),
-      tostring(t.late_ticks), tostring(t.frames_in), tostring(t.frames_out), tostring(t.sim_cpu_s),
+      tostring(t.late_ticks), tostring(t.frames_in), tostring(t.frames_out), tostring(t.sim_cpu_s), tostring(t.sim_late_ticks),
       t.error and (" error=" .. t.error) or "")
   end
 
@@ -140,15 +143,16 @@ function M.write(w, res, num)
   w("the streams (a stream has 50 ticks a second).")
   w("")
   w("**Simulator** (`bench/simd.lua`, a separate process on the other core; its callers send a tone; its CPU is over")
-  w("the client's whole run, ramp included):")
+  w("the client's whole run, ramp included; sim late ticks: its own output ticks more than a frame late, over")
+  w("each stream's whole life):")
   w("")
-  w("| streams | up | client CPU share | client CPU us per stream-second | late ticks | late % | frames in | frames out | sim CPU s | load |")
-  w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+  w("| streams | up | client CPU share | client CPU us per stream-second | late ticks | late % | frames in | frames out | sim CPU s | sim late ticks | load |")
+  w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
   for _, t in ipairs(res.sim) do
     local ticks = (t.streams or 0) * (t.seconds or 0) * 50
-    w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", num(t.target), num(t.streams), num(t.cpu_share, "%.2f"),
+    w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", num(t.target), num(t.streams), num(t.cpu_share, "%.2f"),
       num(t.cpu_per_stream_s_us, "%.0f"), num(t.late_ticks), ticks > 0 and num((t.late_ticks or 0) / ticks * 100, "%.2f") or "-",
-      num(t.frames_in), num(t.frames_out), num(t.sim_cpu_s, "%.2f"), t.load or "")
+      num(t.frames_in), num(t.frames_out), num(t.sim_cpu_s, "%.2f"), num(t.sim_late_ticks), t.load or "")
   end
   for _, t in ipairs(res.sim) do
     if t.error then w("Run of %s streams failed: `%s`", num(t.target), t.error) end
