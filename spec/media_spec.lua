@@ -233,3 +233,37 @@ describe("RTP streams over loopback", function()
     end)
   end)
 end)
+
+describe("RTP stream input (crafted datagrams from the peer's own port)", function()
+  it("reorders, drops what is not the stream's RTP, and turns slin to host order", function()
+    run(function()
+      local a, b = pair("slin")
+      local function pkt(seq, pt, payload) return core.media_rtp_packet(pt or 11, seq, seq * 160, 7, payload) end
+      local function be(v) return string.pack(">i2", v):rep(160) end
+      -- in order 1, 3, 2: delivered 1, 2, 3
+      assert(core.media_udp_send(a, pkt(1, 11, be(100))))
+      assert(core.media_udp_send(a, pkt(3, 11, be(300))))
+      assert(core.media_udp_send(a, pkt(2, 11, be(200))))
+      -- not for the stream: another payload type, RTP version 1, oversize, a runt
+      assert(core.media_udp_send(a, pkt(4, 0, ("\255"):rep(160))))
+      assert(core.media_udp_send(a, "\64" .. pkt(4, 11, be(1)):sub(2)))
+      assert(core.media_udp_send(a, pkt(4, 11, ("\0"):rep(1600))))
+      assert(core.media_udp_send(a, "\128\11"))
+      -- comfort noise is ignored, not foreign
+      assert(core.media_udp_send(a, pkt(4, 13, "\64")))
+      local got = {}
+      local deadline = core.now() + 2000
+      while #got < 3 and core.now() < deadline do
+        local d = b:read()
+        if d then got[#got + 1] = string.unpack("<i2", d) else ari.sleep(5) end
+      end
+      assert.same({ 100, 200, 300 }, got)
+      ari.sleep(50)
+      local st = b:stats()
+      assert.equals(1, st.reordered)
+      assert.equals(4, st.dropped_foreign)
+      assert.equals(3, st.frames_in)
+      a:close(); b:close()
+    end)
+  end)
+end)

@@ -4,9 +4,10 @@
  *   core.media_rtp_packet(pt, seq, ts, ssrc, payload) -> datagram
  *   core.media_rtp_window({seq, ...}[, drain]) -> {delivered seq, ...}, stats
  *   core.media_as_parse(bytes[, max]) -> { {kind, payload}, ... }, "ok" | "more" | "too_large"
+ *   core.media_udp_send(rtp_stream, datagram) -> true | false: a raw datagram
+ *     from the stream's socket to its peer (crafted packets for the specs)
  */
-#include "audio.h"
-#include "core.h"
+#include "media.h"
 
 #include <string.h>
 
@@ -89,9 +90,19 @@ static int l_as_parse(lua_State *L) {
   return 2;
 }
 
+static int l_udp_send(lua_State *L) {
+  mstream *s = media_check_stream(L, 1);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  lua_pushboolean(L, s->transport == T_RTP && s->udp_open && s->have_peer &&
+                       uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->peer) >= 0);
+  return 1;
+}
+
 void media_check_open(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"media_rtp_parse", l_rtp_parse}, {"media_rtp_packet", l_rtp_packet},
-    {"media_rtp_window", l_rtp_window}, {"media_as_parse", l_as_parse}, {NULL, NULL}};
+    {"media_rtp_window", l_rtp_window}, {"media_as_parse", l_as_parse}, {"media_udp_send", l_udp_send}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

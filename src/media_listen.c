@@ -18,6 +18,7 @@
 #define LISTEN_MT "ari.core.media_listener"
 #define MAX_HEAD 8192
 #define MAX_PENDING_MESSAGE 4096
+#define MAX_PENDING 64          /* connections not yet handed over; more are refused */
 
 
 
@@ -41,7 +42,7 @@ typedef struct mpend {
 struct mlistener {
   core_loop *c;
   uv_tcp_t lis;
-  int open, refs;
+  int open, refs, npend;
   mpend *pend;
   mexpect *exp;
   lua_Integer accepted, adopted, refused;
@@ -60,6 +61,7 @@ static void pend_free(mpend *p, int close_socket) {
   mlistener *l = p->l;
   if (p->prev) p->prev->next = p->next; else l->pend = p->next;
   if (p->next) p->next->prev = p->prev;
+  l->npend--;
   if (close_socket) uv_close((uv_handle_t *)p->tcp, pend_tcp_closed);
   buf_free(&p->ib);
   free(p);
@@ -235,8 +237,15 @@ static void lis_accept(uv_stream_t *h, int status) {
   }
   p->tcp->data = p;
   p->l = l;
-  l->refs++;
   l->accepted++;
+  if (l->npend >= MAX_PENDING) {
+    l->refused++;
+    uv_close((uv_handle_t *)p->tcp, pend_tcp_closed);
+    free(p);
+    return;
+  }
+  l->npend++;
+  l->refs++;
   p->next = l->pend;
   if (l->pend) l->pend->prev = p;
   l->pend = p;
