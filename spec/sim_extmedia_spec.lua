@@ -270,3 +270,42 @@ describe("sim externalMedia: ari.testing", function()
     assert.is_true(m.from_app.loud_ms >= 1800 and m.from_app.loud_ms <= 2200, m.from_app.loud_ms)
   end)
 end)
+
+describe("sim externalMedia: websocket (chan_websocket, client)", function()
+  it("dials the scenario's websocket_clients connection: MEDIA_START, audio both ways", function()
+    local testing = require "ari.testing"
+    local media = require "ari.media"
+    local lst, r
+    ari.run(function() lst = media.listen { host = "127.0.0.1", port = 0 } end)
+    r = testing.run { name = "wsc", speed = 1,
+      scenario = { app = "wsc", websocket_clients = { ["bot-media"] = { uri = lst:url() } },
+        calls = { { from = "1001", voice = { tone = 440 },
+          script = { { "wait_answer" }, { "sleep", 300 }, { "talk", 1000 }, { "silence", 500 }, { "hangup" } } } } },
+      on_call = function(call)
+        call:answer()
+        local m = call:media { transport = "websocket", connection_type = "client", connection = "bot-media",
+          listener = lst }
+        while true do
+          local d = m:read()
+          if not d then break end
+          m:write(d)
+        end
+      end,
+    }
+    lst:close()
+    assert.same({}, r.errors)
+    assert.equals(1, #r.media)
+    local m = r.media[1]
+    assert.equals("websocket", m.transport)
+    assert.is_true(m.from_app.loud_ms >= 900 and m.from_app.loud_ms <= 1100, m.from_app.loud_ms)
+    assert.is_true(r:find("websocket client connected to ws://127%.0%.0%.1:%d+"))
+  end)
+
+  it("without such a connection: 400, as Asterisk", function()
+    with_sim(function(sim)
+      local s, v = post(sim, "app=em&format=slin16&transport=websocket&encapsulation=none&external_host=bot-media")
+      assert.equals(400, s)
+      assert.equals("external_host must be a valid websocket_client connection id.", v.message)
+    end)
+  end)
+end)

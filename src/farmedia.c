@@ -13,6 +13,11 @@
  *     audiosocket: opts.host, opts.port (connect there), opts.uuid (16
  *                  bytes, sent first as kind 0x01), opts.audio_kind (0x10..)
  *     websocket:   peer:attach(ws) with a server ws (ari.core.server.ws)
+ *     wsclient:    opts.host, opts.port, opts.request (the HTTP upgrade
+ *                  request): a WebSocket client (chan_websocket dialling a
+ *                  websocket_client.conf connection); "open" once answered
+ *                  101, then on_event("text" | "binary", message) per
+ *                  message, peer:send_text(s); close([code]) sends a close
  *   on_event(name, detail): "open" (audiosocket connected), "closed"
  *   (reason: "eof", "hangup", "error: ...", "connect: ...").  Never called
  *   from inside a method.
@@ -56,7 +61,7 @@
 #define FM_MAX_FRAME 8192
 #define FM_TCP_BACKLOG (256u * 1024u)
 
-enum { FM_RTP, FM_AS, FM_WS };
+enum { FM_RTP, FM_AS, FM_WS, FM_WSC };
 enum { FM_ULAW, FM_ALAW, FM_SLIN };
 
 typedef struct fm_mod fm_mod;
@@ -106,6 +111,10 @@ struct fm_peer {
   size_t src_len, src_pos;
   int loop;
   char ev_name[16], ev_detail[128];
+  /* wsclient: the upgrade request to send, the handshake's state, frames */
+  char *request;
+  int ws_open;
+  rfc6455_parser wsp;
   int ev_queued;
   /* stats */
   uint64_t frames_in, bytes_in, samples_in, loud_in, frames_out, bytes_out, late_ticks, dropped_out, dropped_in;
@@ -229,6 +238,74 @@ static void fm_as_parse(fm_peer *p) {
   if (!p->closed && pos > 0) buf_consume(&p->rx, pos);
 }
 
+static int fm_tcp_send(fm_peer *p, const unsigned char *hdr, size_t hn, const char *d, size_t n);
+
+/* A masked frame to the server (wsclient). */
+static int fm_wsc_send(fm_peer *p, int op, const void *d, size_t n) {
+  static buf fb = BUF_INIT;
+  unsigned char mask[4];
+  uint32_t r = (uint32_t)rand();
+  int rc;
+  memcpy(mask, &r, 4);
+  fb.len = 0;
+  if (rfc6455_frame_add(&fb, op, d, n, mask) != 0) return -1;
+  rc = fm_tcp_send(p, (const unsigned char *)fb.p, fb.len, "", 0);
+  buf_shrink(&fb, 65536);
+  return rc;
+}
+
+/* wsclient: the handshake's answer, then frames.  Text and binary messages
+ * go to on_event("text" | "binary", data) at once (this runs from the read
+ * callback, never inside a method). */
+static void fm_wsc_parse(fm_peer *p) {
+  core_loop *c = p->m->c;
+  size_t pos = 0;
+  if (!p->ws_open) {
+    char *end;
+    if (p->rx.len > 16384) { fm_event(p, "closed", "handshake: response too long"); fm_close(p); return; }
+    end = p->rx.p ? strstr(p->rx.p, "\r\n\r\n") : NULL;
+    if (end == NULL) return;
+    if (strncmp(p->rx.p, "HTTP/1.1 101", 12) != 0) {
+      char msg[96];
+      size_t l = strcspn(p->rx.p, "\r\n");
+      snprintf(msg, sizeof msg, "handshake: %.*s", (int)(l > 80 ? 80 : l), p->rx.p);
+      fm_event(p, "closed", msg);
+      fm_close(p);
+      return;
+    }
+    pos = (size_t)(end - p->rx.p) + 4;
+    p->ws_open = 1;
+    rfc6455_init(&p->wsp, RFC6455_CLIENT, 1u << 20);
+    fm_event(p, "open", "");
+  }
+  while (!p->closed && pos < p->rx.len) {
+    rfc6455_frame f;
+    int r = rfc6455_parse(&p->wsp, (unsigned char *)p->rx.p + pos, p->rx.len - pos, &f);
+    if (r == 0) break;
+    if (r < 0) { fm_event(p, "closed", "error: websocket protocol"); fm_close(p); return; }
+    pos += f.size;
+    if (f.op == RFC6455_PING) { fm_wsc_send(p, RFC6455_PONG, f.data, f.len); continue; }
+    if (f.op == RFC6455_PONG) continue;
+    if (f.op == RFC6455_CLOSE) {
+      char msg[32];
+      unsigned char code[2] = {0x03, 0xe8};
+      fm_wsc_send(p, RFC6455_CLOSE, code, 2);
+      snprintf(msg, sizeof msg, "close %d", f.close_code);
+      fm_event(p, "closed", msg);
+      fm_close(p);
+      return;
+    }
+    /* data frames: whole messages only (Asterisk's peers send them whole) */
+    if (!f.last) continue;
+    if (c->closing || p->ev_ref == LUA_NOREF) continue;
+    if (!core_push_ref(c, p->ev_ref)) { lua_pop(c->L, 1); continue; }
+    lua_pushstring(c->L, f.msg_op == RFC6455_TEXT ? "text" : "binary");
+    lua_pushlstring(c->L, (const char *)f.data, f.len);
+    core_call(c, 2, 0);
+  }
+  if (!p->closed && pos > 0) buf_consume(&p->rx, pos);
+}
+
 static void fm_tcp_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
   fm_peer *p = (fm_peer *)h->data;
   if (p->closed) return;
@@ -243,7 +320,8 @@ static void fm_tcp_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *b) {
     fm_close(p);
     return;
   }
-  fm_as_parse(p);
+  if (p->kind == FM_WSC) fm_wsc_parse(p);
+  else fm_as_parse(p);
 }
 
 /* ---------------------------------------------------------------- sending */
@@ -308,6 +386,8 @@ static void fm_send_one(fm_peer *p) {
     p->ts += (uint32_t)(p->fmt == FM_SLIN ? n / 2 : n);
     b = uv_buf_init((char *)pkt, (unsigned)(12 + n));
     ok = uv_udp_try_send(&p->udp, &b, 1, (const struct sockaddr *)&p->to) >= 0;
+  } else if (p->kind == FM_WSC) {
+    ok = p->ws_open && fm_wsc_send(p, RFC6455_BINARY, f, n) == 0;
   } else if (p->kind == FM_AS) {
     unsigned char hdr[3];
     hdr[0] = p->as_kind; hdr[1] = (unsigned char)(n >> 8); hdr[2] = (unsigned char)n;
@@ -369,6 +449,7 @@ static void fm_peer_free(fm_peer *p) {
   if (p->box) *p->box = NULL;
   buf_free(&p->rx);
   free(p->src);
+  free(p->request);
   free(p);
   if (m->hook_ran && m->peers == NULL && !m->tick_open) free(m);
 }
@@ -441,6 +522,11 @@ static void fm_poll_cb(uv_poll_t *h, int status, int events) {
   p->connected = 1;
   p->fd = -1;
   uv_tcp_nodelay(&p->tcp, 1);
+  if (p->kind == FM_WSC) {
+    fm_tcp_send(p, (const unsigned char *)p->request, strlen(p->request), "", 0);
+    uv_read_start((uv_stream_t *)&p->tcp, fm_alloc, fm_tcp_read);
+    return; /* "open" once the server has answered 101 */
+  }
   hello[0] = 0x01; hello[1] = 0x00; hello[2] = 0x10;
   memcpy(hello + 3, p->uuid, 16);
   fm_tcp_send(p, hello, 19, "", 0);
@@ -476,7 +562,8 @@ static int fm_new(lua_State *L) {
   p->fd = -1;
   p->ev_ref = p->ws_ref = LUA_NOREF;
   p->digest_in = p->digest_out = 0xcbf29ce484222325ull;
-  p->kind = strcmp(kind, "rtp") == 0 ? FM_RTP : strcmp(kind, "audiosocket") == 0 ? FM_AS : FM_WS;
+  p->kind = strcmp(kind, "rtp") == 0 ? FM_RTP : strcmp(kind, "audiosocket") == 0 ? FM_AS
+          : strcmp(kind, "wsclient") == 0 ? FM_WSC : FM_WS;
   p->fmt = strcmp(fmt, "ulaw") == 0 ? FM_ULAW : strcmp(fmt, "alaw") == 0 ? FM_ALAW : FM_SLIN;
   lua_getfield(L, 1, "frame_bytes");
   p->frame_bytes = (size_t)luaL_optinteger(L, -1, p->fmt == FM_SLIN ? 320 : 160);
@@ -488,6 +575,16 @@ static int fm_new(lua_State *L) {
   p->ssrc = (uint32_t)rand() ^ ((uint32_t)uv_hrtime() << 8);
   p->seq = (uint16_t)rand();
   p->ts = (uint32_t)rand();
+  if (p->kind == FM_WSC) {
+    size_t rl = 0;
+    const char *rq;
+    lua_getfield(L, 1, "request");
+    rq = luaL_optlstring(L, -1, "", &rl);
+    p->request = malloc(rl + 1);
+    if (p->request == NULL) { lua_pop(L, 1); free(p); return luaL_error(L, "out of memory"); }
+    memcpy(p->request, rq, rl + 1);
+    lua_pop(L, 1);
+  }
   if (p->kind == FM_AS) {
     size_t ul = 0;
     const char *u;
@@ -497,6 +594,7 @@ static int fm_new(lua_State *L) {
     lua_pop(L, 1);
   }
   if (p->kind != FM_WS && fm_addr(host, port, &p->to) != 0) {
+    free(p->request);
     free(p);
     lua_pushnil(L);
     lua_pushfstring(L, "bad address %s:%d", host, port);
@@ -534,7 +632,7 @@ static int fm_new(lua_State *L) {
     r = uv_udp_bind(&p->udp, (const struct sockaddr *)&local, 0);
     if (r == 0) r = uv_udp_recv_start(&p->udp, fm_alloc, fm_udp_recv);
     if (r != 0) { fm_close(p); lua_pushnil(L); lua_pushstring(L, uv_strerror(r)); return 2; }
-  } else if (p->kind == FM_AS) {
+  } else if (p->kind == FM_AS || p->kind == FM_WSC) {
     int fd = socket(p->to.ss_family, SOCK_STREAM, 0), r, one = 1;
     /* a loopback connect completes (or is refused) at once: do it blocking,
      * so that a refused one fails the request as Asterisk's does */
@@ -669,8 +767,28 @@ static int fm_stats(lua_State *L) {
   return 1;
 }
 
+static int fm_send_text(lua_State *L) {
+  fm_peer *p = fm_check(L);
+  size_t n;
+  const char *d = luaL_checklstring(L, 2, &n);
+  lua_pushboolean(L, p != NULL && !p->closed && p->kind == FM_WSC && p->ws_open &&
+                     fm_wsc_send(p, RFC6455_TEXT, d, n) == 0);
+  return 1;
+}
+
 static int fm_closef(lua_State *L) {
   fm_peer *p = fm_check(L);
+  if (p != NULL && p->kind == FM_WSC && p->ws_open && !p->closed) {
+    /* the closing handshake's first half, written at once (close follows) */
+    static buf cb = BUF_INIT;
+    unsigned char mask[4] = {1, 2, 3, 4};
+    int code = (int)luaL_optinteger(L, 2, 1000);
+    cb.len = 0;
+    if (rfc6455_close_add(&cb, code, "", 0, mask) == 0) {
+      uv_buf_t b = uv_buf_init(cb.p, (unsigned)cb.len);
+      uv_try_write((uv_stream_t *)&p->tcp, &b, 1);
+    }
+  }
   if (p != NULL) {
     p->reported = 1; /* closed by its owner: no event */
     p->ev_queued = 0;
@@ -731,7 +849,7 @@ static fm_mod *fm_get_mod(lua_State *L) {
 
 void farmedia_open(lua_State *L) {
   static const luaL_Reg m[] = {
-    {"source", fm_source}, {"flow", fm_flowf}, {"feed", fm_feed}, {"attach", fm_attach},
+    {"source", fm_source}, {"flow", fm_flowf}, {"feed", fm_feed}, {"attach", fm_attach}, {"send_text", fm_send_text},
     {"local_port", fm_local_port}, {"stats", fm_stats}, {"close", fm_closef}, {"__gc", fm_gc},
     {NULL, NULL}};
   core_newmeta(L, FM_MT, m);

@@ -14,6 +14,10 @@
 --   that stays Down until a client connects to /media/<connection id> on
 --   the simulator's HTTP server (plain-text control messages, binary
 --   audio), which answers it; not connected within 30 s: cause 19.
+-- - websocket/none, connection_type=client: the scenario's
+--   websocket_clients[external_host] (the simulator's
+--   websocket_client.conf): the simulator connects to its uri as a
+--   WebSocket client, then as above.
 --
 -- While the media channel is in a bridge with another channel, the
 -- simulator sends that channel's audio (ari.sim.audio: silence, a tone, a
@@ -155,7 +159,7 @@ local function finish(sim, em, ws_code)
   record_stats(sim, em)
   if em.peer then em.peer:close() end
   if em.ws then pcall(em.ws.close, em.ws, ws_code or 1000, "") end
-  if em.connid then sim.media_ws[em.connid] = nil end
+  if em.connid and not em.client then sim.media_ws[em.connid] = nil end
   sim.extmedia[em.ch.id] = nil
 end
 
@@ -317,6 +321,7 @@ local function channels_externalMedia(sim, p, ctx)
   local host, port
   if transport == "websocket" then
     if ctype == "client" and not (sim.websocket_clients and sim.websocket_clients[ext]) then
+      -- (a scenario's websocket_clients are the simulator's websocket_client.conf)
       return 400, err_body("external_host must be a valid websocket_client connection id.")
     end
   else
@@ -337,10 +342,6 @@ local function channels_externalMedia(sim, p, ctx)
     kind = "audiosocket"
   elseif encap == "none" and transport == "websocket" then kind = "websocket"
   else return 501, err_body("The encapsulation and/or transport is not supported") end
-  if ctype == "client" and kind == "websocket" then
-    -- outbound media WebSockets are not simulated
-    return 500, err_body(INTERNAL)
-  end
 
   -- what makes Asterisk's originate fail: 500 here (the glue overwrites
   -- the originate's own 400/409 with this one)
@@ -390,14 +391,70 @@ local function channels_externalMedia(sim, p, ctx)
     drivervars = { "AUDIOSOCKET_UUID", data, "AUDIOSOCKET_SERVICE", ext }
   else
     local td = raw("transport_data")
-    em.connid = random_uuid()
     em.optimal = fb or 0
-    em.peer = core.farmedia({ kind = "websocket", format = peer_format, frame_bytes = fb or 320 })
+    if ctype == "client" then
+      -- chan_websocket dials the websocket_client.conf connection (the
+      -- scenario's websocket_clients[ext]); its id is the connection's name
+      local conf = sim.websocket_clients[ext]
+      local uri = type(conf) == "table" and conf.uri or conf
+      local whost, wport, wpath = tostring(uri):match("^ws://%[?([^%]/]-)%]?:(%d+)(/?.*)$")
+      if not whost then
+        whost, wpath = tostring(uri):match("^ws://([^/:]+)(/?.*)$")
+        wport = 80
+      end
+      local ip = whost and numeric_host(whost)
+      if not ip then return 500, err_body(INTERNAL) end
+      em.connid = ext
+      em.client = true
+      local nonce = {}
+      for i = 1, 16 do nonce[i] = string.char(math.random(0, 255)) end
+      local key = require("ari.base64").encode(table.concat(nonce))
+      local protocols = type(conf) == "table" and conf.protocols or "media"
+      local request = string.format("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        .. "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+        wpath ~= "" and wpath or "/", whost, tonumber(wport), key, protocols)
+      local peer, perr = core.farmedia({ kind = "wsclient", format = peer_format, frame_bytes = fb or 320,
+        host = ip, port = tonumber(wport), request = request }, function(ev, data)
+          if ev == "open" then em.client_open(sim)
+          elseif ev == "text" then if #data > 0 and #data <= 127 then ws_command(sim, em, data) end
+          elseif ev == "binary" then ws_binary(sim, em, data)
+          elseif ev == "closed" then em.client_closed(sim, data) end
+        end)
+      if not peer then
+        -- webchan_call fails: the channel goes (cause 3, no route), after the 200
+        em.connect_error = perr
+        peer = core.farmedia({ kind = "websocket", format = peer_format, frame_bytes = fb or 320 })
+      end
+      em.peer = peer
+      em.ws = { send = function(_, msg) return peer:send_text(msg) end,
+        close = function(_, code) peer:close(code) end }
+      em.client_open = function()
+        if em.done or not em.ch.alive then return end
+        em.open = true
+        local ch = em.ch
+        em.ws:send(string.format("MEDIA_START connection_id:%s channel:%s channel_id:%s format:%s optimal_frame_size:%d ptime:20",
+          em.connid, ch.name, ch.id, em.format, em.optimal))
+        sim:note(ch.call, "media %s: websocket client connected to %s", ch.id, tostring(uri))
+        answered(sim, em)
+      end
+      em.client_closed = function(_, why)
+        if em.done or not em.ch.alive then return end
+        sim:note(em.ch.call, "media %s: websocket %s", em.ch.id, tostring(why))
+        if not em.open then
+          sim:hangup(em.ch, 3, false, { quiet = true })
+        else
+          sim:hangup(em.ch, 16, false, { tech_cause = 1001 })
+        end
+      end
+    else
+      em.connid = random_uuid()
+      em.peer = core.farmedia({ kind = "websocket", format = peer_format, frame_bytes = fb or 320 })
+      sim.media_ws[em.connid] = em
+    end
     name = string.format("WebSocket/%s/%s", ext, hexaddr)
     dialstring = ext .. (td and ("/" .. td) or "") .. ((not td and direction) and "/" or "")
       .. (direction and ("d(" .. direction .. ")") or "")
     drivervars = { "MEDIA_WEBSOCKET_OPTIMAL_FRAME_SIZE", tostring(em.optimal), "MEDIA_WEBSOCKET_CONNECTION_ID", em.connid }
-    sim.media_ws[em.connid] = em
     em.queue_frames = function()
       local left = em.q_until - core.now()
       return left > 0 and math.ceil(left / 20) or 0
@@ -433,7 +490,12 @@ local function channels_externalMedia(sim, p, ctx)
   sim:after(0, function()
     if not ch.alive then return end
     sim:chan_event(ch, "Dial", { "dialstatus", "", "forward", "", "dialstring", dialstring, "peer", sim:snapshot(ch) })
-    if kind == "websocket" then
+    if kind == "websocket" and em.client then
+      if em.connect_error then
+        sim:note(ch.call, "media %s: websocket client connection to %s failed: %s", ch.id, ext, tostring(em.connect_error))
+        sim:hangup(ch, 3, false, { quiet = true })
+      end
+    elseif kind == "websocket" then
       -- the dial waits for the connection: the originate's 30 s, then cause 19
       if not em.ws then
         em.timer = sim:after(30000, function()

@@ -42,7 +42,8 @@ function M.load(s)
   end
   if type(s) ~= "table" then error("scenario must be a table", 0) end
   local out = { app = s.app, calls = {}, endpoints = {}, load = {}, sounds = s.sounds,
-    endpoint_list = s.endpoint_list, timeout = s.timeout, dialplan = s.dialplan, technologies = s.technologies }
+    endpoint_list = s.endpoint_list, timeout = s.timeout, dialplan = s.dialplan, technologies = s.technologies,
+    websocket_clients = s.websocket_clients }
   for i, c in ipairs(s.calls or {}) do
     if type(c) ~= "table" then error("scenario: calls[" .. i .. "] must be a table", 0) end
     check_audio(c, "calls[" .. i .. "]", base_dir)
@@ -85,6 +86,8 @@ function M.attach(sim, scn)
   sim.pending_calls = 0
   sim.finished_calls = 0
   sim.scenario_started = {}
+  -- Asterisk's websocket_client.conf: connections chan_websocket dials out
+  sim.websocket_clients = scn.websocket_clients
 end
 
 -- Waiting on a channel's far end ----------------------------------------------
