@@ -432,6 +432,8 @@ local function channels_externalMedia(sim, p, ctx)
         if em.done or not em.ch.alive then return end
         em.open = true
         local ch = em.ch
+        -- Asterisk connects inside the dial's call: Dial comes once connected
+        sim:chan_event(ch, "Dial", { "dialstatus", "", "forward", "", "dialstring", em.dialstring, "peer", sim:snapshot(ch) })
         em.ws:send(string.format("MEDIA_START connection_id:%s channel:%s channel_id:%s format:%s optimal_frame_size:%d ptime:20",
           em.connid, ch.name, ch.id, em.format, em.optimal))
         sim:note(ch.call, "media %s: websocket client connected to %s", ch.id, tostring(uri))
@@ -489,13 +491,17 @@ local function channels_externalMedia(sim, p, ctx)
   sim:note(ch.call, "externalMedia %s %s %s -> %s", kind, ext, format, ch.id)
   sim:after(0, function()
     if not ch.alive then return end
-    sim:chan_event(ch, "Dial", { "dialstatus", "", "forward", "", "dialstring", dialstring, "peer", sim:snapshot(ch) })
     if kind == "websocket" and em.client then
+      -- a connection that fails ends the dial before its first Dial event
+      -- (as on Asterisk 22: only ChannelDestroyed, cause 3)
       if em.connect_error then
         sim:note(ch.call, "media %s: websocket client connection to %s failed: %s", ch.id, ext, tostring(em.connect_error))
         sim:hangup(ch, 3, false, { quiet = true })
       end
-    elseif kind == "websocket" then
+      return
+    end
+    sim:chan_event(ch, "Dial", { "dialstatus", "", "forward", "", "dialstring", dialstring, "peer", sim:snapshot(ch) })
+    if kind == "websocket" then
       -- the dial waits for the connection: the originate's 30 s, then cause 19
       if not em.ws then
         em.timer = sim:after(30000, function()
