@@ -12,14 +12,15 @@
 --
 -- Sections: `lua5.4 bench/run.lua [SECTION...]` runs only those, of json,
 -- dispatch, flow, memory, real (a real Asterisk 22: bench/real_asterisk.lua),
--- node (the Node baselines: bench/node/) and profile, and replaces only their
+-- node (the Node baselines: bench/node/), media (call audio streams:
+-- bench/media_bench.lua) and profile, and replaces only their
 -- parts of the results file (the others stay as they were).  No section: all.
 local QUICK = os.getenv("BENCH_QUICK") == "1"
 local OUT = os.getenv("BENCH_OUT") or "bench/results.md"
 local SEQ_SECONDS = tonumber(os.getenv("BENCH_SEQ_SECONDS")) or (QUICK and 5 or 150)
 local SPEED = 1000 -- simulated durations run this many times faster
 local BIN = "./ari-lua"
-local SECTIONS = { "json", "dispatch", "flow", "memory", "real", "node", "profile" }
+local SECTIONS = { "json", "dispatch", "flow", "memory", "real", "node", "media", "profile" }
 local chosen = {}
 for _, a in ipairs(arg or {}) do
   local known = false
@@ -327,6 +328,12 @@ if want("node") then
   results.node = NODE()
 end
 
+-- Call audio: concurrent media streams (bench/media_bench.lua) ---------------------
+if want("media") then
+  results.media = require("media_bench").run { quick = QUICK, say = say, pin = pin, client_cpu = CLIENT,
+    feeder_cpu = FEEDER, bin = BIN, tmp = TMP, loadavg = loadavg }
+end
+
 -- 7. Profile (perf when it works) -----------------------------------------------
 if want("profile") then
   local perf_ok = trim(sh("command -v perf")) ~= "" and
@@ -558,6 +565,8 @@ else
   w("")
 end
 end
+
+if results.media then require("media_bench").write(w, results.media, num) end
 
 if results.profile then
 w("## 7. Profile")

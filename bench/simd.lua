@@ -28,6 +28,15 @@ io.stdout:flush()
 local sigs = {}
 local function stop()
   io.stderr:write(string.format("simd cpu %.3f s\n", os.clock()))
+  -- external media streams that ended (bench/media_bench.lua): the
+  -- simulator's own late output ticks
+  local n, late, out = 0, 0, 0
+  for _, m in pairs(sim.media_stats or {}) do
+    n = n + 1
+    late = late + (m.to_app.late_ticks or 0)
+    out = out + (m.to_app.frames or 0)
+  end
+  if n > 0 then io.stderr:write(string.format("simd media streams=%d late_ticks=%d frames_out=%d\n", n, late, out)) end
   sim:close()
   for _, s in ipairs(sigs) do s:close() end
   core.stop()

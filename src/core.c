@@ -511,5 +511,6 @@ int luaopen_ari_core(lua_State *L) {
   server_open(L);
   audio_open(L);
   media_open(L);
+  farmedia_open(L);
   return 1;
 }

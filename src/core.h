@@ -68,6 +68,7 @@ void ws_open(lua_State *L);
 void server_open(lua_State *L);
 void audio_open(lua_State *L);
 void media_open(lua_State *L);
+void farmedia_open(lua_State *L);
 
 int luaopen_ari_core(lua_State *L);
 

@@ -26,6 +26,11 @@
 --   r.errors       the log lines at error level (script errors)
 --   r.stats        the app's call counts { started, ended, normal, hangup, error }
 --   r.timed_out    true when the run was cut short by `timeout`
+--   r.media        every external media stream's figures, in the order the
+--                  streams ended (docs/simulator.md "External media": what
+--                  the caller sent, what the app sent back: frames, ms, rms,
+--                  peak_rms, loud_ms, digest); media runs in real time, so
+--                  give such runs speed = 1
 --   r:find(pattern) -> true when a transcript line matches (Lua pattern)
 -- A view: { id, label, channel (first channel id), name, caller, answered,
 --   played = {media URIs in start order}, playbacks = {{ id, media, state }},
@@ -33,7 +38,8 @@
 --   recordings = {{ name, state, duration, cause }}, bridges = {ids},
 --   hangup_cause, hangup_cause_txt, hung_up_by ("app" | "far end"),
 --   events = {types in order}, requests = {"POST /channels/.../answer" ...},
---   variables = { name = value set by the app } }.
+--   variables = { name = value set by the app },
+--   media = {figures of the external media streams bridged with the call} }.
 -- Run one app per testing.run; runs may follow one another in one process.
 local core = require "ari.core"
 local sched = require "ari.sched"
@@ -61,7 +67,7 @@ function Result:__tostring() return self:text() end
 
 local function new_view(id)
   return { id = id, played = {}, playbacks = {}, digits = "", dtmf_sent = "", recordings = {},
-    bridges = {}, events = {}, requests = {}, variables = {}, answered = false }
+    bridges = {}, events = {}, requests = {}, variables = {}, answered = false, media = {} }
 end
 
 local function add_unique(list, v)
@@ -212,6 +218,17 @@ local function build_calls(sim, r)
     end
   end
   r.calls, r.incoming = calls, incoming
+  -- external media streams (ari.sim.extmedia): under the call they were bridged with
+  r.media = {}
+  local by_id = {}
+  for _, v in ipairs(calls) do by_id[v.id] = v end
+  for _, e in ipairs(sim.transcript) do
+    if e.kind == "media" and e.media then
+      r.media[#r.media + 1] = e.media
+      local v = by_id[e.call]
+      if v then v.media[#v.media + 1] = e.media end
+    end
+  end
 end
 
 -- A log sink that keeps lines (and prints them when verbose).

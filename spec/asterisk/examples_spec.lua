@@ -604,6 +604,71 @@ ast.describe("real Asterisk: every example runs unchanged", function(inst)
     end)
   end)
 
+  -- The call-audio examples (call:media): the phone plays music on hold
+  -- (the caller's audio, as Local/moh@caller would) into the example.
+  for _, transport in ipairs { "rtp", "audiosocket", "websocket" } do
+    it("echo-bot over " .. transport .. ": the caller's music comes back ($ECHO_SECONDS, $MEDIA_TRANSPORT)", function()
+      if transport == "websocket" and not ast.at_least(20) then pending("chan_websocket needs Asterisk 20") return end
+      local env = "ECHO_DELAY_MS=200 ECHO_SECONDS=2 MEDIA_TRANSPORT=" .. transport
+      if transport == "audiosocket" and not ast.at_least(20) then env = env .. " MEDIA_FORMAT=slin" end
+      with_example(inst, "echo-bot", { env = env }, function(ph, p, app)
+        local id = ph:call(app)
+        ph:answered(id)
+        ph.client.channels.startMoh { channelId = id }
+        p:wait_line("echoing over " .. transport, "the stream to start")
+        local heard, loud = p:wait_line("echoed ([%d.]+) s %(([%d.]+) s of it louder than silence%)", "2 s of echo")
+        assert.is_true(tonumber(heard) >= 2, heard)
+        -- (the music is quiet in places: some of it is under the bot's level of 300)
+        assert.is_true(tonumber(loud) >= 0.2, "the music was heard: " .. loud .. p:dump())
+        ph:hung_up(id)
+      end)
+    end)
+  end
+
+  it("silence-recorder: records the caller's music, stops on silence, writes a WAV, hangs up", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. q(dir)))
+    with_example(inst, "silence-recorder", { env = "RECORD_DIR=" .. q(dir) .. " SILENCE_MS=1000" }, function(ph, p, app)
+      local id = ph:call(app)
+      ph:answered(id)
+      ph.client.channels.startMoh { channelId = id }
+      p:wait_line("the caller has spoken for 1 s", "1 s of music to be heard")
+      ph.client.channels.stopMoh { channelId = id }
+      local total, speech, path = p:wait_line("recorded ([%d.]+) s %(([%d.]+) s of speech%), ended by silence: (%S+%.wav)",
+        "the recording to end on silence")
+      assert.is_true(tonumber(speech) >= 1, speech)
+      ph:hung_up(id)
+      local f = assert(io.open(path, "rb"))
+      local wav = f:read("a")
+      f:close()
+      os.remove(path)
+      assert.equals("RIFF", wav:sub(1, 4))
+      -- as long as the log says (2 bytes a sample at the WAV's rate; the log rounds to 0.1 s)
+      local rate = string.unpack("<I4", wav, 25)
+      assert.is_true(math.abs((#wav - 44) / (2 * rate) - tonumber(total)) <= 0.06, #wav .. " bytes for " .. total .. " s")
+    end)
+    os.execute("rmdir " .. q(dir))
+  end)
+
+  it("speech-bridge: the caller's audio reaches the service ($SPEECH_URL), whose audio and hang-up reach the call", function()
+    local standin = require "spec.support.speech_standin"
+    local svc
+    ast.run(function() svc = standin.start { hangup_after_ms = 2000 } end)
+    with_example(inst, "speech-bridge", { env = "SPEECH_URL=" .. q(svc.url) }, function(ph, p, app)
+      local id = ph:call(app)
+      ph:answered(id)
+      p:wait_line("service: hello from the stand%-in %(slin%)", "the service's greeting")
+      ph.client.channels.startMoh { channelId = id }
+      p:wait_line("ended by the service", "the service to end the call")
+      ph:hung_up(id)
+      assert.equals(1, svc.stats.sessions)
+      assert.equals(8000, svc.stats.starts[1].rate) -- slin: RTP, the default transport
+      assert.is_true(svc.stats.speech_chunks > 0, "the service heard the music")
+    end)
+    svc.close()
+  end)
+
   it("dashboard: a snapshot when a call comes and goes (interval argument)", function()
     with_example(inst, "dashboard", { args = "200" }, function(ph, p)
       p:wait_line("==== snapshot 1:", "the first snapshot")

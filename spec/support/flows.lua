@@ -573,6 +573,76 @@ F[#F + 1] = { name = "the app hangs up during a playback and a recording", run =
   c:finish()
 end }
 
+F[#F + 1] = { name = "external media (rtp) bridged with a caller, and externalMedia's checks", run = function(c)
+  local cl = c.client
+  c:originate("moh", "caller")
+  c:answered("caller")
+  -- Asterisk's checks, in its order (the client sends what its own checks
+  -- let through), as 20 and later make them: 18's are older (other words,
+  -- no transport checks: a channel would be made), so they are not sent there
+  local q = c.quiet or ari.connect { url = c.url, user = c.user, password = c.password, events = false }
+  c.quiet = q
+  local got, info = pcall(q.asterisk.getInfo)
+  local major = got and tonumber(tostring(info.system and info.system.version or ""):match("^(%d+)")) or 22
+  if major >= 20 then
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9", transport = "tcp" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+      encapsulation = "audiosocket", transport = "tcp" })
+    c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+      connection_type = "server" })
+  end
+  -- RTP to the discard port: the channel enters the app with data as its args
+  c:try(cl.channels.externalMedia, { app = c.app, format = "ulaw", external_host = "127.0.0.1:9",
+    channelId = c.rec:id("ext"), data = "x" })
+  c:wait_for("StasisStart", "ext")
+  local bid = c.rec:id("bridge")
+  c:try(cl.bridges.createWithId, { bridgeId = bid, type = "mixing" })
+  c:try(cl.bridges.addChannel, { bridgeId = bid, channel = c.rec:id("caller") .. "," .. c.rec:id("ext") })
+  c:wait_for("ChannelEnteredBridge", "ext")
+  c:hangup("ext")
+  c:try(cl.bridges.destroy, { bridgeId = bid })
+  c:wait_for("ChannelLeftBridge", "caller")
+  c:hangup("caller")
+  c:finish()
+end }
+
+F[#F + 1] = { name = "external media over a WebSocket (chan_websocket, server), closed by the app", run = function(c)
+  local cl = c.client
+  local q = c.quiet or ari.connect { url = c.url, user = c.user, password = c.password, events = false }
+  c.quiet = q
+  local got, info = pcall(q.asterisk.getInfo)
+  local major = got and tonumber(tostring(info.system and info.system.version or ""):match("^(%d+)")) or 22
+  if major < 20 then c:finish() return end -- no chan_websocket before 20
+  local ok, ch = c:try(cl.channels.externalMedia, { app = c.app, format = "slin16", transport = "websocket",
+    encapsulation = "none", connection_type = "server", channelId = c.rec:id("ext"), data = "d" })
+  if not ok then c:finish() return end
+  c:wait_for("Dial", "ext")
+  -- the app's end of the media connection: /media/<id> on the server's HTTP port
+  local url = c.url:gsub("^http", "ws"):gsub("/ari/?$", "") .. "/media/" .. ch.channelvars.MEDIA_WEBSOCKET_CONNECTION_ID
+  local msgs = {}
+  local conn = require("ari.ws").connect { url = url, protocol = "media", reconnect = false,
+    on_message = function(text, binary) if not binary then msgs[#msgs + 1] = text end end,
+    on_close = function() end, on_error = function() end }
+  local opened = conn:wait_open(5000)
+  c.rec:note("media connection %s", opened and "open" or "refused")
+  if opened then
+    c:wait_for("StasisStart", "ext")
+    conn:send("GET_STATUS")
+    local deadline = ari.now() + 5000
+    while #msgs < 2 and ari.now() < deadline do ari.sleep(10) end
+    c.rec:note("first %s", tostring((msgs[1] or ""):match("^(%S+)")))
+    c.rec:note("then %s", tostring((msgs[2] or ""):gsub(" channel_id:%S+", "")))
+    conn:close()
+    c:wait_for("ChannelDestroyed", "ext")
+  else
+    conn:close()
+    c:hangup("ext")
+  end
+  c:finish()
+end }
+
 M.list = F
 
 --- Run one flow against the server at url; returns the recorder.

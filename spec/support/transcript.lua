@@ -133,6 +133,8 @@ function Norm:text(s)
   end
   -- channel names: Tech/resource-0000001a;1 -> Tech/resource-N;1
   s = s:gsub("(%a+/[^%s,;]-)%-%x%x%x%x%x%x%x%x(;?%d?)", "%1-N%2")
+  -- external media channels: UnicastRTP/host:port-0x7f83c4005a40 (a pointer) -> UnicastRTP/host:port-N
+  s = s:gsub("(%a+/[^%s,;]-)%-0x%x+", "%1-N")
   -- unique ids (1764667890.123)
   s = s:gsub("%d%d%d%d%d%d%d%d%d%d%.%d+", "UID")
   return s

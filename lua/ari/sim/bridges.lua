@@ -57,6 +57,7 @@ local function bridge_add(self, br, ch)
   if ch.far_waiters then self:wake_far(ch, "bridge") end
   if br.moh then ch.bridge_moh = true end
   set_bridgepeers(self, br)
+  self:media_bridge_changed(br)
 end
 
 local function bridge_remove(self, br, ch)
@@ -74,6 +75,8 @@ local function bridge_remove(self, br, ch)
     self:targets(subs), ch.call)
   set_bridgepeers(self, br)
   if br.video_source_id == ch.id then br.video_source_id = nil end
+  self:media_left_bridge(ch)
+  self:media_bridge_changed(br)
 end
 
 --- The far end `ch` (in a bridge) blind-transfers its peer to

@@ -213,7 +213,11 @@ local function hangup(self, ch, cause, by_app, opts)
   if by_app then
     self:chan_event(ch, "ChannelHangupRequest", { "cause", 32, "soft", true, "channel", self:snapshot(ch) })
   elseif not (opts.propagated or opts.quiet or opts.explicit) and (ch.app or ch.state == "Up") then
-    self:chan_event(ch, "ChannelHangupRequest", { "cause", cause, "channel", self:snapshot(ch) })
+    -- tech_cause: a channel driver's own cause (chan_websocket's close code)
+    local f = { "cause", cause }
+    if opts.tech_cause then f[3] = "tech_cause"; f[4] = opts.tech_cause end
+    f[#f + 1] = "channel"; f[#f + 1] = self:snapshot(ch)
+    self:chan_event(ch, "ChannelHangupRequest", f)
   end
   -- an originate still dialling ends with Dial NOANSWER (as in the run log)
   local pending = ch.dial_pending
@@ -241,9 +245,11 @@ local function hangup(self, ch, cause, by_app, opts)
   for i, id in ipairs(self.channel_order) do
     if id == ch.id then table.remove(self.channel_order, i) break end
   end
-  local dcause = ch.dp_cause or cause
-  self:chan_event(ch, "ChannelDestroyed", { "cause", dcause, "cause_txt", CAUSE_TXT[dcause] or "Unknown",
-    "channel", self:snapshot(ch) })
+  local dcause = ch.dp_cause or opts.destroyed_cause or cause
+  local df = { "cause", dcause, "cause_txt", CAUSE_TXT[dcause] or "Unknown" }
+  if opts.tech_cause then df[5] = "tech_cause"; df[6] = opts.tech_cause end
+  df[#df + 1] = "channel"; df[#df + 1] = self:snapshot(ch)
+  self:chan_event(ch, "ChannelDestroyed", df)
   self:local_devstate(ch)
   if ch.pending_cid then self:apply_deferred(ch) end
   if ch.dial_timer then ch.dial_timer.stop() end
@@ -658,6 +664,7 @@ local function originate(sim, p, ctx, id)
   if has_cid and peer then cid_events(sim, peer) end
   ch.behaviour = sim:far_behaviour(p.endpoint)
   ch.endpoint = p.endpoint
+  ch.audio, ch.voice = ch.behaviour.audio, ch.behaviour.voice
   apply_vars(sim, ch, body_vars(ctx))
   local snap = sim:snapshot(ch)
   sim:note(ch.call, "originate %s -> %s", p.endpoint, ch.id)
@@ -1042,40 +1049,6 @@ local function channels_rtpstatistics(sim, p)
   }
 end
 
-local function channels_externalMedia(sim, p, ctx)
-  if p.app == nil or p.app == "" then return 400, err_body("app cannot be empty") end
-  if p.format == nil or p.format == "" then return 400, err_body("format cannot be empty") end
-  local encap = p.encapsulation or "rtp"
-  if encap ~= "rtp" and encap ~= "audiosocket" and encap ~= "none" then
-    return 400, err_body("Unsupported encapsulation: " .. encap)
-  end
-  if encap ~= "none" and (p.external_host == nil or p.external_host == "") then
-    return 400, err_body("external_host is required for all but websocket connections")
-  end
-  local s, b = sim:id_conflict(p.channelId)
-  if s then return s, b end
-  local prefix = encap == "audiosocket" and "AudioSocket" or (encap == "none" and "WebSocket" or "UnicastRTP")
-  local ch = sim:new_channel { id = p.channelId, tech = prefix,
-    name = string.format("%s/%s-0x%x", prefix, p.external_host or "ws", 0x7f0000000000 + sim:seq("ext") * 0x100),
-    state = "Down", app_name = "AppDial2", app_data = "(Outgoing Line)", subscribe = p.app }
-  apply_vars(sim, ch, body_vars(ctx))
-  local port = tostring(7000 + 2 * sim:seq("rtpport"))
-  ch.vars.UNICASTRTP_LOCAL_ADDRESS = "127.0.0.1"
-  ch.vars.UNICASTRTP_LOCAL_PORT = port
-  ch.report.UNICASTRTP_LOCAL_ADDRESS = true
-  ch.report.UNICASTRTP_LOCAL_PORT = true
-  local snap = sim:snapshot(ch)
-  local dialstring = (p.external_host or "") .. "/c(" .. p.format .. ")"
-  local dial = function(status)
-    sim:chan_event(ch, "Dial", { "dialstatus", status, "forward", "", "dialstring", dialstring, "peer", sim:snapshot(ch) })
-  end
-  dial("")
-  sim:answer(ch)
-  dial("ANSWER")
-  sim:stasis_start(ch, p.app, nil)
-  return 200, snap
-end
-
 local function channels_transfer_progress(sim, p)
   local ch, s, b = ready_chan(sim, p.channelId)
   if not ch then return s, b end
@@ -1106,7 +1079,7 @@ return util.module {
       getChannelVar = channels_getChannelVar, setChannelVar = channels_setChannelVar,
       getChannelVars = channels_getChannelVars, setChannelVars = channels_setChannelVars,
       snoopChannel = channels_snoopChannel, snoopChannelWithId = channels_snoopChannelWithId,
-      rtpstatistics = channels_rtpstatistics, externalMedia = channels_externalMedia,
+      rtpstatistics = channels_rtpstatistics,
       transfer_progress = channels_transfer_progress,
     },
   },

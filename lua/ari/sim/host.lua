@@ -37,7 +37,9 @@ function M.write_jsonl(sim, path)
   if not f then return nil, err end
   for _, e in ipairs(sim.transcript) do
     f:write(json.encode(json.obj { "t", e.t, "call", e.call, "kind", e.kind, "app", e.app, "type", e.type,
-      "method", e.method, "path", e.path, "status", e.status, "summary", e.summary }), "\n")
+      "method", e.method, "path", e.path, "status", e.status, "summary", e.summary,
+      -- kind "media": an external media stream's figures (ari.sim.extmedia)
+      "channel", e.channel, "media", e.media }), "\n")
   end
   f:close()
   return true

@@ -75,7 +75,7 @@ end
 
 -- Fields that Asterisk writes before "type" for some events.
 local PRE = { ChannelVarset = { variable = true, value = true },
-  ChannelHangupRequest = { cause = true, soft = true }, ChannelTalkingFinished = { duration = true } }
+  ChannelHangupRequest = { cause = true, tech_cause = true, soft = true }, ChannelTalkingFinished = { duration = true } }
 
 local function build_event(sim, etype, fields, app)
   local kv = {}
@@ -368,7 +368,7 @@ M.err_body = err_body
 -- The resource modules: each returns (through ari.sim.util.module) {
 -- methods = { name = fn }, routes = { resource = { nickname = handler } },
 -- init = fn(sim, opts) } (any of them), installed here in this order.
-local RESOURCE_MODULES = { "channels", "dialplan", "bridges", "media", "misc" }
+local RESOURCE_MODULES = { "channels", "dialplan", "bridges", "media", "misc", "extmedia" }
 local handlers = {}
 M.handlers = handlers
 local inits = {}
@@ -579,6 +579,7 @@ end
 function Sim:close()
   if self.closed then return end
   self.closed = true
+  self:media_close_all()
   for h, t in pairs(self.timers) do t:stop(); self.timers[h] = nil end
   for _, app in pairs(self.apps) do
     for s in pairs(app.sessions) do

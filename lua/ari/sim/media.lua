@@ -404,6 +404,7 @@ end
 
 -- The far end's talking state changed (scenario): maxSilence timers.
 local function recording_talk(self, ch, talking)
+  self:media_voice_changed(ch)
   for _, rec in pairs(self.live_recordings) do
     if rec.target_kind == "channel" and rec.target_id == ch.id then
       if talking then

@@ -9,10 +9,30 @@ local function glob(p)
   return "^" .. p:gsub("[%-%.%+%[%]%(%)%$%?]", "%%%0"):gsub("%*", ".*") .. "$"
 end
 
+-- A call's or far end's `audio` / `voice` (ari.sim.audio sources); a WAV
+-- path is relative to the scenario file's directory.
+local function check_audio(c, what, base_dir)
+  local audio = require "ari.sim.audio"
+  for _, key in ipairs { "audio", "voice" } do
+    local spec = c[key]
+    if type(spec) == "table" and type(spec.wav) == "string" and base_dir and not spec.wav:match("^/") then
+      local copy = {}
+      for k, v in pairs(spec) do copy[k] = v end
+      copy.wav = base_dir .. spec.wav
+      c[key] = copy
+      spec = copy
+    end
+    local err = audio.check(spec)
+    if err then error("scenario: " .. what .. "." .. key .. ": " .. err, 0) end
+  end
+end
+
 --- Load a scenario: a table, a path to a Lua file returning one, or nil.
 function M.load(s)
   if s == nil or s == true or s == "" then return { default = true, calls = {}, endpoints = {}, load = {} } end
+  local base_dir
   if type(s) == "string" then
+    base_dir = s:match("^(.*/)") or "./"
     local chunk, err = loadfile(s, "t", setmetatable({}, { __index = _G }))
     if not chunk then error("scenario: " .. tostring(err), 0) end
     local ok, v = pcall(chunk)
@@ -22,9 +42,11 @@ function M.load(s)
   end
   if type(s) ~= "table" then error("scenario must be a table", 0) end
   local out = { app = s.app, calls = {}, endpoints = {}, load = {}, sounds = s.sounds,
-    endpoint_list = s.endpoint_list, timeout = s.timeout, dialplan = s.dialplan, technologies = s.technologies }
+    endpoint_list = s.endpoint_list, timeout = s.timeout, dialplan = s.dialplan, technologies = s.technologies,
+    websocket_clients = s.websocket_clients }
   for i, c in ipairs(s.calls or {}) do
     if type(c) ~= "table" then error("scenario: calls[" .. i .. "] must be a table", 0) end
+    check_audio(c, "calls[" .. i .. "]", base_dir)
     out.calls[#out.calls + 1] = c
   end
   local eps = s.endpoints or {}
@@ -32,6 +54,7 @@ function M.load(s)
     for _, e in ipairs(eps) do
       local c = {}
       for k, v in pairs(e) do c[k] = v end
+      check_audio(c, "endpoint " .. tostring(e.pattern or e[1]), base_dir)
       c.pattern = glob(e.pattern or e[1] or "*")
       out.endpoints[#out.endpoints + 1] = c
     end
@@ -42,11 +65,12 @@ function M.load(s)
     for _, k in ipairs(keys) do
       local c = {}
       for kk, v in pairs(eps[k]) do c[kk] = v end
+      check_audio(c, "endpoint " .. k, base_dir)
       c.pattern = glob(k)
       out.endpoints[#out.endpoints + 1] = c
     end
   end
-  for _, l in ipairs(s.load or {}) do out.load[#out.load + 1] = l end
+  for i, l in ipairs(s.load or {}) do check_audio(l, "load[" .. i .. "]", base_dir); out.load[#out.load + 1] = l end
   if s.load and s.load.calls or (s.load and s.load.rate) then out.load = { s.load } end
   return out
 end
@@ -62,6 +86,8 @@ function M.attach(sim, scn)
   sim.pending_calls = 0
   sim.finished_calls = 0
   sim.scenario_started = {}
+  -- Asterisk's websocket_client.conf: connections chan_websocket dials out
+  sim.websocket_clients = scn.websocket_clients
 end
 
 -- Waiting on a channel's far end ----------------------------------------------
@@ -240,6 +266,8 @@ function M.place_call(sim, c, app, on_end)
   ch.endpoint = tech .. "/" .. from
   ch.scripted = true
   for k, v in pairs(c.variables or {}) do ch.vars[k] = tostring(v) end
+  -- what the caller sends into a bridge with an external media channel
+  ch.audio, ch.voice = c.audio, c.voice
   sim:note(ch.call, "incoming call %s from %s to %s", ch.id, from, to)
   sim:chan_event(ch, "ChannelDialplan", { "dialplan_app", "Stasis",
     "dialplan_app_data", app .. (c.args and ("," .. c.args) or ""), "channel", sim:snapshot(ch) })
@@ -287,7 +315,7 @@ function M.start(sim, app, on_all_done)
   for _, c in ipairs(calls) do track(c) end
   for _, l in ipairs(loads) do
     local script = l.script or DEFAULT_SCRIPT
-    local base = { from = l.from, to = l.to, args = l.args, script = script }
+    local base = { from = l.from, to = l.to, args = l.args, script = script, audio = l.audio, voice = l.voice }
     if l.calls then
       local total, conc = l.calls, l.concurrency or l.calls
       local started = 0

@@ -155,6 +155,9 @@ function M.listen(sim, opts)
       return status, headers, body or ""
     end,
     on_websocket = function(req)
+      -- chan_websocket's media connections (no ARI credentials, as Asterisk)
+      local connid = req.path:match("^/media/([^/]+)$")
+      if connid then return sim:media_websocket(req, connid) end
       if req.path ~= "/ari/events" then return 404, { ["content-type"] = "application/json" },
         json.encode(util.err_body("Resource not found")) end
       if not M.authorized(sim, req.headers, req.query) then return unauthorized() end
