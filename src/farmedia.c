@@ -14,7 +14,9 @@
  *                  bytes, sent first as kind 0x01), opts.audio_kind (0x10..)
  *     websocket:   peer:attach(ws) with a server ws (ari.core.server.ws)
  *     wsclient:    opts.host, opts.port, opts.request (the HTTP upgrade
- *                  request): a WebSocket client (chan_websocket dialling a
+ *                  request), opts.key (its Sec-WebSocket-Key), opts.protocol
+ *                  (the subprotocol it asks for; the answer is checked by
+ *                  rfc6455_response): a WebSocket client (chan_websocket dialling a
  *                  websocket_client.conf connection); "open" once answered
  *                  101, then on_event("text" | "binary", message) per
  *                  message, peer:send_text(s); close([code]) sends a close
@@ -113,6 +115,8 @@ struct fm_peer {
   char ev_name[16], ev_detail[128];
   /* wsclient: the upgrade request to send, the handshake's state, frames */
   char *request;
+  char accept[RFC6455_ACCEPT_LEN + 1]; /* the Sec-WebSocket-Accept expected */
+  char protocol[64];      /* the subprotocol asked for ("": none, or several) */
   int ws_open;
   rfc6455_parser wsp;
   int ev_queued;
@@ -261,19 +265,19 @@ static void fm_wsc_parse(fm_peer *p) {
   core_loop *c = p->m->c;
   size_t pos = 0;
   if (!p->ws_open) {
-    char *end;
-    if (p->rx.len > 16384) { fm_event(p, "closed", "handshake: response too long"); fm_close(p); return; }
-    end = p->rx.p ? strstr(p->rx.p, "\r\n\r\n") : NULL;
-    if (end == NULL) return;
-    if (strncmp(p->rx.p, "HTTP/1.1 101", 12) != 0) {
-      char msg[96];
-      size_t l = strcspn(p->rx.p, "\r\n");
-      snprintf(msg, sizeof msg, "handshake: %.*s", (int)(l > 80 ? 80 : l), p->rx.p);
+    char err[200];
+    int status;
+    long hl = rfc6455_response(p->rx.p, p->rx.len, p->accept, p->protocol[0] ? p->protocol : NULL, &status, err,
+                               sizeof err);
+    if (hl == 0) return;
+    if (hl < 0) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "handshake: %.100s", err);
       fm_event(p, "closed", msg);
       fm_close(p);
       return;
     }
-    pos = (size_t)(end - p->rx.p) + 4;
+    pos = (size_t)hl;
     p->ws_open = 1;
     rfc6455_init(&p->wsp, RFC6455_CLIENT, 1u << 20);
     fm_event(p, "open", "");
@@ -583,6 +587,14 @@ static int fm_new(lua_State *L) {
     p->request = malloc(rl + 1);
     if (p->request == NULL) { lua_pop(L, 1); free(p); return luaL_error(L, "out of memory"); }
     memcpy(p->request, rq, rl + 1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "key");
+    rq = luaL_optlstring(L, -1, "", &rl);
+    rfc6455_accept(rq, rl, p->accept);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "protocol");
+    rq = luaL_optlstring(L, -1, "", &rl);
+    if (rl < sizeof p->protocol && strchr(rq, ',') == NULL) memcpy(p->protocol, rq, rl + 1);
     lua_pop(L, 1);
   }
   if (p->kind == FM_AS) {

@@ -414,7 +414,7 @@ local function channels_externalMedia(sim, p, ctx)
         .. "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
         wpath ~= "" and wpath or "/", whost, tonumber(wport), key, protocols)
       local peer, perr = core.farmedia({ kind = "wsclient", format = peer_format, frame_bytes = fb or 320,
-        host = ip, port = tonumber(wport), request = request }, function(ev, data)
+        host = ip, port = tonumber(wport), request = request, key = key, protocol = protocols }, function(ev, data)
           if ev == "open" then em.client_open(sim)
           elseif ev == "text" then if #data > 0 and #data <= 127 then ws_command(sim, em, data) end
           elseif ev == "binary" then ws_binary(sim, em, data)
