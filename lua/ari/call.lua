@@ -672,7 +672,9 @@ end
 function Call:bridge_with(other, opts)
   check_up(self)
   local bridge = self.app:bridge { type = (opts and opts.type) or "mixing" }
-  self:on_hangup(function() pcall(bridge.destroy, bridge) end)
+  self:on_hangup(function()
+    if not bridge._destroyed then bridge._destroyed = true; pcall(bridge.destroy, bridge) end
+  end)
   bridge:join(self)
   bridge:join(other)
   return bridge

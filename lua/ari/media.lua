@@ -230,9 +230,13 @@ function Stream:_gone(reason)
   local w = self._waiting
   if w then self._waiting = nil; w.wake("closed") end
   local ext, bridge = self.ext, self.bridge
+  -- the bridge is the call's (call:bridge_with destroys it when the call
+  -- hangs up): destroyed here only when the stream ends before the call
+  local own_bridge = bridge and not (self.call and self.call.hungup) and not bridge._destroyed
+  if own_bridge then bridge._destroyed = true end
   sched.spawn(function()
     if ext and not ext.hungup then pcall(ext.hangup, ext) end
-    if bridge then pcall(bridge.destroy, bridge) end
+    if own_bridge then pcall(bridge.destroy, bridge) end
   end)
 end
 

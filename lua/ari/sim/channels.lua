@@ -956,7 +956,7 @@ local function channels_getChannelVar(sim, p)
   local ch, s, b = get_chan(sim, p.channelId)
   if not ch then return s, b end
   if p.variable == nil or p.variable == "" then return 400, err_body("Variable name is required") end
-  if not ch.app then return 409, err_body("Channel not in Stasis application") end
+  -- reading needs no Stasis control (Asterisk looks the channel up by name)
   local v = read_var(sim, ch, p.variable)
   if v == nil then return 404, err_body("Provided variable was not found") end
   return 200, obj { "value", v }
@@ -976,7 +976,6 @@ local function channels_getChannelVars(sim, p)
   local ch, s, b = get_chan(sim, p.channelId)
   if not ch then return s, b end
   if p.variables == nil or p.variables == "" then return 400, err_body("Variable names are required") end
-  if not ch.app then return 409, err_body("Channel not in Stasis application") end
   local kv = {}
   for name in p.variables:gmatch("[^,]+") do
     local v = read_var(sim, ch, name)
