@@ -202,7 +202,7 @@ end
 function M.markdown(res, w, num)
   w("Asterisk %s (../shared/asterisk, started by tools/asterisk.sh with bench/asterisk/extensions.conf), the app",
     res.version or "22")
-  w("under test (`./ari-lua bench/real_app.lua`, REST over HTTP) and the load generator")
+  w("under test (`./ari-lua bench/real_app.lua`, REST over the events WebSocket: the client's default on 22) and the load generator")
   w("(`./ari-lua bench/real_driver.lua`: originates `Local/bench@stasis-app`, context `caller`, REST only; it")
   w("polls a dialplan counter of ended calls every 50 ms to keep N calls in flight) are three processes,")
   w("not pinned (Asterisk is multi-threaded). Flows: **play** = answer -> play a 1 s sound -> hang up;")

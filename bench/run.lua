@@ -446,7 +446,7 @@ local p = results.park or {}
 local per = p.rss_parked_kb and p.rss0_kb and (p.rss_parked_kb - p.rss0_kb) / (p.parked or 1) or nil
 w("**Parked calls.** %s calls answered and parked in `get_digits` at once (the simulator holds every", num(p.parked))
 w("digit until all have answered). Client RSS before the first call: %s KB; with all parked (after a full GC): %s KB;", num(p.rss0_kb), num(p.rss_parked_kb))
-w("**%s KB per parked call**. Load: %s.", num(per, "%.2f"), p.load)
+w("**%s KB per parked call** with REST over HTTP (libcurl, forced). Load: %s.", num(per, "%.2f"), p.load)
 -- where the RSS per call goes: Lua heap, the C heap in use (Lua's objects
 -- with malloc's per-chunk overhead, and C state), and memory freed during
 -- the ramp that malloc keeps (free chunks between live ones)
@@ -467,7 +467,7 @@ end
 if p.lua_parked_kb then w("Per call: %s.", split(p)) end
 local pw = results.park_ws or {}
 if pw.rss_parked_kb and pw.rss0_kb then
-  w("With REST over the WebSocket (no libcurl): RSS %s KB -> %s KB, **%s KB per parked call**; per call: %s.",
+  w("With REST over the events WebSocket (the default where the server offers it; no libcurl): RSS %s KB -> %s KB, **%s KB per parked call**; per call: %s.",
     num(pw.rss0_kb), num(pw.rss_parked_kb), num((pw.rss_parked_kb - pw.rss0_kb) / (pw.parked or 1), "%.2f"), split(pw))
 end
 w("")
@@ -515,7 +515,7 @@ else
   w("The same simulated call flow as part 3 (answer -> play `sound:beep` -> PlaybackFinished -> one digit ->")
   w("hang up; `bench/simd.lua` at speed %d, a separate process on the other core) and the same firehose as part 2,", SPEED)
   w("taken one client after the other at each size in this run: ari-lua (`bench/callflow_client.lua`, REST over")
-  w("libcurl; `bench/dispatch_client.lua`), a hand-written Node client (`bench/node/handwritten.js`: `ws` for")
+  w("the events WebSocket, its default against the simulated Asterisk 22; `bench/dispatch_client.lua`), a hand-written Node client (`bench/node/handwritten.js`: `ws` for")
   w("events, `http` with a keep-alive agent of 32 sockets per host for REST, JSON.parse, a switch on the event")
   w("type; firehose: JSON.parse and an EventEmitter handler per event) and the official `ari-client`")
   w("(`bench/node/ariclient.js`, as its documentation shows: `channel.answer()`, `client.Playback()`,")
