@@ -206,3 +206,20 @@ describe("C allocator", function()
     assert.is_boolean(core.trim())
   end)
 end)
+
+describe("SIGPIPE", function()
+  -- Sockets are written through libuv (no MSG_NOSIGNAL): a peer gone away
+  -- must give EPIPE, not kill the process.  Checked in a separate lua5.4
+  -- that loads ari.core as a plain module (no ari-lua host), which then
+  -- receives SIGPIPE: it must still be alive to print.
+  it("is ignored once ari.core is loaded, so a write to a closed socket cannot kill the process", function()
+    local script = [[package.cpath = "./build/?.so;" .. package.cpath
+require "ari.core"
+os.execute("kill -PIPE $PPID")
+io.write("alive")]]
+    local p = io.popen("lua5.4 -e '" .. script:gsub("'", "'\\''") .. "'; echo \" rc=$?\"")
+    local out = p:read("a")
+    p:close()
+    assert.equals("alive rc=0", out:gsub("%s+$", ""))
+  end)
+end)

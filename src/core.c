@@ -469,6 +469,21 @@ void core_newmeta(lua_State *L, const char *name, const luaL_Reg *m) {
   lua_pop(L, 1);
 }
 
+/* Every socket of the core is written with write()/writev() through libuv
+ * (which cannot pass MSG_NOSIGNAL): a peer that has gone away would raise
+ * SIGPIPE, whose default action kills the process (and with it every call).
+ * Ignore it, unless the embedding program installed its own handler; the
+ * write then fails with EPIPE and the connection is handled as lost. */
+static void core_ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 int luaopen_ari_core(lua_State *L) {
   static const luaL_Reg timer_m[] = {
     {"stop", core_timer_stop}, {"close", core_timer_stop}, {"active", core_timer_active},
@@ -486,6 +501,7 @@ int luaopen_ari_core(lua_State *L) {
     core_loop *c = (core_loop *)lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
     if (uv_loop_init(&c->uv) != 0) return luaL_error(L, "ari.core: uv_loop_init failed");
+    core_ignore_sigpipe();
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     c->L = lua_tothread(L, -1);
     lua_pop(L, 1);
