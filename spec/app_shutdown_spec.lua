@@ -149,6 +149,26 @@ describe("the host exits whatever the script left open", function()
     end)
   end
 
+  -- a call reading its media stream (src/media.c) when the script fails or
+  -- the signal comes: the app hangs it up when the grace is over
+  for _, transport in ipairs { "rtp", "audiosocket", "websocket" } do
+    local mode = "--sim=spec/fixtures/shutdown/media-scenario.lua"
+    it("a script error while a call reads its " .. transport .. " media stream: exit 1", function()
+      local rc, out = run(mode, "media-" .. transport, "error")
+      assert.equals("1", rc, out)
+      assert.matches("shutting down (script error)", out, nil, true)
+      assert.matches("grace period over, hanging up", out, nil, true)
+      by_itself(out)
+    end)
+
+    it("SIGTERM while a call reads its " .. transport .. " media stream: exit 0", function()
+      local rc, out = run(mode, "media-" .. transport, "wait", true)
+      assert.equals("0", rc, out)
+      assert.matches("grace period over, hanging up", out, nil, true)
+      by_itself(out)
+    end)
+  end
+
   -- [one-shot] only without --sim (it ends with its scenario)
   for _, what in ipairs { "ws", "reconnect", "all" } do
     it("a one-shot script that returns with " .. what .. " left open: exit 0", function()
