@@ -131,6 +131,7 @@ local function idle()
 end
 
 local IDLE_CHECK_MS = 100
+local SHUTDOWN_CHECK_MS = 50 -- [shutdown] how often the host checks whether the shutdown is done
 local exit_when_idle = false -- the real host (not --sim, which ends with its scenario)
 -- [/one-shot]
 
@@ -151,13 +152,32 @@ local function run_main(fn, ...)
     end
     stopping = true
     ari.shutdown(name)
-    -- apps hang up what remains when the grace ends (ari.app): give them 2 s more
-    local t = core.timer((config.shutdown_grace or 10000) + 2000, function()
+  end
+  -- [shutdown] However the shutdown began (a signal, a script error, the
+  -- one-shot end, ari.shutdown()), the loop is stopped once the shutdown is
+  -- done: no coroutine alive (the shutdown handlers, the calls they wait
+  -- for), no ari.timer to fire, no client's events socket still closing.
+  -- What else the script left open (a raw core.ws_connect connection, an
+  -- ari.server listener, a core.timer) does not keep the process alive: the
+  -- core's shutdown hooks close it.  In any case the loop is stopped when
+  -- the grace period is over (apps hang up what remains at its end, ari.app:
+  -- they get 2 s more).
+  ari.on_shutdown(function()
+    local client = require "ari.client"
+    local deadline = core.timer((config.shutdown_grace or 10000) + 2000, function()
       log.warn("shutdown grace period over; stopping")
       core.stop()
     end)
-    t:unref()
-  end
+    deadline:unref()
+    local drained
+    drained = core.timer(SHUTDOWN_CHECK_MS, function()
+      if sched.live() > 0 or ari.timers_pending() or client.closing() then return end
+      drained:stop()
+      deadline:stop()
+      core.stop()
+    end, SHUTDOWN_CHECK_MS)
+    drained:unref()
+  end)
   local sigs = { core.signal("SIGINT", on_signal), core.signal("SIGTERM", on_signal) }
   -- [ari.reload / ari.metrics] SIGHUP reloads the script; --metrics serves /metrics, /healthz, /readyz
   local reload = require "ari.reload"

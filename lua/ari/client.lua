@@ -1136,12 +1136,28 @@ function Client:close_events()
   for _, conn in ipairs(socks) do pcall(conn.close, conn) end
 end
 
+-- [shutdown] the events sockets of closed clients, until their close is done
+local closing_socks = setmetatable({}, { __mode = "k" })
+
+--- Is a closed client's events socket still closing (a REST-over-WebSocket
+-- answer awaited, or the close handshake under way)?  The host waits for
+-- that before it stops the loop at shutdown (ari.cli).
+function M.closing()
+  for conn in pairs(closing_socks) do
+    local ok, st = pcall(conn.state, conn)
+    if ok and st ~= "closed" then return true end
+    closing_socks[conn] = nil
+  end
+  return false
+end
+
 --- Close the event socket(s); waits end with nil, "closed".
 function Client:close()
   if self._closed then return end
   self._closed = true
   local socks = self._sockets
   self._sockets = {}
+  for _, conn in ipairs(socks) do closing_socks[conn] = true end
   local function close_socks() for _, conn in ipairs(socks) do pcall(conn.close, conn) end end
   local rw = self.rest_ws
   if rw and rw:in_flight() > 0 then
