@@ -1,0 +1,142 @@
+-- Issue #17: a TCP media peer that stops reading while the app keeps
+-- writing (docs/media.md "Pacing and limits").  The peer is socat with a
+-- small receive buffer running spec/support/slowpeer.lua on the connection
+-- itself (nofork): it plays Asterisk's side (AudioSocket; chan_websocket's
+-- client and server types), then never reads.  Checked: writes return at
+-- once (true, or false + "overflow" when the app writes faster than real
+-- time), the core's unsent bytes stay under its cap and the frames past it
+-- are counted in dropped_out, the heap does not grow with the time the peer
+-- stalls, and closing the stream (or the peer going away) ends it.
+local ari = require "ari"
+local core = require "ari.core"
+local util = require "spec.support.util"
+local audio = ari.audio
+
+local function sh_ok(cmd) return os.execute(cmd .. " >/dev/null 2>&1") == true end
+local have_socat = sh_ok("command -v socat")
+local CAP = 64 * 1024          -- MEDIA_MAX_TCP_OUT (src/media.h)
+local MSG = 640 + 14           -- one slin16 frame with the largest header (WebSocket)
+
+-- Start a socat peer; returns a function that kills it (idempotent).
+local function start_peer(socat_addr, mode, arg_)
+  local pidf = os.tmpname()
+  assert(os.execute(string.format(
+    "sh -c 'echo $$ > %s; exec socat %s EXEC:\"lua5.4 spec/support/slowpeer.lua %s %s\",nofork' >/dev/null 2>&1 &",
+    pidf, socat_addr, mode, arg_ or "")))
+  local pid
+  util.poll(function()
+    pid = tonumber((util.read(pidf) or ""):match("%d+"))
+    return pid ~= nil
+  end, "the peer's pid", 10000)
+  os.remove(pidf)
+  local alive = true
+  return function()
+    if alive then alive = false; os.execute("kill " .. pid .. " 2>/dev/null") end
+  end
+end
+
+local function free_port()
+  local s = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
+  local p = s:port()
+  s:close()
+  return p
+end
+
+local function heap()
+  collectgarbage("collect")
+  return core.memory().heap_in_use
+end
+
+-- Write 40 ms every 20 ms (twice real time) for `ms`; every write must
+-- return true or false, "overflow".  Returns counts and the largest
+-- unsent_out seen.
+local function keep_writing(s, ms, seen)
+  local chunk = audio.tone(440, 40, "slin16", 4000)
+  local deadline = ari.now() + ms
+  while ari.now() < deadline do
+    local ok, why = s:write(chunk)
+    if ok then seen.ok = seen.ok + 1
+    else
+      assert.equals("overflow", why)
+      seen.overflow = seen.overflow + 1
+    end
+    local u = s:stats().unsent_out
+    if u > seen.max_unsent then seen.max_unsent = u end
+    ari.sleep(20)
+  end
+end
+
+-- The stalled phase, common to the transports: returns the stats after.
+local function stall_checks(s)
+  local seen = { ok = 0, overflow = 0, max_unsent = 0 }
+  -- until the kernel's buffers and then the core's cap are full
+  local limit = ari.now() + 60000
+  while s:stats().dropped_out == 0 do
+    assert(ari.now() < limit, "timed out waiting for dropped_out (the peer's buffers never filled)")
+    keep_writing(s, 200, seen)
+  end
+  local st1 = s:stats()
+  assert.is_true(st1.unsent_out > CAP - 2 * MSG, "unsent " .. st1.unsent_out) -- the cap is what stops it
+  local h1 = heap()
+  keep_writing(s, 2000, seen)          -- 2 s more of a stalled peer: ~64 KiB of audio
+  local st2 = s:stats()
+  local h2 = heap()
+  assert.is_true(seen.ok > 0)
+  assert.is_true(seen.overflow > 0)      -- the bounded queue (queue_ms) refused some
+  assert.is_true(seen.max_unsent <= CAP + MSG, "unsent " .. seen.max_unsent)
+  assert.is_true(st2.unsent_out <= CAP + MSG)
+  -- the output still goes at real time, into dropped_out: ~100 frames in 2 s
+  assert.is_true(st2.dropped_out - st1.dropped_out >= 50, (st2.dropped_out - st1.dropped_out) .. " dropped")
+  assert.equals(st1.bytes_out, st2.bytes_out) -- nothing more was handed to the socket
+  assert.is_true(st2.queue_ms <= 200)
+  -- what 2 s of the stall would have queued is 64 KiB: the heap grew far less
+  assert.is_true(h2 - h1 < 32 * 1024, "heap grew by " .. (h2 - h1))
+  return st2, h2
+end
+
+-- fn(set_kill) on the loop; the peer is killed after, whatever happened
+local function with_loop(fn)
+  local kill
+  local ok, err = pcall(ari.run, function() fn(function(k) kill = k end) end)
+  if kill then kill() end
+  assert(ok, tostring(err))
+end
+
+local UUID = "6f1c2b7e-9a51-4f0e-8d5c-3b2a1f0e9d8c"
+
+describe("media: a TCP peer that stops reading #slowpeer", function()
+  if not have_socat then
+    pending("socat is not installed")
+    return
+  end
+
+  it("AudioSocket: writes return, output is dropped past the cap, m:close() ends it, nothing stays", function()
+    with_loop(function(set_kill)
+      local h0 = heap()
+      local events = {}
+      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID },
+        function(kind) events[#events + 1] = kind end))
+      set_kill(start_peer("TCP:127.0.0.1:" .. s:port() .. ",rcvbuf=4096", "audiosocket", UUID))
+      util.poll(function() return s:state() == "open" end, "the AudioSocket connection", 20000)
+      util.poll(function() return s:stats().frames_in == 1 end, "the peer's audio message", 20000)
+      local _, h2 = stall_checks(s)
+      local held = s:stats().unsent_out
+      s:close()
+      assert.equals("closed", (s:state()))
+      assert.equals(0, s:stats().unsent_out)
+      local ok, why = s:write(audio.silence(20, "slin16"))
+      assert.is_false(ok)
+      assert.equals("closed", why)
+      assert.equals(320, #s:read())  -- what had arrived stays readable
+      assert.is_nil(s:read())
+      s = nil
+      ari.sleep(50)                    -- the socket's close callback (and its writes') run
+      local h3 = heap()
+      -- the ~64 KiB the core held for the peer are gone with the stream
+      assert.is_true(held > CAP - 2 * MSG)
+      assert.is_true(h2 - h3 > CAP - 8 * MSG, "freed at close " .. (h2 - h3))
+      assert.is_true(h3 - h0 < 32 * 1024, "heap after close " .. (h3 - h0))
+      assert.same({ "open" }, events)  -- no "closed" event for the app's own close
+    end)
+  end)
+end)
