@@ -17,23 +17,22 @@ local have_socat = sh_ok("command -v socat")
 local CAP = 64 * 1024          -- MEDIA_MAX_TCP_OUT (src/media.h)
 local MSG = 640 + 14           -- one slin16 frame with the largest header (WebSocket)
 
--- Start a socat peer; returns a function that kills it (idempotent).
+-- Start a socat peer (in the background); returns a function that kills it
+-- (idempotent) and its pid.  No waiting: usable outside a coroutine.
 local function start_peer(socat_addr, mode, arg_)
   local pidf = os.tmpname()
   assert(os.execute(string.format(
-    "sh -c 'echo $$ > %s; exec socat %s EXEC:\"lua5.4 spec/support/slowpeer.lua %s %s\",nofork' >/dev/null 2>&1 &",
-    pidf, socat_addr, mode, arg_ or "")))
-  local pid
-  util.poll(function()
-    pid = tonumber((util.read(pidf) or ""):match("%d+"))
-    return pid ~= nil
-  end, "the peer's pid", 10000)
+    "sh -c 'exec socat %s EXEC:\"lua5.4 spec/support/slowpeer.lua %s %s\",nofork' >/dev/null 2>&1 & echo $! > %s",
+    socat_addr, mode, arg_ or "", pidf)))
+  local pid = assert(tonumber((util.read(pidf) or ""):match("%d+")), "the peer's pid")
   os.remove(pidf)
   local alive = true
   return function()
     if alive then alive = false; os.execute("kill " .. pid .. " 2>/dev/null") end
-  end
+  end, pid
 end
+
+local function running(pid) return sh_ok("kill -0 " .. pid) end
 
 local function free_port()
   local s = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
@@ -55,6 +54,7 @@ local function keep_writing(s, ms, seen)
   local deadline = ari.now() + ms
   while ari.now() < deadline do
     local ok, why = s:write(chunk)
+    if type(why) == "table" then why = why.reason end -- a call's Stream: nil, MediaError
     if ok then seen.ok = seen.ok + 1
     else
       assert.equals("overflow", why)
@@ -138,5 +138,132 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
       assert.is_true(h3 - h0 < 32 * 1024, "heap after close " .. (h3 - h0))
       assert.same({ "open" }, events)  -- no "closed" event for the app's own close
     end)
+  end)
+
+  it("AudioSocket: the stalled peer going away ends the stream with a closed event", function()
+    with_loop(function(set_kill)
+      local events = {}
+      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID },
+        function(kind) events[#events + 1] = kind end))
+      local kill = start_peer("TCP:127.0.0.1:" .. s:port() .. ",rcvbuf=4096", "audiosocket", UUID)
+      set_kill(kill)
+      util.poll(function() return s:state() == "open" end, "the AudioSocket connection", 20000)
+      stall_checks(s)
+      kill()
+      util.poll(function() return s:state() == "closed" end, "the stream to end", 20000)
+      local _, reason = s:state()
+      assert.is_true(reason == "peer" or reason:match("^error: ") ~= nil, reason)
+      assert.same({ "open", "closed" }, events)
+      assert.equals(0, s:stats().unsent_out)
+      local ok, why = s:write(audio.silence(20, "slin16"))
+      assert.is_false(ok)
+      assert.equals("closed", why)
+    end)
+  end)
+
+  it("WebSocket, connection_type client (Asterisk connects to the app's listener): the same", function()
+    with_loop(function(set_kill)
+      local l = assert(core.media_listen("127.0.0.1", 0))
+      local events = {}
+      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200 },
+        function(kind) events[#events + 1] = kind end))
+      l:expect("slow-channel", s)
+      set_kill(start_peer("TCP:127.0.0.1:" .. l:port() .. ",rcvbuf=4096", "wsclient", "slow-channel"))
+      util.poll(function() return s:state() == "open" end, "the WebSocket connection", 20000)
+      util.poll(function() return s:stats().frames_in == 1 end, "the peer's audio frame", 20000)
+      local h2 = select(2, stall_checks(s))
+      s:close()
+      assert.equals("closed", (s:state()))
+      assert.equals(640, #s:read())
+      assert.is_nil(s:read())
+      s = nil
+      ari.sleep(50)
+      local h3 = heap()
+      assert.is_true(h2 - h3 > CAP - 8 * MSG, "freed at close " .. (h2 - h3))
+      l:close()
+    end)
+  end)
+
+  it("WebSocket, connection_type server (the core connects to Asterisk's /media/<id>): the same", function()
+    with_loop(function(set_kill)
+      local port = free_port()
+      set_kill(start_peer("TCP-LISTEN:" .. port .. ",bind=127.0.0.1,reuseaddr,rcvbuf=4096", "wsserver"))
+      -- until socat listens
+      -- until socat listens (not probed by connecting: it accepts one connection)
+      util.poll(function() return sh_ok("ss -ltn 'sport = :" .. port .. "' | grep -q LISTEN") end, "socat to listen", 10000)
+      local events = {}
+      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200 },
+        function(kind) events[#events + 1] = kind end))
+      s:ws_connect("127.0.0.1", port, "/media/slow", "")
+      util.poll(function() return s:state() == "open" end, "the WebSocket handshake", 20000)
+      local h2 = select(2, stall_checks(s))
+      s:close()
+      assert.equals("closed", (s:state()))
+      assert.equals(0, s:stats().unsent_out)
+      s = nil
+      ari.sleep(50)
+      local h3 = heap()
+      assert.is_true(h2 - h3 > CAP - 8 * MSG, "freed at close " .. (h2 - h3))
+      assert.same({ "open", "text" }, events) -- MEDIA_START
+    end)
+  end)
+
+  -- The whole call: the simulator's AudioSocket far end (core.farmedia) is
+  -- replaced by the socat peer, which connects to the stream's
+  -- external_host with the stream's UUID as Asterisk would.
+  it("a call's AudioSocket stream: the call's coroutine writes on, closes the stream, and ends", function()
+    local testing = require "ari.testing"
+    local real = core.farmedia
+    local peer = {}
+    core.farmedia = function(opts, cb)
+      if opts.kind ~= "audiosocket" then return real(opts, cb) end
+      local hex = opts.uuid:gsub(".", function(c) return string.format("%02x", c:byte()) end)
+      local uuid = hex:sub(1, 8) .. "-" .. hex:sub(9, 12) .. "-" .. hex:sub(13, 16) .. "-" .. hex:sub(17, 20) .. "-" .. hex:sub(21)
+      peer.kill, peer.pid = start_peer("TCP:" .. opts.host .. ":" .. opts.port .. ",rcvbuf=4096", "audiosocket", uuid)
+      core.timer(0, function() cb("open") end)
+      return {
+        source = function() end, flow = function() end,
+        close = function() peer.closed = true; peer.kill() end,
+        stats = function()
+          return { frames_out = 0, bytes_out = 0, digest_out = "", late_ticks = 0, frames_in = 0, bytes_in = 0,
+            dropped_in = 0, rms_in = 0, peak_rms_in = 0, loud_frames_in = 0, digest_in = "" }
+        end,
+      }
+    end
+    local out = {}
+    local ok, r = pcall(testing.run, {
+      name = "slowpeer", speed = 1, timeout = 90000,
+      scenario = { app = "slowpeer", calls = { { from = "1001", script = { { "wait_answer" }, { "sleep", 120000 } } } } },
+      on_call = function(call)
+        call:answer()
+        local m = call:media { transport = "audiosocket", format = "slin16", queue_ms = 200, timeout = 20000 }
+        out.stalled = { pcall(stall_checks, m) }
+        m:close()
+        local ok1, e1 = m:write(audio.silence(20, "slin16"))
+        out.write_after = { ok1, e1 and e1.reason }
+        out.read1 = { m:read() }   -- the peer's one audio message, still queued
+        out.read2 = { m:read() }
+        out.closed_reason = m.closed_reason
+        out.ended = true            -- the coroutine got here; returning ends the call
+      end,
+    })
+    core.farmedia = real
+    if peer.kill then peer.kill() end
+    assert(ok, tostring(r))
+    assert.is_true(out.stalled[1], tostring(out.stalled[2]))
+    assert.same({}, r.errors)
+    assert.is_true(out.ended)
+    assert.same({ nil, "closed" }, out.write_after)
+    assert.equals(320, #out.read1[1])
+    assert.same({ nil, "closed" }, out.read2)
+    assert.equals("closed", out.closed_reason)
+    assert.is_false(r.timed_out)
+    -- the call and its media channel both started and ended, none in error
+    assert.same({ started = 2, ended = 2, error = 0 }, { started = r.stats.started, ended = r.stats.ended, error = r.stats.error })
+    -- the media channel was hung up, and the simulator (Asterisk) let go of the connection
+    assert.is_true(peer.closed)
+    local t0 = os.time()
+    while running(peer.pid) and os.time() - t0 < 10 do os.execute("sleep 0.05") end
+    assert.is_false(running(peer.pid))
   end)
 end)
