@@ -279,6 +279,13 @@ int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char 
   return 0;
 }
 
+/* A fixed send buffer: what a stalled peer leaves unsent stays bounded by
+ * MEDIA_TCP_SNDBUF (kernel) + MEDIA_MAX_TCP_OUT (libuv's queue). */
+void ms_tcp_sndbuf(uv_tcp_t *t) {
+  int v = MEDIA_TCP_SNDBUF;
+  (void)uv_send_buffer_size((uv_handle_t *)t, &v);
+}
+
 void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
   static char slab[65536];
   (void)h; (void)size;
@@ -393,6 +400,7 @@ static void as_accept_cb(uv_stream_t *lis, int status) {
   if (uv_accept(lis, (uv_stream_t *)s->tcp) != 0) { ms_close(s, "error: accept failed", 1); return; }
   s->tcp_up = 1;
   uv_tcp_nodelay(s->tcp, 1);
+  ms_tcp_sndbuf(s->tcp);
   uv_read_start((uv_stream_t *)s->tcp, alloc_cb, tcp_read_cb);
   /* one connection: the listening socket goes */
   s->lis_open = 0;
@@ -664,6 +672,8 @@ static int l_stats(lua_State *L) {
   lua_pushnumber(L, (lua_Number)s->in_bytes * 1000.0 / (audio_rate(s->fmt) * audio_bps(s->fmt)));
   lua_setfield(L, -2, "in_queue_ms");
   lua_pushboolean(L, s->xoff); lua_setfield(L, -2, "peer_queue_full");
+  /* TCP: bytes handed to the socket that the kernel has not taken yet */
+  setint(L, "unsent_out", s->tcp_up && s->tcp_open ? (lua_Integer)uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) : 0);
   return 1;
 }
 

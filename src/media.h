@@ -15,6 +15,9 @@
 #define MEDIA_MOD_KEY "ari.core.media.mod"
 #define MEDIA_TICK_MS 10
 #define MEDIA_MAX_TCP_OUT (64 * 1024)   /* unsent bytes before frames are dropped */
+#define MEDIA_TCP_SNDBUF (32 * 1024)    /* SO_SNDBUF of a media connection (Linux doubles it): without it
+                                         * the kernel grows the buffer to tcp_wmem's max (4 MiB, minutes
+                                         * of audio) for a peer that stopped reading */
 #define MEDIA_MAX_WS_MESSAGE (64 * 1024)
 #define MEDIA_MAX_TEXT 8
 
@@ -85,6 +88,7 @@ int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char 
 void alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b);
 void tcp_input(mstream *s);
 void tcp_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+void ms_tcp_sndbuf(uv_tcp_t *t);
 mstream *check_ms(lua_State *L);
 int parse_addr(const char *ip, int port, struct sockaddr_storage *out);
 

@@ -62,6 +62,7 @@ int media_adopt(mstream *s, uv_tcp_t *tcp, const unsigned char *start, size_t st
   s->tcp_up = 1;
   s->refs++;
   s->ws_server = 1;
+  ms_tcp_sndbuf(tcp);
   rfc6455_init(&s->wsp, RFC6455_SERVER, MEDIA_MAX_WS_MESSAGE);
   s->state = S_OPEN;
   s->next_due = uv_now(&s->c->uv);
@@ -95,6 +96,7 @@ static void ws_connect_cb(uv_connect_t *req, int status) {
   }
   s->tcp_up = 1;
   uv_tcp_nodelay(s->tcp, 1);
+  ms_tcp_sndbuf(s->tcp);
   /* the request was queued by l_ws_connect in ibuf's place: send it now */
   tcp_send(s, (unsigned char *)s->ibuf.p, s->ibuf.len, NULL, 0);
   s->ibuf.len = 0;
