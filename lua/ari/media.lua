@@ -104,6 +104,8 @@ local function on_event(self, kind)
   end
 end
 
+M._on_event = on_event -- for the specs (a Stream over a bare core stream)
+
 -- A WebSocket text (control) message from Asterisk.
 function Stream:_control(t)
   local ev = t:match('^{.-"event"%s*:%s*"([%w_]+)"') or t:match("^([%w_]+)")
@@ -120,7 +122,7 @@ end
 -- stream has one reader at a time (its call's coroutine); a second
 -- coroutine waiting on the same stream gets a record of its own.
 local function on_timeout(self)
-  local w = self._waiting
+  local w = self._w -- the shared timer is the shared record's
   if w and w.timed then w.wake("timeout") end
 end
 
