@@ -151,17 +151,19 @@ local function wait_start(wake, self, w)
   end
 end
 
-local function wait_end(self, w)
+-- why: what woke the wait (nil after a cancel).  The shared timer is left
+-- armed (the next wait re-arms it; should it fire between waits it finds no
+-- timed wait and does nothing): a C call less per frame.  A "data" or
+-- "drained" event has already cleared the core's want flag.
+local function wait_end(self, w, why)
   if w.timer then w.timer:stop(); w.timer = nil end
-  if w.timed then
-    w.timed = false
-    local t = self._timer
-    if t then t:pause() end
-  end
+  w.timed = false
   if self._waiting == w then self._waiting = nil end
-  local s = self._s
-  if w.want == "data" then s:want(false)
-  elseif w.want == "drained" then s:want_drain(false) end
+  local want = w.want
+  if why ~= want then
+    if want == "data" then self._s:want(false)
+    elseif want == "drained" then self._s:want_drain(false) end
+  end
   local ws = self.call.waiters
   for i = #ws, 1, -1 do
     if ws[i] == w then table.remove(ws, i); break end
@@ -184,7 +186,7 @@ function Stream:_wait(want, timeout)
   w.co, w.want, w.timeout, w.timed = co, want, timeout, false
   if w == self._w then self._w_busy = w end
   local a, b = sched.suspend(wait_start, self, w, wait_end)
-  wait_end(self, w)
+  wait_end(self, w, a)
   if type(a) ~= "string" then
     -- woken by the call's hang-up: (mark, Hangup error)
     error(b or self.call:_hangup_error(), 0)
