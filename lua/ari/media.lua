@@ -121,13 +121,22 @@ end
 -- all its waits rather than a table, a closure and a uv timer per wait.  A
 -- stream has one reader at a time (its call's coroutine); a second
 -- coroutine waiting on the same stream gets a record of its own.
+-- A wait record: in the call's waiters while its wait lasts (the call's
+-- hang-up wakes it with (mark, Hangup error)); its wake outlives the waits
+-- and wakes only the current one (sched.wake's token check).
+local function new_record()
+  local w = { match = never }
+  w.wake = function(...) return sched.wake(w.co, w.tok, ...) end
+  return w
+end
+
 local function on_timeout(self)
   local w = self._w -- the shared timer is the shared record's
   if w and w.timed then w.wake("timeout") end
 end
 
-local function wait_start(wake, self, w)
-  w.wake = wake
+local function wait_start(tok, self, w)
+  w.tok = tok
   self._waiting = w
   local ws = self.call.waiters
   ws[#ws + 1] = w
@@ -138,7 +147,7 @@ local function wait_start(wake, self, w)
   if timeout and timeout >= 0 then
     if w ~= self._w then
       -- a second waiter on the stream: a timer of its own
-      w.timer = core.timer(timeout, function() wake("timeout") end)
+      w.timer = core.timer(timeout, function() w.wake("timeout") end)
       return
     end
     local t = self._timer
@@ -177,15 +186,13 @@ end
 function Stream:_wait(want, timeout)
   local co = coroutine.running()
   local w = self._w
-  if self._w_busy then
-    w = { match = never }
-  elseif not w then
-    w = { match = never }
-    self._w = w
+  if self._w_busy or not w then
+    w = new_record()
+    if not self._w_busy then self._w = w end
   end
   w.co, w.want, w.timeout, w.timed = co, want, timeout, false
   if w == self._w then self._w_busy = w end
-  local a, b = sched.suspend(wait_start, self, w, wait_end)
+  local a, b = sched.suspend_token(wait_start, self, w, wait_end)
   wait_end(self, w, a)
   if type(a) ~= "string" then
     -- woken by the call's hang-up: (mark, Hangup error)
