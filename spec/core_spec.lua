@@ -52,6 +52,43 @@ describe("loop and timers", function()
     assert.is_false(fired)
   end)
 
+  it("a timer re-armed with again() fires once per arming; pause() disarms it", function()
+    local fired = 0
+    ari.run(function()
+      local t = core.timer(1, function() fired = fired + 1 end)
+      t:pause()
+      assert.is_false(t:active())
+      t:again(1)
+      assert.is_true(t:active())
+      local t0 = core.now()
+      while fired < 1 and core.now() - t0 < 2000 do ari.sleep(1) end
+      assert.equals(1, fired)
+      assert.is_false(t:active())
+      t:again(1) -- still usable after firing
+      t0 = core.now()
+      while fired < 2 and core.now() - t0 < 2000 do ari.sleep(1) end
+      assert.equals(2, fired)
+      t:again(5)
+      t:pause()
+      ari.sleep(20)
+      assert.equals(2, fired)
+      t:stop()
+      assert.has_error(function() t:again(1) end)
+    end)
+    assert.equals(2, fired)
+  end)
+
+  it("a one-shot timer that fired without again/pause cannot be re-armed", function()
+    ari.run(function()
+      local fired = false
+      local t = core.timer(1, function() fired = true end)
+      local t0 = core.now()
+      while not fired and core.now() - t0 < 2000 do ari.sleep(1) end
+      assert.is_true(fired)
+      assert.has_error(function() t:again(1) end)
+    end)
+  end)
+
   it("an error in a timer callback is reported and the loop goes on", function()
     local reported
     core.set_error_handler(function(msg) reported = msg end)

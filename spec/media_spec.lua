@@ -267,3 +267,91 @@ describe("RTP stream input (crafted datagrams from the peer's own port)", functi
     end)
   end)
 end)
+
+-- Stream:read's waits (lua/ari/media.lua reuses one wait record and one
+-- re-armable timer per stream): a Stream over a bare core RTP stream whose
+-- call is a Call without a channel, so the test decides when audio comes
+-- and when the call hangs up.
+describe("Stream waits", function()
+  local media = require "ari.media"
+  local Call = require("ari.call").Call
+  local call_mod = require "ari.call"
+
+  local function stream_pair()
+    local call = setmetatable({ id = "test-call", waiters = {}, queue = {} }, { __index = Call })
+    local st = setmetatable({ call = call, format = "ulaw", transport = "rtp", frame_ms = 20, queue_ms = 2000,
+      channel_id = "test-ext" }, media.Stream)
+    local s = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function(kind) media._on_event(st, kind) end))
+    local peer = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function() end))
+    s:set_peer("127.0.0.1", peer:port())
+    peer:set_peer("127.0.0.1", s:port())
+    st._s = s
+    return st, peer, call
+  end
+
+  it("time out again and again, wake on audio, and leave nothing in the call's waiters", function()
+    run(function()
+      local st, peer, call = stream_pair()
+      for _ = 1, 3 do
+        local t0 = core.now()
+        local d, why = st:read(30)
+        assert.is_nil(d)
+        assert.equals("timeout", why)
+        assert.is_true(core.now() - t0 >= 29, "waited the timeout")
+        assert.equals(0, #call.waiters)
+      end
+      -- a timed read that gets audio before its timeout; the timer does not
+      -- fire into the next wait
+      sched.spawn(function() ari.sleep(20); peer:write(audio.silence(20, "ulaw")) end)
+      local d = st:read(5000)
+      assert.equals(160, #d)
+      local t0 = core.now()
+      local d2, why = st:read(100)
+      assert.is_nil(d2)
+      assert.equals("timeout", why)
+      assert.is_true(core.now() - t0 >= 99, "the whole new timeout")
+      assert.equals(0, #call.waiters)
+      st._s:close("closed"); peer:close()
+    end)
+  end)
+
+  it("a hang-up raises the Hangup error in a waiting read (timed or not)", function()
+    for _, timeout in ipairs { 5000, false } do
+      run(function()
+        local st, peer, call = stream_pair()
+        sched.spawn(function() ari.sleep(20); call:_mark_hungup("ChannelDestroyed") end)
+        local ok, err = pcall(st.read, st, timeout or nil)
+        assert.is_false(ok)
+        assert.is_true(call_mod.is_hangup(err), tostring(err))
+        assert.equals(0, #call.waiters)
+        st._s:close("closed"); peer:close()
+      end)
+    end
+  end)
+
+  it("two coroutines reading one stream each get their own timeout", function()
+    run(function()
+      local st, peer = stream_pair()
+      local res = {}
+      local done = 0
+      sched.spawn(function() res.a = { st:read(60) }; done = done + 1 end)
+      sched.spawn(function() res.b = { st:read(200) }; done = done + 1 end)
+      local t0 = core.now()
+      while done < 2 and core.now() - t0 < 3000 do ari.sleep(5) end
+      assert.equals(2, done)
+      assert.same({ nil, "timeout" }, res.a)
+      assert.same({ nil, "timeout" }, res.b)
+      assert.is_true(core.now() - t0 >= 199, "the longer timeout ran in full")
+      st._s:close("closed"); peer:close()
+    end)
+  end)
+
+  it("a closed stream ends a waiting read with closed", function()
+    run(function()
+      local st, peer = stream_pair()
+      sched.spawn(function() ari.sleep(20); st:close() end)
+      assert.same({ nil, "closed" }, { st:read(5000) })
+      peer:close()
+    end)
+  end)
+end)

@@ -285,6 +285,7 @@ typedef struct core_timer {
   int cb_ref;
   int self_ref; /* anchors the userdata while armed */
   int closed;
+  int keep; /* re-armable (timer:again): the callback outlives a one-shot firing */
 } core_timer;
 
 static void core_timer_free(uv_handle_t *h) { free(h->data); }
@@ -300,6 +301,13 @@ static void core_timer_cb(uv_timer_t *h) {
   core_timer *t = (core_timer *)h->data;
   core_loop *c = t->c;
   int cb = t->cb_ref;
+  if (uv_timer_get_repeat(h) == 0 && t->keep) {
+    /* re-armable: only the anchor goes; the callback stays for again() */
+    core_timer_disarm(t);
+    if (core_push_ref(c, cb)) core_call(c, 0, 0);
+    else lua_pop(c->L, 1);
+    return;
+  }
   if (uv_timer_get_repeat(h) == 0) {
     /* keep the callback alive for this call, release everything after */
     t->cb_ref = LUA_NOREF;
@@ -357,6 +365,28 @@ static int core_timer_stop(lua_State *L) {
     core_timer_close(*p);
     *p = NULL;
   }
+  return 0;
+}
+
+/* timer:again(ms): (re)arm as a one-shot firing in ms, reusing the handle
+ * and the callback (no allocation); the timer stays re-armable after it
+ * fires.  timer:pause(): disarm without closing (again() re-arms). */
+static int core_timer_again(lua_State *L) {
+  core_timer *t = core_checktimer(L);
+  lua_Integer ms = luaL_checkinteger(L, 2);
+  if (t->cb_ref == LUA_NOREF) return luaL_error(L, "timer has fired (a one-shot without again/pause)");
+  if (ms < 0) ms = 0;
+  t->keep = 1;
+  if (t->self_ref == LUA_NOREF) t->self_ref = core_ref(L, 1);
+  uv_timer_start(&t->h, core_timer_cb, (uint64_t)ms, 0);
+  return 0;
+}
+
+static int core_timer_pause(lua_State *L) {
+  core_timer *t = core_checktimer(L);
+  t->keep = 1;
+  uv_timer_stop(&t->h);
+  core_timer_disarm(t);
   return 0;
 }
 
@@ -487,6 +517,7 @@ static void core_ignore_sigpipe(void) {
 int luaopen_ari_core(lua_State *L) {
   static const luaL_Reg timer_m[] = {
     {"stop", core_timer_stop}, {"close", core_timer_stop}, {"active", core_timer_active},
+    {"again", core_timer_again}, {"pause", core_timer_pause},
     {"unref", core_timer_unref}, {"__gc", core_timer_gc}, {NULL, NULL}};
   static const luaL_Reg signal_m[] = {
     {"close", core_signal_closef}, {"__gc", core_signal_closef}, {NULL, NULL}};

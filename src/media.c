@@ -464,6 +464,24 @@ mstream *check_ms(lua_State *L) {
   return *p;
 }
 
+/* [perf] check_ms for the methods called per frame (read, write, want,
+ * want_drain): they are registered with the metatable as upvalue 1, so the
+ * check is a pointer compare rather than luaL_checkudata's registry lookup
+ * by name.  Anything else (no upvalue, another type) takes check_ms, which
+ * raises the usual error. */
+static mstream *check_ms_hot(lua_State *L) {
+  mstream **p = (mstream **)lua_touserdata(L, 1);
+  if (p != NULL && lua_getmetatable(L, 1)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) {
+      if (*p == NULL) luaL_error(L, "media stream already freed");
+      return *p;
+    }
+  }
+  return check_ms(L);
+}
+
 static media_mod *get_mod(lua_State *L);
 
 static int opt_int(lua_State *L, int t, const char *k, int def, int lo, int hi) {
@@ -595,7 +613,7 @@ static int l_set_peer(lua_State *L) {
 }
 
 static int l_read(lua_State *L) {
-  mstream *s = check_ms(L);
+  mstream *s = check_ms_hot(L);
   uint32_t len;
   if (s->in_bytes == 0) return 0;
   memcpy(&len, s->in.p + s->in_off, 4);
@@ -607,11 +625,11 @@ static int l_read(lua_State *L) {
   return 2;
 }
 
-static int l_want(lua_State *L) { check_ms(L)->want = lua_toboolean(L, 2); return 0; }
-static int l_want_drain(lua_State *L) { check_ms(L)->want_drain = lua_toboolean(L, 2); return 0; }
+static int l_want(lua_State *L) { check_ms_hot(L)->want = lua_toboolean(L, 2); return 0; }
+static int l_want_drain(lua_State *L) { check_ms_hot(L)->want_drain = lua_toboolean(L, 2); return 0; }
 
 static int l_write(lua_State *L) {
-  mstream *s = check_ms(L);
+  mstream *s = check_ms_hot(L);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
   if (s->state == S_CLOSED) { lua_pushboolean(L, 0); lua_pushliteral(L, "closed"); return 2; }
@@ -736,7 +754,13 @@ void media_open(lua_State *L) {
     {"want", l_want}, {"want_drain", l_want_drain}, {"write", l_write}, {"flush", l_flush},
     {"queued", l_queued}, {"send_text", l_send_text}, {"text", l_text}, {"state", l_state},
     {"close", l_close}, {"stats", l_stats}, {"__gc", l_gc}, {NULL, NULL}};
+  static const luaL_Reg hot[] = {
+    {"read", l_read}, {"want", l_want}, {"want_drain", l_want_drain}, {"write", l_write}, {NULL, NULL}};
   core_newmeta(L, MEDIA_MT, meth);
+  luaL_getmetatable(L, MEDIA_MT);
+  lua_pushvalue(L, -1);
+  luaL_setfuncs(L, hot, 1); /* the per-frame methods again, the metatable as upvalue (check_ms_hot) */
+  lua_pop(L, 1);
   lua_pushcfunction(L, l_new);
   lua_setfield(L, -2, "media_new");
   media_check_open(L);

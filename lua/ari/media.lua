@@ -104,6 +104,8 @@ local function on_event(self, kind)
   end
 end
 
+M._on_event = on_event -- for the specs (a Stream over a bare core stream)
+
 -- A WebSocket text (control) message from Asterisk.
 function Stream:_control(t)
   local ev = t:match('^{.-"event"%s*:%s*"([%w_]+)"') or t:match("^([%w_]+)")
@@ -114,35 +116,84 @@ function Stream:_control(t)
   self.last_control = t
 end
 
-local function wait_start(wake, self, w)
-  w.wake = wake
-  self._waiting = w
-  local call = self.call
-  local ws = call.waiters
-  ws[#ws + 1] = w
-  if w.want == "data" then self._s:want(true)
-  elseif w.want == "drained" then self._s:want_drain(true) end
-  if w.timeout and w.timeout >= 0 then w.timer = core.timer(w.timeout, function() wake("timeout") end) end
+-- [perf] a read/drain waits many times a second (every 20 ms frame): the
+-- stream keeps one wait record and one re-armable timer (timer:again) for
+-- all its waits rather than a table, a closure and a uv timer per wait.  A
+-- stream has one reader at a time (its call's coroutine); a second
+-- coroutine waiting on the same stream gets a record of its own.
+-- A wait record: in the call's waiters while its wait lasts (the call's
+-- hang-up wakes it with (mark, Hangup error)); its wake outlives the waits
+-- and wakes only the current one (sched.wake's token check).
+local function new_record()
+  local w = { match = never }
+  w.wake = function(...) return sched.wake(w.co, w.tok, ...) end
+  return w
 end
 
-local function wait_end(self, w)
-  if w.timer then w.timer:stop(); w.timer = nil end
-  if self._waiting == w then self._waiting = nil end
-  if w.want == "data" then self._s:want(false)
-  elseif w.want == "drained" then self._s:want_drain(false) end
+local function on_timeout(self)
+  local w = self._w -- the shared timer is the shared record's
+  if w and w.timed then w.wake("timeout") end
+end
+
+local function wait_start(tok, self, w)
+  w.tok = tok
+  self._waiting = w
   local ws = self.call.waiters
-  for i = 1, #ws do
+  ws[#ws + 1] = w
+  local want = w.want
+  if want == "data" then self._s:want(true)
+  elseif want == "drained" then self._s:want_drain(true) end
+  local timeout = w.timeout
+  if timeout and timeout >= 0 then
+    if w ~= self._w then
+      -- a second waiter on the stream: a timer of its own
+      w.timer = core.timer(timeout, function() w.wake("timeout") end)
+      return
+    end
+    local t = self._timer
+    if not t then
+      t = core.timer(timeout, function() on_timeout(self) end)
+      self._timer = t
+    end
+    t:again(timeout)
+    w.timed = true
+  end
+end
+
+-- why: what woke the wait (nil after a cancel).  The shared timer is left
+-- armed (the next wait re-arms it; should it fire between waits it finds no
+-- timed wait and does nothing): a C call less per frame.  A "data" or
+-- "drained" event has already cleared the core's want flag.
+local function wait_end(self, w, why)
+  if w.timer then w.timer:stop(); w.timer = nil end
+  w.timed = false
+  if self._waiting == w then self._waiting = nil end
+  local want = w.want
+  if why ~= want then
+    if want == "data" then self._s:want(false)
+    elseif want == "drained" then self._s:want_drain(false) end
+  end
+  local ws = self.call.waiters
+  for i = #ws, 1, -1 do
     if ws[i] == w then table.remove(ws, i); break end
   end
+  if self._w_busy == w then self._w_busy = nil end
 end
 
 -- Wait for the core event `want` ("data", "drained", "open"): returns the
 -- event's kind ("timeout" after timeout ms, "closed"); raises the call's
 -- Hangup error when the call ends meanwhile.
 function Stream:_wait(want, timeout)
-  local w = { match = never, co = coroutine.running(), want = want, timeout = timeout }
-  local a, b = sched.suspend(wait_start, self, w, wait_end)
-  wait_end(self, w)
+  local co = coroutine.running()
+  local w = self._w
+  if self._w_busy or not w then
+    w = new_record()
+    if not self._w_busy then self._w = w end
+  end
+  w.co, w.want, w.timeout, w.timed = co, want, timeout, false
+  if w == self._w then self._w_busy = w end
+  local a, b = sched.suspend_token(wait_start, self, w, wait_end)
+  wait_end(self, w, a)
   if type(a) ~= "string" then
     -- woken by the call's hang-up: (mark, Hangup error)
     error(b or self.call:_hangup_error(), 0)
@@ -227,6 +278,7 @@ function Stream:_gone(reason)
   if self.listener and self.listener._l then self.listener._l:forget(self.channel_id) end
   self.closed_reason = self.closed_reason or reason
   self._s:close(reason)
+  if self._timer then self._timer:stop(); self._timer = nil end
   local w = self._waiting
   if w then self._waiting = nil; w.wake("closed") end
   local ext, bridge = self.ext, self.bridge

@@ -199,6 +199,42 @@ function M.suspend(start, a, b, cleanup)
   return check(cleanup, a, b, h, co_yield())
 end
 
+--- sched.suspend for a waiter that keeps one record across many waits
+-- (a media stream's reads, one per 20 ms frame): start(tok, a, b) gets the
+-- wait's token instead of a new wake closure, and the waker calls
+-- sched.wake(co, tok, ...), which does what wake(...) does (false when
+-- that wait is over).  Cancels and cleanup as in suspend.
+function M.suspend_token(start, a, b, cleanup)
+  local co, main = co_running()
+  if main then error(errors.usage("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2), 0) end
+  next_token = next_token + 1
+  local tok = next_token
+  waits[co] = tok
+  local ok, h = pcall(start, tok, a, b)
+  if not ok then
+    waits[co], early[co] = nil, nil
+    if cleanup then cleanup(a, b, nil) end
+    error(h, 0)
+  end
+  local e = early[co]
+  if e then
+    early[co] = nil
+    return check(cleanup, a, b, h, unpack_early(e))
+  end
+  return check(cleanup, a, b, h, co_yield())
+end
+
+function M.wake(co, tok, ...)
+  if co == nil or waits[co] ~= tok then return false end
+  waits[co] = nil
+  if co_status(co) == "running" then
+    early[co] = table.pack(...)
+  else
+    resume(co, ...)
+  end
+  return true
+end
+
 --- Is co blocked in a wait?
 function M.waiting(co) return waits[co] ~= nil end
 
