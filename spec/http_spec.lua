@@ -506,7 +506,12 @@ describe("http teardown", function()
         end })
         local base = "http://127.0.0.1:" .. srv:port()
         assert(http.request{ url = base .. "/ok" } == 200)
-        for i = 1, 5 do core.http_request({ url = base .. "/hang/" .. i }, function() print("CALLED") end) end
+        for i = 1, 5 do
+          core.http_request({ url = base .. "/hang/" .. i }, function(st, e)
+            -- must not happen: say what ended the request early, if it does
+            print("CALLED", i, st, type(e) == "table" and (tostring(e.kind) .. ": " .. tostring(e.message)) or e)
+          end)
+        end
         ari.sleep(50)
         assert(core.http_stats().in_flight == 5)
       end)
