@@ -501,8 +501,9 @@ describe("http teardown", function()
       local core = ari.core
       local http = require "ari.http"
       ari.run(function()
+        local held = {} -- the unanswered responses: a collected one would close its connection
         local srv = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function(req, res)
-          if req.path == "/ok" then res:send(200, {}, "ok") end
+          if req.path == "/ok" then res:send(200, {}, "ok") else held[#held + 1] = res end
         end })
         local base = "http://127.0.0.1:" .. srv:port()
         assert(http.request{ url = base .. "/ok" } == 200)
