@@ -135,6 +135,45 @@ describe("the host exits by itself when the script is done", function()
     end)
   end)
 
+  -- a script that serves (ari.server, a simulator of its own, a media
+  -- listener) waits for whoever connects: the listener keeps it running.
+  -- The core.timer (which keeps nothing alive) closes it well after several
+  -- idle checks (100 ms each); only then may the host exit.
+  for _, case in ipairs {
+    { "an ari.server listener", [[local srv = assert(require("ari.server").listen { port = 0, handler = function() return 200 end })]] },
+    { "an ari.media.listen listener", [[local srv = ari.media.listen { port = 0 }]] },
+  } do
+    it(case[1] .. " keeps it running until it is closed", function()
+      with_sim(SCENARIO:format("nobody"), function(url)
+        local rc, out = run(url, [[
+          local ari = require "ari"
+          local core = require "ari.core"
+          ari.app "serving"
+          ]] .. case[2] .. [[
+
+          print("listening on " .. srv:port())
+          local t = core.timer(800, function() print("closing"); srv:close() end)
+        ]])
+        assert.equals(0, rc, out)
+        assert.matches("listening on %d+.*closing.*shutting down %(the script has finished", out)
+      end)
+    end)
+  end
+
+  it("the host's own --metrics server does not keep it running", function()
+    with_sim(SCENARIO:format("nobody"), function(url)
+      local rc, out = run(url, [[
+        local ari = require "ari"
+        local core = require "ari.core"
+        ari.app "metered"
+        local t = core.timer(5000, function() print("still running") end)
+      ]], "--metrics 127.0.0.1:0")
+      assert.equals(0, rc, out)
+      assert.matches("shutting down %(the script has finished", out)
+      assert.not_matches("still running", out)
+    end)
+  end)
+
   it("a script whose main chunk raises still exits 1", function()
     with_sim(SCENARIO:format("nobody"), function(url)
       local rc, out = run(url, [[

@@ -113,7 +113,8 @@ end
 -- script's main chunk has returned and nothing is left that waits for
 -- Asterisk: no app takes calls (on_call) or has a call, no client or object
 -- has an event handler (client:on, channel:on...), no coroutine is alive (a
--- wait, ari.spawn) and no ari.timer is still to fire.  The events sockets
+-- wait, ari.spawn), no ari.timer is still to fire and no server the script
+-- started listens (ari.server, ari.sim's listen, ari.media.listen).  The events sockets
 -- alone do not keep it running: it shuts down as on SIGTERM and exits 0.
 local function idle()
   local sched = require "ari.sched"
@@ -127,6 +128,11 @@ local function idle()
   for c in require("ari.models").each_client() do
     if c:listening() then return false end
   end
+  -- a server the script listens with (ari.server, a simulator's listen,
+  -- ari.media.listen): it waits for whoever connects
+  local srvmod, mediamod = package.loaded["ari.server"], package.loaded["ari.media"]
+  if srvmod and srvmod.listening() > 0 then return false end
+  if mediamod and mediamod.listening and mediamod.listening() > 0 then return false end
   return not require("ari").timers_pending()
 end
 

@@ -466,7 +466,17 @@ function M.listen(opts)
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then error(usage("ari.media.listen: bad port", 2), 0) end
   local l, err = core.media_listen(host, port)
   if not l then error(errors.new { kind = "listen", operation = "ari.media.listen", host = host, port = port, message = err }, 0) end
-  return setmetatable({ _l = l, host = host }, Listener)
+  local lis = setmetatable({ _l = l, host = host }, Listener)
+  M.open_listeners[lis] = true
+  return lis
+end
+
+-- [one-shot] open listeners keep a one-shot host running (lua/ari/cli.lua)
+M.open_listeners = setmetatable({}, { __mode = "k" })
+function M.listening()
+  local n = 0
+  for lis in pairs(M.open_listeners) do n = n + 1 end
+  return n
 end
 
 function Listener:port() return self._l:port() end
@@ -475,6 +485,9 @@ function Listener:url(path)
   return "ws://" .. h .. ":" .. tostring(self._l:port()) .. (path or "/media")
 end
 function Listener:stats() return self._l:stats() end
-function Listener:close() self._l:close() end
+function Listener:close()
+  M.open_listeners[self] = nil
+  self._l:close()
+end
 
 return M

@@ -348,7 +348,8 @@ function M.start(addr)
   local host, port = M.parse_address(addr)
   if not host then return nil, port end
   if server then return nil, errors.new { kind = "param", operation = "metrics", message = "metrics already running" } end
-  local srv, err = require("ari.server").listen { host = host, port = port, max_body = 4096, handler = handler }
+  local srv, err = require("ari.server").listen { host = host, port = port, max_body = 4096, handler = handler,
+    keep_alive = false } -- the host's own: a one-shot script still exits
   if not srv then
     return nil, errors.new { kind = "listen", operation = "metrics", host = host, port = port,
       message = "cannot listen on " .. host .. ":" .. tostring(port) .. ": " .. tostring(err) }

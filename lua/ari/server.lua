@@ -5,6 +5,8 @@
 --   local srv = assert(server.listen{
 --     host = "127.0.0.1", port = 0,            -- loopback, ephemeral port
 --     max_body = ..., max_message = ..., max_header = ...,
+--     keep_alive = false,                      -- see M.listening
+
 --     handler = function(req)                  -- plain HTTP requests
 --       return 200, { ["Content-Type"] = "text/plain" }, "hello"
 --     end,
@@ -133,7 +135,26 @@ Server.__index = Server
 
 function Server:port() return self.core:port() end
 function Server:stats() return self.core:stats() end
-function Server:close() return self.core:close() end
+function Server:close()
+  M.open[self] = nil
+  return self.core:close()
+end
+
+-- [one-shot] The servers a script has open (weak: a server collected without
+-- close() is gone): the host does not exit by itself while one listens
+-- (lua/ari/cli.lua).  keep_alive = false (the host's own --metrics server)
+-- leaves a server out.
+M.open = setmetatable({}, { __mode = "k" })
+
+--- How many servers listen that keep a one-shot host running.
+function M.listening()
+  local n = 0
+  for srv in pairs(M.open) do
+    local ok, st = pcall(srv.core.stats, srv.core)
+    if ok and st.listening then n = n + 1 else M.open[srv] = nil end
+  end
+  return n
+end
 
 local function url_host(host)
   if host:find(":", 1, true) then return "[" .. host .. "]" end
@@ -174,7 +195,9 @@ function M.listen(opts)
     end,
   })
   if not s then return nil, err end
-  return setmetatable({ core = s, host = host }, Server)
+  local srv = setmetatable({ core = s, host = host }, Server)
+  if opts.keep_alive ~= false then M.open[srv] = true end
+  return srv
 end
 
 return M
