@@ -268,17 +268,23 @@ describe("RTP stream input (crafted datagrams from the peer's own port)", functi
   end)
 end)
 
--- Stream:read's waits (lua/ari/media.lua reuses one wait record and one
--- re-armable timer per stream): a Stream over a bare core RTP stream whose
--- call is a Call without a channel, so the test decides when audio comes
--- and when the call hangs up.
-describe("Stream waits", function()
+-- Stream:read's waits (lua/ari/media.lua): the call's own coroutine, the
+-- only reader, waits lean (no record, no Lua timer, nothing in the call's
+-- waiters: the core times the read); any other coroutine waits with a
+-- record (one reused per stream, one re-armable timer).  Both modes run the
+-- same cases: a Stream over a bare core RTP stream whose call is a Call
+-- without a channel, so the test decides when audio comes and when the call
+-- hangs up.
+for _, mode in ipairs { "lean", "record" } do
+describe("Stream waits (" .. mode .. ")", function()
   local media = require "ari.media"
   local Call = require("ari.call").Call
   local call_mod = require "ari.call"
 
+  -- lean: the running coroutine is the call's own (call.co)
   local function stream_pair()
     local call = setmetatable({ id = "test-call", waiters = {}, queue = {} }, { __index = Call })
+    if mode == "lean" then call.co = coroutine.running() end
     local st = setmetatable({ call = call, format = "ulaw", transport = "rtp", frame_ms = 20, queue_ms = 2000,
       channel_id = "test-ext" }, media.Stream)
     local s = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function(kind) media._on_event(st, kind) end))
@@ -288,6 +294,26 @@ describe("Stream waits", function()
     st._s = s
     return st, peer, call
   end
+
+  it("the read waits " .. mode, function()
+    run(function()
+      local st, peer, call = stream_pair()
+      local seen
+      sched.spawn(function()
+        ari.sleep(20)
+        seen = { rco = st._rco ~= nil, waiters = #call.waiters }
+        peer:write(audio.silence(20, "ulaw"))
+      end)
+      assert.equals(160, #st:read(5000))
+      if mode == "lean" then
+        assert.same({ rco = true, waiters = 0 }, seen)
+        assert.is_nil(st._timer, "no Lua timer")
+      else
+        assert.same({ rco = false, waiters = 1 }, seen)
+      end
+      st._s:close("closed"); peer:close()
+    end)
+  end)
 
   it("time out again and again, wake on audio, and leave nothing in the call's waiters", function()
     run(function()
@@ -354,4 +380,30 @@ describe("Stream waits", function()
       peer:close()
     end)
   end)
+
+  it("the transport closing ends a waiting read with closed", function()
+    run(function()
+      local st, peer = stream_pair()
+      sched.spawn(function() ari.sleep(20); st._s:close("peer"); media._on_event(st, "closed") end)
+      assert.same({ nil, "closed" }, { st:read(5000) })
+      peer:close()
+    end)
+  end)
+
+  it("a read in the main coroutine and one in another, at once: each gets its own timeout and audio", function()
+    run(function()
+      local st, peer = stream_pair()
+      local other
+      sched.spawn(function() other = { st:read(60) } end)
+      local t0 = core.now()
+      assert.same({ nil, "timeout" }, { st:read(200) })
+      assert.is_true(core.now() - t0 >= 199, "the main read's own timeout")
+      assert.same({ nil, "timeout" }, other)
+      -- and audio still wakes the main read afterwards
+      sched.spawn(function() ari.sleep(20); peer:write(audio.silence(20, "ulaw")) end)
+      assert.equals(160, #st:read(5000))
+      st._s:close("closed"); peer:close()
+    end)
+  end)
 end)
+end

@@ -12,7 +12,9 @@
  *   stream:set_peer(ip, port)          rtp: where Asterisk listens
  *   stream:ws_connect(ip, port, path, extra_headers)   websocket (server type)
  *   stream:read() -> data, ms | nil
- *   stream:want(bool), stream:want_drain(bool)
+ *   stream:want(bool [, timeout_ms]), stream:want_drain(bool)
+ *     want(true, timeout_ms): a "timeout" event comes when no audio has come
+ *     within timeout_ms (want cleared); want(false) or audio disarms it
  *   stream:write(data) -> true | false, "overflow" | "closed"
  *   stream:flush() -> ms dropped;  stream:queued() -> ms
  *   stream:send_text(s)                websocket control messages
@@ -84,6 +86,7 @@ void ms_close(mstream *s, const char *reason, int notify) {
   if (s->udp_open) { s->udp_open = 0; uv_close((uv_handle_t *)&s->udp, ms_handle_closed); }
   if (s->lis_open) { s->lis_open = 0; uv_close((uv_handle_t *)&s->lis, ms_handle_closed); }
   if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)s->tcp, ms_tcp_closed); }
+  if (s->rtimer_open) { s->rtimer_open = 0; uv_close((uv_handle_t *)&s->rtimer, ms_handle_closed); }
   s->out_off = s->out.len = 0;
   if (notify) ms_event(s, "closed");
 }
@@ -112,7 +115,11 @@ void in_push(mstream *s, const unsigned char *p, size_t n) {
   s->in_bytes += n;
   s->frames_in++;
   s->bytes_in += (lua_Integer)n;
-  if (s->want) { s->want = 0; ms_event(s, "data"); }
+  if (s->want) {
+    s->want = 0;
+    if (s->rtimer_open) uv_timer_stop(&s->rtimer);
+    ms_event(s, "data");
+  }
 }
 
 /* RTP payloads in order: to host byte order, queued. */
@@ -625,7 +632,37 @@ static int l_read(lua_State *L) {
   return 2;
 }
 
-static int l_want(lua_State *L) { check_ms_hot(L)->want = lua_toboolean(L, 2); return 0; }
+static void rtimer_cb(uv_timer_t *t) {
+  mstream *s = (mstream *)t->data;
+  if (!s->want || s->state == S_CLOSED) return;
+  s->want = 0;
+  s->refs++;
+  ms_event(s, "timeout");
+  ms_unref(s);
+}
+
+/* want(on [, timeout_ms]) */
+static int l_want(lua_State *L) {
+  mstream *s = check_ms_hot(L);
+  lua_Integer ms = -1;
+  s->want = lua_toboolean(L, 2);
+  if (s->want && !lua_isnoneornil(L, 3)) {
+    lua_Number n = luaL_checknumber(L, 3);
+    ms = n < 0 ? -1 : n > 86400000.0 ? 86400000 : (lua_Integer)n;
+  }
+  if (ms >= 0 && s->state != S_CLOSED) {
+    if (!s->rtimer_open) {
+      uv_timer_init(&s->c->uv, &s->rtimer);
+      s->rtimer.data = s;
+      s->rtimer_open = 1;
+      s->refs++;
+    }
+    uv_timer_start(&s->rtimer, rtimer_cb, (uint64_t)ms, 0);
+  } else if (s->rtimer_open) {
+    uv_timer_stop(&s->rtimer);
+  }
+  return 0;
+}
 static int l_want_drain(lua_State *L) { check_ms_hot(L)->want_drain = lua_toboolean(L, 2); return 0; }
 
 static int l_write(lua_State *L) {

@@ -48,6 +48,8 @@ struct mstream {
   uv_tcp_t lis;
   uv_tcp_t *tcp;          /* malloc'd: a listener may hand its connection over */
   int udp_open, lis_open, tcp_open, tcp_up;
+  uv_timer_t rtimer;      /* want(true, timeout): the wait's timeout */
+  int rtimer_open;
   struct sockaddr_storage peer;
   int have_peer;
   uv_connect_t creq;

@@ -9,6 +9,7 @@
 -- so the call's hang-up ends it with the Hangup error like every other wait.
 local core = require "ari.core"
 local sched = require "ari.sched"
+local arm, wake_lean = sched.arm, sched.wake_lean
 local errors = require "ari.errors"
 local uuid = require "ari.uuid"
 local base64 = require "ari.base64"
@@ -81,7 +82,14 @@ local function never() return false end
 
 -- The core's events for this stream: wake whoever waits for them.
 local function on_event(self, kind)
-  if kind == "text" then
+  if kind == "data" or kind == "timeout" then
+    local co = self._rco
+    if co then -- the lean read (read_wait); "timeout" is only ever its
+      self._rco = nil
+      wake_lean(co, self._rtok, kind)
+    end
+    if kind == "timeout" then return end
+  elseif kind == "text" then
     local s = self._s
     local t = s:text()
     while t do
@@ -186,9 +194,10 @@ end
 function Stream:_wait(want, timeout)
   local co = coroutine.running()
   local w = self._w
-  if self._w_busy or not w then
+  if self._w_busy or not w or self._rco then
+    -- the shared record (and timer) busy, or the lean read's timer armed
     w = new_record()
-    if not self._w_busy then self._w = w end
+    if not self._w_busy and not self._rco then self._w = w end
   end
   w.co, w.want, w.timeout, w.timed = co, want, timeout, false
   if w == self._w then self._w_busy = w end
@@ -206,16 +215,46 @@ local function check_call(self)
   if call.hungup then error(call:_hangup_error(), 0) end
 end
 
+-- [perf] The lean read wait: the call's own coroutine, the only reader,
+-- waiting for "data".  Every 20 ms frame of every stream goes through it,
+-- so it keeps no record, no Lua timer and no entry in the call's waiters:
+-- the stream remembers the coroutine and its token (self._rco,
+-- self._rtok), the core times the wait (want(true, timeout) -> a
+-- "timeout" event) and on_event / _gone wake it by token
+-- (sched.wake_lean).  A hang-up cancels the call's coroutine
+-- (Call:_mark_hungup: it waits in no call-waiter), which raises the call's
+-- Hangup error here.  Returns the wake's reason ("data", "timeout",
+-- "closed"), or false when this read cannot wait lean (another coroutine,
+-- or another waiter on the stream): then Stream:_wait does.
+local yield, CANCEL = coroutine.yield, sched.CANCEL
+local function read_wait(self, s, timeout)
+  local co, tok = arm()
+  if co ~= self.call.co or self._rco ~= nil or self._w_busy ~= nil then return false end
+  self._rco, self._rtok = co, tok
+  s:want(true, timeout)
+  local why, err = yield()
+  if why ~= "data" then
+    if self._rco == co then self._rco = nil end
+    if why ~= "timeout" then s:want(false) end
+    if why == CANCEL then error(err, 0) end
+  end
+  return why
+end
+
 --- m:read([timeout_ms]) -> data, ms | nil, "timeout" | nil, "closed"
 function Stream:read(timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then error(usage("media:read: timeout must be a number (ms)", 2), 0) end
   local s = self._s
   local data, ms = s:read()
   if data then return data, ms end
+  if timeout ~= nil and timeout ~= self._timeout_ok then
+    if type(timeout) ~= "number" then error(usage("media:read: timeout must be a number (ms)", 2), 0) end
+    self._timeout_ok = timeout
+  end
   if self.closed then return nil, "closed" end
-  check_call(self)
+  local call = self.call
+  if call.hungup then error(call:_hangup_error(), 0) end
   while true do
-    local why = self:_wait("data", timeout)
+    local why = read_wait(self, s, timeout) or self:_wait("data", timeout)
     data, ms = s:read()
     if data then return data, ms end
     if why == "timeout" then return nil, "timeout" end
@@ -229,12 +268,12 @@ end
 --- m:write(data) -> true | nil, err
 function Stream:write(data)
   if type(data) ~= "string" then error(usage("media:write: data must be a string", 2), 0) end
-  if self.rate and (self.format == "slin" or self.format == "slin16") and #data % 2 == 1 then
+  if self._wide and #data % 2 == 1 then
     error(usage(string.format("media:write: %s data must be whole 16-bit samples (got %d bytes)", self.format, #data), 2), 0)
   end
   if self.closed then return nil, media_error("closed", "the stream is closed") end
-  check_call(self)
-  if self.transport == "rtp" and self.format == "slin16" then
+  if self.call.hungup then error(self.call:_hangup_error(), 0) end
+  if self._rtp16 then
     -- chan_rtp maps only static payload types on receive (up to 34): a
     -- dynamic one (slin16's) is dropped by Asterisk
     return nil, media_error("unsupported", "Asterisk's RTP channel drops slin16 it receives (no dynamic payload "
@@ -281,6 +320,8 @@ function Stream:_gone(reason)
   if self._timer then self._timer:stop(); self._timer = nil end
   local w = self._waiting
   if w then self._waiting = nil; w.wake("closed") end
+  local co = self._rco
+  if co then self._rco = nil; wake_lean(co, self._rtok, "closed") end
   local ext, bridge = self.ext, self.bridge
   -- the bridge is the call's (call:bridge_with destroys it when the call
   -- hangs up): destroyed here only when the stream ends before the call
@@ -371,6 +412,8 @@ function M.open(call, opts)
     queue_ms = opts.queue_ms or 2000, channel_id = id,
   }, Stream)
   self.rate, self.frame_bytes = audio.rate(fmt), audio.bytes(20, fmt)
+  self._wide = fmt == "slin" or fmt == "slin16" -- 16-bit samples: whole ones only
+  self._rtp16 = tr == "rtp" and fmt == "slin16" -- m:write refuses it (see there)
   local s, err = core.media_new({ transport = tr, format = fmt, queue_ms = opts.queue_ms, in_queue_ms = opts.in_queue_ms,
     bind = opts.bind or host, uuid = id }, function(kind) on_event(self, kind) end)
   if not s then error(fail("bind", err), 0) end

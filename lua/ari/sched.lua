@@ -35,18 +35,21 @@ M.on_error = default_on_error
 -- runs if co dies by an error (instead of on_error)
 local guards = setmetatable({}, { __mode = "k" })
 
+-- co ended by an error (its guard's _died, else on_error)
+local function died(co, err)
+  local g = guards[co]
+  if g ~= nil then
+    guards[co] = nil
+    live = live - 1
+    g:_died(co, err)
+  else
+    M.on_error(traceback(co, tostring(err)))
+  end
+end
+
 local function resume(co, ...)
   local ok, err = co_resume(co, ...)
-  if not ok then
-    local g = guards[co]
-    if g ~= nil then
-      guards[co] = nil
-      live = live - 1
-      g:_died(co, err)
-    else
-      M.on_error(traceback(co, tostring(err)))
-    end
-  end
+  if not ok then died(co, err) end
 end
 M.resume = resume
 
@@ -159,33 +162,19 @@ local function check(cleanup, a, b, h, first, ...)
   return first, ...
 end
 
---- Suspend the running coroutine until the function passed to `start`
--- is called; return what it was called with.  `start(wake)` begins the
--- operation; wake may be called at once, later, or never (then only a
--- cancel ends the wait).  Extra arguments are passed on: start(wake, a, b)
--- (lets callers use one static start function instead of a closure).
--- cleanup(a, b, h), when given, runs if the wait ends by a cancel (or
--- start fails) just before the error is raised, with h what start returned
--- (nil if it failed): callers undo what start did without a pcall around
--- the wait (a pcall is one more C frame, and its stack slots, kept by every
--- coroutine parked in the wait) and without a closure to remember h.
-function M.suspend(start, a, b, cleanup)
+-- Mark the running coroutine as waiting: its new wait's token.
+local function arm(level)
   local co, main = co_running()
-  if main then error(errors.usage("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2), 0) end
+  if main then error(errors.usage("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", (level or 2) + 1), 0) end
   next_token = next_token + 1
   local tok = next_token
   waits[co] = tok
-  local function wake(...)
-    if waits[co] ~= tok then return false end
-    waits[co] = nil
-    if co_status(co) == "running" then
-      early[co] = table.pack(...)
-    else
-      resume(co, ...)
-    end
-    return true
-  end
-  local ok, h = pcall(start, wake, a, b)
+  return co, tok
+end
+
+-- The rest of a wait once start(...) has run (ok, h: its pcall): the
+-- values of a wake that came before the yield, else the yield's.
+local function settle(co, cleanup, a, b, ok, h)
   if not ok then
     waits[co], early[co] = nil, nil
     if cleanup then cleanup(a, b, nil) end
@@ -199,29 +188,59 @@ function M.suspend(start, a, b, cleanup)
   return check(cleanup, a, b, h, co_yield())
 end
 
---- sched.suspend for a waiter that keeps one record across many waits
--- (a media stream's reads, one per 20 ms frame): start(tok, a, b) gets the
--- wait's token instead of a new wake closure, and the waker calls
--- sched.wake(co, tok, ...), which does what wake(...) does (false when
--- that wait is over).  Cancels and cleanup as in suspend.
+--- Suspend the running coroutine until the function passed to `start`
+-- is called; return what it was called with.  `start(wake)` begins the
+-- operation; wake may be called at once, later, or never (then only a
+-- cancel ends the wait).  Extra arguments are passed on: start(wake, a, b)
+-- (lets callers use one static start function instead of a closure).
+-- cleanup(a, b, h), when given, runs if the wait ends by a cancel (or
+-- start fails) just before the error is raised, with h what start returned
+-- (nil if it failed): callers undo what start did without a pcall around
+-- the wait (a pcall is one more C frame, and its stack slots, kept by every
+-- coroutine parked in the wait) and without a closure to remember h.
+function M.suspend(start, a, b, cleanup)
+  local co, tok = arm(2)
+  local function wake(...)
+    if waits[co] ~= tok then return false end
+    waits[co] = nil
+    if co_status(co) == "running" then
+      early[co] = table.pack(...)
+    else
+      resume(co, ...)
+    end
+    return true
+  end
+  return settle(co, cleanup, a, b, pcall(start, wake, a, b))
+end
+
+--- sched.suspend for a waiter that keeps one record across many waits:
+-- start(tok, a, b) gets the wait's token instead of a new wake closure,
+-- and the waker calls sched.wake(co, tok, ...), which does what wake(...)
+-- does (false when that wait is over).  Cancels and cleanup as in suspend.
 function M.suspend_token(start, a, b, cleanup)
-  local co, main = co_running()
-  if main then error(errors.usage("ari: this call must run inside a coroutine (use ari.run or ari.spawn)", 2), 0) end
-  next_token = next_token + 1
-  local tok = next_token
-  waits[co] = tok
-  local ok, h = pcall(start, tok, a, b)
-  if not ok then
-    waits[co], early[co] = nil, nil
-    if cleanup then cleanup(a, b, nil) end
-    error(h, 0)
-  end
-  local e = early[co]
-  if e then
-    early[co] = nil
-    return check(cleanup, a, b, h, unpack_early(e))
-  end
-  return check(cleanup, a, b, h, co_yield())
+  local co, tok = arm(2)
+  return settle(co, cleanup, a, b, pcall(start, tok, a, b))
+end
+
+--- [perf] The leanest wait, for a waiter that keeps its own state and
+-- wakes by token (a media stream's read, once per 20 ms frame: no start
+-- function, no pcall, no vararg layers).  sched.arm() -> co, tok marks the
+-- running coroutine as waiting; the caller then yields (coroutine.yield)
+-- with nothing in between that could wake it (no Lua code runs: only C
+-- calls that do not call back), and gets what sched.wake(co, tok, ...)
+-- delivered, or (sched.CANCEL, err) when the wait was cancelled: the
+-- caller cleans up and raises err.
+M.arm = arm
+M.CANCEL = CANCEL
+
+--- sched.wake for such a waiter, which is known to be suspended in its
+-- yield when its token still matches (no status check, no varargs).
+function M.wake_lean(co, tok, v)
+  if waits[co] ~= tok then return false end
+  waits[co] = nil
+  local ok, err = co_resume(co, v)
+  if not ok then died(co, err) end
+  return true
 end
 
 function M.wake(co, tok, ...)
