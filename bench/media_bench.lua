@@ -17,35 +17,8 @@
 -- summed over the streams), frames in and out.  Nothing asserts a speed.
 local M = {}
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-local function trim(s) return ((s or ""):gsub("^%s+", ""):gsub("%s+$", "")) end
-local function kv(line)
-  local t = {}
-  for k, v in (line or ""):gmatch("([%w_]+)=(%S+)") do t[k] = tonumber(v) or v end
-  return t
-end
-local function readfile(p)
-  local f = io.open(p)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
--- CPU seconds (user + system) of a process, from /proc/PID/stat
-local function proc_cpu(pid)
-  local s = readfile("/proc/" .. pid .. "/stat")
-  if not s then return nil end
-  local rest = s:match("%) (.*)$")
-  local f = {}
-  for x in rest:gmatch("%S+") do f[#f + 1] = x end
-  local hz = tonumber(trim(sh("getconf CLK_TCK"))) or 100
-  return (tonumber(f[12]) + tonumber(f[13])) / hz
-end
+local util = require "util"
+local sh, trim, kv, proc_cpu = util.sh, util.trim, util.kv, util.proc_cpu
 
 --- opts: { quick, say, pin = fn(cpu, cmd), client_cpu, feeder_cpu, bin, tmp, loadavg }
 function M.run(opts)

@@ -26,42 +26,8 @@ local M = {}
 
 local BIN = "./ari-lua"
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-local function trim(s) return ((s or ""):gsub("^%s+", ""):gsub("%s+$", "")) end
-local function readfile(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function kv(line)
-  local t = {}
-  for k, v in (line or ""):gmatch("([%w_]+)=(%S+)") do t[k] = tonumber(v) or v end
-  return t
-end
-local function loadavg()
-  local s = readfile("/proc/loadavg") or "?"
-  return s:match("^(%S+ %S+ %S+)") or "?"
-end
-
-local CLK_TCK = tonumber(trim(sh("getconf CLK_TCK"))) or 100
-
--- CPU seconds (user + system) of a whole process
-local function cpu_s(pid)
-  local s = readfile("/proc/" .. pid .. "/stat")
-  if not s then return nil end
-  local rest = s:match("%) (.*)$")
-  local f = {}
-  for x in rest:gmatch("%S+") do f[#f + 1] = x end
-  -- after "pid (comm) ": state is field 3, utime 14, stime 15
-  return (tonumber(f[12]) + tonumber(f[13])) / CLK_TCK
-end
+local util = require "util"
+local sh, trim, readfile, kv, loadavg, cpu_s = util.sh, util.trim, util.readfile, util.kv, util.loadavg, util.proc_cpu
 
 local function ctx_switches(pid)
   local vol, invol = 0, 0

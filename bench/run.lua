@@ -38,27 +38,8 @@ local TMP = os.tmpname()
 os.remove(TMP)
 os.execute("mkdir -p " .. TMP)
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local function trim(s) return ((s or ""):gsub("^%s+", ""):gsub("%s+$", "")) end
-
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  if not f then return "?" end
-  local s = f:read("l"); f:close()
-  return s:match("^(%S+ %S+ %S+)")
-end
-
-local function kv(line)
-  local t = {}
-  for k, v in (line or ""):gmatch("([%w_]+)=(%S+)") do t[k] = tonumber(v) or v end
-  return t
-end
+local util = require "util"
+local sh, trim, loadavg, kv = util.sh, util.trim, util.loadavg, util.kv
 
 -- Cores: the client on CPU_CLIENT, the feeder on CPU_FEEDER.
 local ncpu = tonumber(trim(sh("nproc"))) or 1
