@@ -18,7 +18,7 @@
 local M = {}
 
 local util = require "util"
-local sh, trim, kv, proc_cpu = util.sh, util.trim, util.kv, util.proc_cpu
+local sh, trim, kv, readfile, proc_cpu = util.sh, util.trim, util.kv, util.readfile, util.proc_cpu
 
 --- opts: { quick, say, pin = fn(cpu, cmd), client_cpu, feeder_cpu, bin, tmp, loadavg }
 function M.run(opts)
