@@ -170,6 +170,27 @@ describe("RTP streams over loopback", function()
     end)
   end)
 
+  it("send a whole frame written while one is due at once; a drain owed then comes at the next tick", function()
+    run(function()
+      local events = {}
+      local a = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function(kind) events[#events + 1] = kind end))
+      local b = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function() end))
+      a:set_peer("127.0.0.1", b:port())
+      b:set_peer("127.0.0.1", a:port())
+      assert(a:write(audio.silence(20, "ulaw")))
+      -- no loop turn in between: stream:write sent it
+      assert.equals(1, a:stats().frames_out)
+      assert.equals(0, a:queued())
+      -- the write emptied the queue without calling into Lua; a drain
+      -- wanted now is said by the next tick
+      a:want_drain(true)
+      local t0 = core.now()
+      while #events == 0 and core.now() - t0 < 2000 do ari.sleep(5) end
+      assert.same({ "drained" }, events)
+      a:close(); b:close()
+    end)
+  end)
+
   it("drop and count packets from another port, never deliver them", function()
     run(function()
       local a, b = pair("ulaw")
@@ -189,9 +210,18 @@ describe("RTP streams over loopback", function()
     run(function()
       local a, b = pair("slin", { queue_ms = 100 })
       assert.is_true(a:write(audio.silence(100, "slin")))
-      local ok, why = a:write(audio.silence(20, "slin"))
+      -- a frame that was due went out at once (stream:write); the rest
+      -- waits, and the queue never holds more than queue_ms
+      assert.is_true(a:queued() <= 100)
+      local ok, why
+      for _ = 1, 3 do
+        ok, why = a:write(audio.silence(20, "slin"))
+        assert.is_true(a:queued() <= 100)
+        if not ok then break end
+      end
       assert.is_false(ok)
       assert.equals("overflow", why)
+      assert.equals(100, a:queued())
       assert.is_true(a:flush() > 60)
       assert.equals(0, a:queued())
       assert.is_true(a:write(audio.silence(20, "slin")))

@@ -23,7 +23,8 @@
  *   stream:close([reason]);  stream:stats() -> table
  *
  * Output goes out on one shared tick (MEDIA_TICK_MS) for every stream: each
- * stream sends the frames that are due by its own clock (next_due).
+ * stream sends the frames that are due by its own clock (next_due); a
+ * whole frame written while one is due goes at once (stream:write).
  */
 #include "audio.h"
 #include "buf.h"
@@ -179,10 +180,15 @@ static void send_frame(mstream *s, unsigned char *p, size_t n) {
   s->bytes_out += (lua_Integer)n;
 }
 
-static void ms_pace(mstream *s, uint64_t now) {
+/* Send what is due by s's clock.  from_write: called by stream:write (a
+ * frame written when one is due goes at once, not at the next tick: under
+ * load the tick can be held up by a burst of input), which never calls into
+ * Lua: a "drained" it would owe is left to the next tick. */
+static void ms_pace(mstream *s, uint64_t now, int from_write) {
   int sent = 0;
   if (s->state != S_OPEN || s->xoff) return;
   if (s->out.len - s->out_off == 0) {
+    if (s->want_drain && !from_write) { s->want_drain = 0; ms_event(s, "drained"); return; }
     /* AudioSocket: Asterisk's channel reads the socket blocking (its bridge
      * stalls without input), so silence goes when there is nothing to send */
     if (s->transport == T_AS && s->uuid_ok) {
@@ -224,7 +230,7 @@ static void ms_pace(mstream *s, uint64_t now) {
   }
   if (s->out_off == s->out.len) {
     s->out_off = s->out.len = 0;
-    if (s->want_drain) { s->want_drain = 0; ms_event(s, "drained"); }
+    if (s->want_drain && !from_write) { s->want_drain = 0; ms_event(s, "drained"); }
   } else if (s->out_off > 65536) {
     buf_consume(&s->out, s->out_off);
     s->out_off = 0;
@@ -243,7 +249,7 @@ static void tick_cb(uv_timer_t *t) {
   n = 0;
   for (s = m->streams; s != NULL; s = s->next) { all[n++] = s; s->refs++; }
   for (i = 0; i < n; i++) {
-    if (all[i]->state == S_OPEN) ms_pace(all[i], now);
+    if (all[i]->state == S_OPEN) ms_pace(all[i], now, 0);
     ms_unref(all[i]);
   }
   if (all != one) free(all);
@@ -678,6 +684,7 @@ static int l_write(lua_State *L) {
   }
   if (buf_add(&s->out, p, n) != 0) return luaL_error(L, "out of memory");
   s->last_write = uv_now(&s->c->uv);
+  if (s->next_due <= s->last_write && s->out.len - s->out_off >= s->frame_bytes) ms_pace(s, s->last_write, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
