@@ -18,6 +18,7 @@ local function fake(opts)
   local t = wst.new {
     send = function(text) sent[#sent + 1] = core.json_decode(text); return true end,
     timeout = opts and opts.timeout, fallback = opts and opts.fallback,
+    transaction_id = opts and opts.transaction_id,
   }
   return t, sent
 end
@@ -278,6 +279,57 @@ describe("ari.wstransport", function()
       assert.is_false(res[1])
       assert.equals("reset", res[2].kind)
       assert.equals(0, t:in_flight())
+    end)
+  end)
+
+  it("a timer of an answered request never times out a later one (the timers are reused)", function()
+    ari.run(function()
+      local t, sent = fake { timeout = 60 }
+      for i = 1, 3 do
+        local res
+        ari.spawn(function() res = table.pack(pcall(t.request, t, { method = "GET", path = "/asterisk/ping", query_string = "" })) end)
+        wait_until(function() return #sent == i end)
+        reply(t, sent[i], 200, '{"ping":"pong"}')
+        wait_until(function() return res ~= nil end)
+        assert.is_true(res[1])
+      end
+      -- a long request after them: still waiting well past their 60 ms
+      local res
+      ari.spawn(function() res = table.pack(pcall(t.request, t, { method = "GET", path = "/asterisk/ping", query_string = "", timeout = 5000 })) end)
+      local t0 = core.now()
+      while core.now() - t0 < 200 do ari.sleep(10) end
+      assert.is_nil(res)
+      assert.equals(1, t:in_flight())
+      reply(t, sent[4], 200, '{"ping":"pong"}')
+      wait_until(function() return res ~= nil end)
+      assert.is_true(res[1])
+      -- and a short one after that still times out on time
+      local ok, err = pcall(t.request, t, { method = "GET", path = "/asterisk/ping", query_string = "", timeout = 50 })
+      assert.is_false(ok)
+      assert.equals("timeout", err.kind)
+    end)
+  end)
+
+  it("quotes whatever the ids, method and URI hold (the message is built as text)", function()
+    ari.run(function()
+      local t, sent = fake { transaction_id = 'tx "1" \\ é' }
+      local res
+      ari.spawn(function()
+        res = table.pack(pcall(t.request, t, { method = "POST", path = '/a"b\\c', query_string = "x=1",
+          body = '{"k":"v \\"q\\""}' }))
+      end)
+      wait_until(function() return #sent == 1 end)
+      local m = sent[1]
+      assert.equals("RESTRequest", m.type)
+      assert.equals('tx "1" \\ é', m.transaction_id)
+      assert.equals('tx "1" \\ é-1', m.request_id)
+      assert.equals("POST", m.method)
+      assert.equals('a"b\\c?x=1', m.uri)
+      assert.equals('{"k":"v \\"q\\""}', m.message_body)
+      assert.equals("application/json", m.content_type)
+      reply(t, m, 204)
+      wait_until(function() return res ~= nil end)
+      assert.is_true(res[1])
     end)
   end)
 

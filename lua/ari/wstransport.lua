@@ -34,9 +34,20 @@ local log = require "ari.log"
 local errors = require "ari.errors"
 
 local type, tostring, setmetatable, pairs, error, next = type, tostring, setmetatable, pairs, error, next
-local byte, sub = string.byte, string.sub
+local byte, sub, find = string.byte, string.sub, string.find
+local json_encode = core.json_encode
+
+-- [perf] A JSON string: quoted as it is unless it has a quote or a
+-- backslash (plain finds: no pattern matching per request).  For text
+-- without control characters: the URI (its parameters are URL-encoded by
+-- the client), the method, the request ids (uuids and numbers).
+local function jstr(v)
+  if find(v, '"', 1, true) or find(v, "\\", 1, true) then return json_encode(v) end
+  return '"' .. v .. '"'
+end
 
 local M = {}
+M._jstr = jstr -- (spec)
 
 local T = {}
 T.__index = T
@@ -69,10 +80,15 @@ function M.new(opts)
   if type(opts) ~= "table" or type(opts.send) ~= "function" then
     error(errors.usage("ari.wstransport.new: opts.send must be a function", 2), 0)
   end
+  local tid = opts.transaction_id or uuid.new()
+  if type(tid) ~= "string" then error(errors.usage("ari.wstransport.new: opts.transaction_id must be a string", 2), 0) end
   return setmetatable({
     send = opts.send, wait_ready = opts.wait_ready, fallback = opts.fallback, is_open = opts.is_open,
-    timeout = opts.timeout or 30000, transaction_id = opts.transaction_id or uuid.new(),
+    timeout = opts.timeout or 30000, transaction_id = tid,
     pending = {}, seq = 0, stats = { requests = 0, responses = 0, fallbacks = 0, unmatched = 0 },
+    -- [perf] its JSON, once (any text: the encoder), and the same quoted
+    -- as the start of every request id (tid .. "-" .. seq)
+    _tid_json = json_encode(tid), _rid_json = sub(json_encode(tid .. "-"), 1, -2),
   }, T)
 end
 
@@ -83,6 +99,22 @@ end
 -- inside it: the deepest point of the REST path stays within the parked
 -- call coroutine's stack (80 slots; past it Lua doubles the stack, and a
 -- parked call keeps the doubled size).
+-- [perf] The requests' timeouts: re-armable timers (timer:again), kept in
+-- a pool between requests rather than a new core.timer per request.  A
+-- cell times one request at a time (cell.entry); a timer that fires for a
+-- request already over finds no entry and does nothing.
+local pool, pool_n = {}, 0
+local POOL_MAX = 256 -- what a burst of requests leaves beyond it is freed
+
+local function cell_fired(cell)
+  local entry = cell.entry
+  if entry then
+    cell.entry = nil
+    local wake = entry.wake
+    if wake then wake() end -- nothing: the time is up
+  end
+end
+
 local function start_request(wake, self, entry)
   local early = entry.early
   if early then
@@ -92,7 +124,18 @@ local function start_request(wake, self, entry)
   end
   entry.wake = wake
   local left = entry.deadline - core.now()
-  entry.timer = core.timer(left > 0 and left or 0, wake)
+  local cell
+  if pool_n > 0 then
+    cell = pool[pool_n]
+    pool[pool_n] = nil
+    pool_n = pool_n - 1
+  else
+    cell = {}
+    cell.timer = core.timer(0, function() cell_fired(cell) end) -- armed by the again() below, before any loop turn
+  end
+  cell.entry = entry
+  entry.timer = cell
+  cell.timer:again(left > 0 and left or 0)
 end
 
 -- Hand a reply (msg) or a failure (nil, err) to the waiting request.
@@ -114,8 +157,18 @@ end
 -- The wait is over (answered, timed out, or cancelled by a hang-up).
 local function end_request(self, entry)
   self.pending[entry.rid] = nil
-  local timer = entry.timer
-  if timer then timer:stop() end
+  local cell = entry.timer
+  if cell then
+    entry.timer = nil
+    cell.entry = nil
+    if pool_n < POOL_MAX then
+      cell.timer:pause()
+      pool_n = pool_n + 1
+      pool[pool_n] = cell
+    else
+      cell.timer:stop()
+    end
+  end
   if self.on_idle then idle_check(self) end
 end
 
@@ -134,17 +187,17 @@ local function send_request(self, req, timeout)
   local path = req.path
   local uri = byte(path, 1) == 47 and sub(path, 2) or path -- without the leading "/"
   if req.query_string and req.query_string ~= "" then uri = uri .. "?" .. req.query_string end
-  local msg = { type = "RESTRequest", transaction_id = req.transaction_id or self.transaction_id,
-    request_id = rid, method = req.method, uri = uri }
-  if req.body then
-    msg.content_type = "application/json"
-    msg.message_body = req.body
-  end
+  -- [perf] the message as text: no table, no generic encode
+  local body = req.body
+  local rtid = req.transaction_id
+  local text = '{"type":"RESTRequest","transaction_id":' .. (rtid and json_encode(rtid) or self._tid_json)
+    .. ',"request_id":' .. self._rid_json .. self.seq .. '","method":"' .. req.method .. '","uri":' .. jstr(uri)
+    .. (body and (',"content_type":"application/json","message_body":' .. json_encode(body) .. "}") or "}")
   -- [perf] one table per request, the pending entry (T:request waits with
   -- the static start_request/end_request: no closure, no pcall frame)
   local entry = { rid = rid, deadline = core.now() + timeout }
   self.pending[rid] = entry
-  local sok, serr, tag = self.send(core.json_encode(msg), req)
+  local sok, serr, tag = self.send(text, req)
   entry.tag = tag
   if not sok then
     self.pending[rid] = nil
