@@ -17,16 +17,18 @@ local HIGH = 4 * 1024 * 1024
 local transport, sjson = require "ari.sim.transport", require "ari.sim.json"
 local base
 
-local srv = core.server_listen({ host = "127.0.0.1", port = port, max_message = 1 << 20 }, {
-  on_request = function(req, res)
-    if not req.websocket then
-      local doc = (req.path or ""):match("^/ari/api%-docs/(.+)%.json$")
-      local d = doc and (doc == "resources" and transport.resources_doc(base) or transport.resource_doc(doc, base))
-      if d then res:send(200, { ["content-type"] = "application/json" }, sjson.encode(d)); return end
-      res:send(404, {}, "")
-      return
-    end
-    local ws = res:upgrade(nil, { on_message = function() end, on_close = function() end })
+-- an ari.server (its listener keeps the ari-lua host running; the host
+-- exits by itself once nothing listens or waits)
+local srv = assert(require("ari.server").listen {
+  host = "127.0.0.1", port = port, max_message = 1 << 20,
+  handler = function(req)
+    local doc = (req.path or ""):match("^/ari/api%-docs/(.+)%.json$")
+    local d = doc and (doc == "resources" and transport.resources_doc(base) or transport.resource_doc(doc, base))
+    if d then return 200, { ["content-type"] = "application/json" }, sjson.encode(d) end
+    return 404, {}, ""
+  end,
+  on_websocket = function(req)
+    local ws = req:upgrade(nil, { on_message = function() end, on_close = function() end })
     if not ws then return end
     local sent, i = 0, 0
     local t
