@@ -34,12 +34,7 @@ end
 
 local function running(pid) return sh_ok("kill -0 " .. pid) end
 
-local function free_port()
-  local s = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
-  local p = s:port()
-  s:close()
-  return p
-end
+local free_port = require("spec.support.util").free_port
 
 -- The C heap in use, or nil where the allocator cannot tell (a sanitizer's):
 -- then the heap checks are left to the sanitizer's leak check.

@@ -122,10 +122,11 @@ describe("AudioSocket codec", function()
   end)
 end)
 
--- Two RTP streams of the core, each the other's peer, over loopback.
+-- Two RTP streams of the core, each the other's peer, over loopback
+-- (opts: queue_ms and on_event of the first, in_queue_ms of the second).
 local function pair(fmt, opts)
   opts = opts or {}
-  local a = assert(core.media_new({ transport = "rtp", format = fmt, queue_ms = opts.queue_ms }, function() end))
+  local a = assert(core.media_new({ transport = "rtp", format = fmt, queue_ms = opts.queue_ms }, opts.on_event or function() end))
   local b = assert(core.media_new({ transport = "rtp", format = fmt, in_queue_ms = opts.in_queue_ms }, function() end))
   a:set_peer("127.0.0.1", b:port())
   b:set_peer("127.0.0.1", a:port())
@@ -173,10 +174,7 @@ describe("RTP streams over loopback", function()
   it("send a whole frame written while one is due at once; a drain owed then comes at the next tick", function()
     run(function()
       local events = {}
-      local a = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function(kind) events[#events + 1] = kind end))
-      local b = assert(core.media_new({ transport = "rtp", format = "ulaw" }, function() end))
-      a:set_peer("127.0.0.1", b:port())
-      b:set_peer("127.0.0.1", a:port())
+      local a, b = pair("ulaw", { on_event = function(kind) events[#events + 1] = kind end })
       assert(a:write(audio.silence(20, "ulaw")))
       -- no loop turn in between: stream:write sent it
       assert.equals(1, a:stats().frames_out)

@@ -40,12 +40,7 @@ local function kill(pid, sig)
   os.execute("kill -" .. (sig or "TERM") .. " " .. pid .. " 2>/dev/null")
 end
 
-local function free_port()
-  local srv = require("ari.server").listen { host = "127.0.0.1", port = 0 }
-  local port = srv:port()
-  srv:close()
-  return port
-end
+local free_port = require("spec.support.util").free_port
 
 local function tmpdir()
   local d = os.tmpname()

@@ -21,13 +21,7 @@ local function ls(dir)
   return out
 end
 
--- a free loopback port (closed again at once: socat binds it next)
-local function free_port()
-  local s = assert(core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end }))
-  local p = s:port()
-  s:close()
-  return p
-end
+local free_port = require("spec.support.util").free_port
 
 -- Capture log lines written while fn runs.
 local function capture_log(fn)

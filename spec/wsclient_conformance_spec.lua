@@ -25,12 +25,7 @@ local function wait_for(cond, ms, what)
   util.poll(cond, what or "condition", ms or 5000)
 end
 
-local function free_port()
-  local s = core.server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end })
-  local p = s:port()
-  s:close()
-  return p
-end
+local free_port = require("spec.support.util").free_port
 
 -- A server frame (unmasked unless mask is given).
 local function frame(op, payload, fin)

@@ -101,4 +101,13 @@ function M.wait_for(events, pred, ms)
   error("event did not arrive", 2)
 end
 
+--- A free loopback TCP port (listened on and closed again at once: the
+-- caller binds it, or hands it to a process that does).
+function M.free_port()
+  local s = assert(require("ari.core").server_listen({ host = "127.0.0.1", port = 0 }, { on_request = function() end }))
+  local p = s:port()
+  s:close()
+  return p
+end
+
 return M
