@@ -44,6 +44,7 @@
 #include "server.h"
 #include "rfc6455.h"
 #include "audio.h"
+#include "usock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -97,7 +98,7 @@ struct fm_peer {
   int flowing;
   int ev_ref, ws_ref;
   srv_ws *ws;
-  uv_udp_t udp;
+  usock udp;              /* rtp; udp.poll.data is the peer */
   uv_tcp_t tcp;
   uv_poll_t poll;         /* audiosocket: the connect in progress */
   uv_idle_t idle;         /* delivers queued events outside methods */
@@ -206,12 +207,12 @@ static void fm_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   b->len = sizeof slab;
 }
 
-static void fm_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct sockaddr *addr, unsigned flags) {
-  fm_peer *p = (fm_peer *)h->data;
+static void fm_udp_recv(usock *u, const unsigned char *d, size_t n, const struct sockaddr *addr, int truncated) {
+  fm_peer *p = (fm_peer *)u->poll.data;
   rtp_packet pk;
-  (void)addr; (void)flags;
-  if (nread <= 0 || p->closed) return;
-  if (rtp_parse((const unsigned char *)b->base, (size_t)nread, &pk) != 0) { p->dropped_in++; return; }
+  (void)addr;
+  if (p->closed) return;
+  if (truncated || rtp_parse(d, n, &pk) != 0) { p->dropped_in++; return; }
   /* chan_rtp maps no dynamic payload type on receive (only the static
    * table, types up to 34): Asterisk drops what comes with one (slin16's
    * 118, ...), and so does the simulator */
@@ -382,14 +383,12 @@ static void fm_send_one(fm_peer *p) {
   fm_frame(p, f);
   p->digest_out = fm_fnv(p->digest_out, f, n);
   if (p->kind == FM_RTP) {
-    uv_buf_t b;
     if (p->swap)
       for (i = 0; i + 1 < n; i += 2) { unsigned char t = f[i]; f[i] = f[i + 1]; f[i + 1] = t; }
     rtp_header(pkt, p->pt & 0x7f, 0, p->seq, p->ts, p->ssrc);
     p->seq++;
     p->ts += (uint32_t)(p->fmt == FM_SLIN ? n / 2 : n);
-    b = uv_buf_init((char *)pkt, (unsigned)(12 + n));
-    ok = uv_udp_try_send(&p->udp, &b, 1, (const struct sockaddr *)&p->to) >= 0;
+    ok = usock_send(&p->udp, pkt, 12 + n, (const struct sockaddr *)&p->to) == 0;
   } else if (p->kind == FM_WSC) {
     ok = p->ws_open && fm_wsc_send(p, RFC6455_BINARY, f, n) == 0;
   } else if (p->kind == FM_AS) {
@@ -467,7 +466,7 @@ static void fm_close(fm_peer *p) {
   if (p->closed) return;
   fm_flow(p, 0);
   p->closed = 1;
-  if (p->udp_open) { p->udp_open = 0; uv_close((uv_handle_t *)&p->udp, fm_handle_closed); }
+  if (p->udp_open) { p->udp_open = 0; usock_close(&p->udp, fm_handle_closed); }
   if (p->poll_open) { p->poll_open = 0; uv_close((uv_handle_t *)&p->poll, fm_handle_closed); }
   if (p->fd >= 0) { close(p->fd); p->fd = -1; }  /* a connect in progress: the poll does not own it */
   if (p->tcp_open) { p->tcp_open = 0; uv_close((uv_handle_t *)&p->tcp, fm_handle_closed); }
@@ -636,13 +635,13 @@ static int fm_new(lua_State *L) {
     if (lua_isstring(L, -1)) bind = lua_tostring(L, -1);
     r = fm_addr(bind, bport, &local);
     lua_pop(L, 1);
-    if (r == 0) r = uv_udp_init(&m->c->uv, &p->udp);
     if (r != 0) { lua_pushnil(L); lua_pushstring(L, "farmedia: udp"); return 2; }
-    p->udp.data = p;
-    p->handles++;
-    p->udp_open = 1;
-    r = uv_udp_bind(&p->udp, (const struct sockaddr *)&local, 0);
-    if (r == 0) r = uv_udp_recv_start(&p->udp, fm_alloc, fm_udp_recv);
+    r = usock_open(&p->udp, &m->c->uv, (const struct sockaddr *)&local, fm_udp_recv);
+    if (p->udp.inited) {
+      p->udp.poll.data = p;
+      p->handles++;
+      p->udp_open = 1;
+    }
     if (r != 0) { fm_close(p); lua_pushnil(L); lua_pushstring(L, uv_strerror(r)); return 2; }
   } else if (p->kind == FM_AS || p->kind == FM_WSC) {
     int fd = socket(p->to.ss_family, SOCK_STREAM, 0), r, one = 1;
@@ -727,10 +726,8 @@ static int fm_attach(lua_State *L) {
 static int fm_local_port(lua_State *L) {
   fm_peer *p = fm_check(L);
   struct sockaddr_storage ss;
-  int len = sizeof ss;
   char host[64] = "";
-  if (p == NULL || p->kind != FM_RTP || p->closed ||
-      uv_udp_getsockname(&p->udp, (struct sockaddr *)&ss, &len) != 0) return 0;
+  if (p == NULL || p->kind != FM_RTP || p->closed || usock_getsockname(&p->udp, &ss) != 0) return 0;
   if (ss.ss_family == AF_INET) {
     uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
     lua_pushinteger(L, ntohs(((struct sockaddr_in *)&ss)->sin_port));

@@ -84,7 +84,7 @@ void ms_close(mstream *s, const char *reason, int notify) {
   s->state = S_CLOSED;
   snprintf(s->reason, sizeof s->reason, "%s", reason);
   ms_unlink(s);
-  if (s->udp_open) { s->udp_open = 0; uv_close((uv_handle_t *)&s->udp, ms_handle_closed); }
+  if (s->udp_open) { s->udp_open = 0; usock_close(&s->udp, ms_handle_closed); }
   if (s->lis_open) { s->lis_open = 0; uv_close((uv_handle_t *)&s->lis, ms_handle_closed); }
   if (s->tcp_open) { s->tcp_open = 0; uv_close((uv_handle_t *)s->tcp, ms_tcp_closed); }
   if (s->rtimer_open) { s->rtimer_open = 0; uv_close((uv_handle_t *)&s->rtimer, ms_handle_closed); }
@@ -154,14 +154,12 @@ static int default_pt(int fmt) {
 static void send_frame(mstream *s, unsigned char *p, size_t n) {
   if (s->transport == T_RTP) {
     unsigned char pkt[RTP_HEADER + RTP_MAX_PAYLOAD];
-    uv_buf_t b;
     if (!s->have_peer || n > RTP_MAX_PAYLOAD) { s->dropped_out++; return; }
     rtp_header(pkt, s->pt_out, s->frames_out == 0, s->tx_seq++, s->tx_ts, s->ssrc);
     s->tx_ts += (uint32_t)(n / (size_t)audio_bps(s->fmt));
     memcpy(pkt + RTP_HEADER, p, n);
     if (audio_bps(s->fmt) == 2) audio_swap16(pkt + RTP_HEADER, n);
-    b = uv_buf_init((char *)pkt, (unsigned)(RTP_HEADER + n));
-    if (uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->peer) < 0) { s->dropped_out++; return; }
+    if (usock_send(&s->udp, pkt, RTP_HEADER + n, (const struct sockaddr *)&s->peer) < 0) { s->dropped_out++; return; }
   } else if (s->transport == T_AS) {
     unsigned char h[3];
     as_header(h, s->fmt == AUDIO_SLIN16 ? AS_AUDIO_SLIN16 : AS_AUDIO, n);
@@ -442,12 +440,12 @@ static int pt_fits(int fmt, int pt) {
   return pt >= 96 && pt <= 127;
 }
 
-static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const struct sockaddr *from, unsigned flags) {
-  mstream *s = (mstream *)h->data;
+static void udp_recv_cb(usock *u, const unsigned char *p, size_t n, const struct sockaddr *from, int truncated) {
+  mstream *s = (mstream *)u->poll.data;
   rtp_packet pk;
-  if (nread <= 0 || from == NULL || s->state == S_CLOSED) return;
-  if (!s->have_peer || !same_addr(from, &s->peer) || (flags & UV_UDP_PARTIAL) || nread > RTP_MAX_PACKET ||
-      rtp_parse((const unsigned char *)b->base, (size_t)nread, &pk) != 0) {
+  if (s->state == S_CLOSED) return;
+  if (!s->have_peer || !same_addr(from, &s->peer) || truncated || n > RTP_MAX_PACKET ||
+      rtp_parse(p, n, &pk) != 0) {
     s->dropped_foreign++;
     return;
   }
@@ -463,12 +461,6 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *b, const str
   s->refs++;
   rtp_rx_push(&s->rx, pk.seq, pk.payload, pk.len, rtp_deliver, s);
   ms_unref(s);
-}
-
-static void udp_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
-  static char slab[RTP_MAX_PACKET + 64];
-  (void)h; (void)size;
-  *b = uv_buf_init(slab, sizeof slab);
 }
 
 mstream *check_ms(lua_State *L) {
@@ -568,13 +560,13 @@ static int l_new(lua_State *L) {
   tick_start(m);
 
   if (transport == T_RTP) {
-    uv_udp_init(&c->uv, &s->udp);
-    uv_unref((uv_handle_t *)&s->udp);
-    s->udp.data = s;
-    s->udp_open = 1;
-    s->refs++;
-    r = uv_udp_bind(&s->udp, (const struct sockaddr *)&addr, 0);
-    if (r == 0) r = uv_udp_recv_start(&s->udp, udp_alloc_cb, udp_recv_cb);
+    r = usock_open(&s->udp, &c->uv, (const struct sockaddr *)&addr, udp_recv_cb);
+    if (s->udp.inited) {
+      uv_unref((uv_handle_t *)&s->udp.poll);
+      s->udp.poll.data = s;
+      s->udp_open = 1;
+      s->refs++;
+    }
     if (r != 0) goto fail;
     s->state = S_OPEN;
   } else if (transport == T_AS) {
@@ -607,7 +599,7 @@ static int l_port(lua_State *L) {
   mstream *s = check_ms(L);
   struct sockaddr_storage a;
   int len = sizeof a, r = -1;
-  if (s->udp_open) r = uv_udp_getsockname(&s->udp, (struct sockaddr *)&a, &len);
+  if (s->udp_open) r = usock_getsockname(&s->udp, &a);
   else if (s->lis_open) r = uv_tcp_getsockname(&s->lis, (struct sockaddr *)&a, &len);
   if (r != 0) return 0;
   lua_pushinteger(L, a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)

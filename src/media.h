@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "core.h"
 #include "rfc6455.h"
+#include "usock.h"
 
 #define MEDIA_MT "ari.core.media"
 #define MEDIA_MOD_KEY "ari.core.media.mod"
@@ -44,7 +45,7 @@ struct mstream {
   int cb_ref;
   int want, want_drain, in_cb;
   /* sockets */
-  uv_udp_t udp;
+  usock udp;              /* rtp; udp.poll.data is the stream */
   uv_tcp_t lis;
   uv_tcp_t *tcp;          /* malloc'd: a listener may hand its connection over */
   int udp_open, lis_open, tcp_open, tcp_up;

@@ -94,9 +94,8 @@ static int l_udp_send(lua_State *L) {
   mstream *s = media_check_stream(L, 1);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
-  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
   lua_pushboolean(L, s->transport == T_RTP && s->udp_open && s->have_peer &&
-                       uv_udp_try_send(&s->udp, &b, 1, (const struct sockaddr *)&s->peer) >= 0);
+                       usock_send(&s->udp, p, n, (const struct sockaddr *)&s->peer) == 0);
   return 1;
 }
 
