@@ -72,6 +72,7 @@ local tag_opt = tags and (" --tags=" .. tags) or ""
 -- run in batches of `jobs` files at once, each writing to its own log
 local passed, failed, skipped = 0, 0, 0
 local broken = {}
+local failed_names = {} -- "file: test name", listed again before the summary
 local idx = 1
 while idx <= #files do
   local batch = {}
@@ -91,7 +92,10 @@ while idx <= #files do
     local rcf = io.open(tmp .. "/" .. j .. ".rc")
     local rc = rcf and tonumber(rcf:read("l")) or -1
     if rcf then rcf:close() end
-    io.write("== ", files[j], "\n", (out:gsub("ARI%-COUNTS[^\n]*\n", "")), "\n")
+    for name in out:gmatch("ARI%-FAILED ([^\n]*)\n") do
+      failed_names[#failed_names + 1] = files[j] .. ": " .. name
+    end
+    io.write("== ", files[j], "\n", (out:gsub("ARI%-COUNTS[^\n]*\n", ""):gsub("ARI%-FAILED[^\n]*\n", "")), "\n")
     local s, fl, e, p = out:match("ARI%-COUNTS (%d+) (%d+) (%d+) (%d+)")
     if s then
       passed = passed + tonumber(s)
@@ -110,6 +114,7 @@ while idx <= #files do
 end
 os.execute("rm -rf " .. tmp)
 if ast_dir then os.execute("bash tools/asterisk.sh stop " .. ast_dir) end
+for _, n in ipairs(failed_names) do io.write("failed: ", n, "\n") end
 for _, b in ipairs(broken) do io.write("broken spec file: ", b, "\n") end
 io.write(string.format("%d passed, %d failed, %d skipped\n", passed, failed, skipped))
 os.exit(failed == 0 and 0 or 1)

@@ -1,10 +1,17 @@
 -- Busted output handler: busted's plain terminal output, then one machine-
 -- readable line "ARI-COUNTS <passed> <failed> <errors> <pending>" that
--- tools/run-tests.lua adds up across spec files.
+-- tools/run-tests.lua adds up across spec files, and one line
+-- "ARI-FAILED <full name>" per failure or error, which it lists again at the
+-- end (a long log's failures are then readable from its last lines).
 return function(options)
   local busted = require "busted"
   local handler = require "busted.outputHandlers.plainTerminal"(options)
   busted.subscribe({ "suite", "end" }, function()
+    for _, list in ipairs({ handler.failures, handler.errors }) do
+      for _, f in ipairs(list) do
+        io.write("ARI-FAILED ", (tostring(f.name or "?"):gsub("\n", " ")), "\n")
+      end
+    end
     io.write(string.format("ARI-COUNTS %d %d %d %d\n", handler.successesCount,
       handler.failuresCount, handler.errorsCount, handler.pendingsCount))
     io.flush()
