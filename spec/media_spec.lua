@@ -369,6 +369,28 @@ describe("Stream waits (" .. mode .. ")", function()
     end)
   end)
 
+  it("reads that get audio before their timeout move the deadline: a later timeout is still whole", function()
+    run(function()
+      local st, peer, call = stream_pair()
+      local function audio_in(ms) sched.spawn(function() ari.sleep(ms); peer:write(audio.silence(20, "ulaw")) end) end
+      -- audio 60 ms into each of two reads with a 100 ms timeout: the core's
+      -- timer, armed by the first, fires during the second and third reads
+      -- and must wait out the rest of the third read's own 100 ms
+      for _ = 1, 2 do audio_in(60); assert.equals(160, #st:read(100)) end
+      local t0 = core.now()
+      local d, why = st:read(100)
+      assert.is_nil(d)
+      assert.equals("timeout", why)
+      assert.is_true(core.now() - t0 >= 99, "the whole timeout, got " .. (core.now() - t0))
+      -- a longer read after short ones: the timer they armed does not end it early
+      for _ = 1, 2 do audio_in(60); assert.equals(160, #st:read(100)) end
+      audio_in(150)
+      assert.equals(160, #st:read(1000))
+      assert.equals(0, #call.waiters)
+      st._s:close("closed"); peer:close()
+    end)
+  end)
+
   it("a hang-up raises the Hangup error in a waiting read (timed or not)", function()
     for _, timeout in ipairs { 5000, false } do
       run(function()

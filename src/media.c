@@ -117,8 +117,9 @@ void in_push(mstream *s, const unsigned char *p, size_t n) {
   s->frames_in++;
   s->bytes_in += (lua_Integer)n;
   if (s->want) {
+    /* [perf] the read timer is left armed: it fires for nothing once want is
+     * off, and the next want(true, timeout) only moves rdeadline */
     s->want = 0;
-    if (s->rtimer_open) uv_timer_stop(&s->rtimer);
     ms_event(s, "data");
   }
 }
@@ -632,14 +633,25 @@ static int l_read(lua_State *L) {
 
 static void rtimer_cb(uv_timer_t *t) {
   mstream *s = (mstream *)t->data;
-  if (!s->want || s->state == S_CLOSED) return;
+  uint64_t now;
+  if (!s->want || s->rdeadline == 0 || s->state == S_CLOSED) return;
+  now = uv_now(&s->c->uv);
+  if (now < s->rdeadline) { /* the deadline moved on since the timer was armed */
+    uv_timer_start(&s->rtimer, rtimer_cb, s->rdeadline - now, 0);
+    return;
+  }
   s->want = 0;
+  s->rdeadline = 0;
   s->refs++;
   ms_event(s, "timeout");
   ms_unref(s);
 }
 
-/* want(on [, timeout_ms]) */
+/* want(on [, timeout_ms]).  [perf] Called once per frame by the lean read:
+ * the timer is re-armed only when the new deadline is earlier than the one
+ * it is armed for; otherwise rdeadline moves and rtimer_cb re-arms for the
+ * rest when it fires early (a 2 s read timeout then costs one timer start
+ * per 2 s, not a heap removal and insertion per frame). */
 static int l_want(lua_State *L) {
   mstream *s = check_ms_hot(L);
   lua_Integer ms = -1;
@@ -655,9 +667,13 @@ static int l_want(lua_State *L) {
       s->rtimer_open = 1;
       s->refs++;
     }
-    uv_timer_start(&s->rtimer, rtimer_cb, (uint64_t)ms, 0);
-  } else if (s->rtimer_open) {
-    uv_timer_stop(&s->rtimer);
+    s->rdeadline = uv_now(&s->c->uv) + (uint64_t)ms;
+    if (s->rdeadline == 0) s->rdeadline = 1;
+    if (!uv_is_active((uv_handle_t *)&s->rtimer) || uv_timer_get_due_in(&s->rtimer) > (uint64_t)ms)
+      uv_timer_start(&s->rtimer, rtimer_cb, (uint64_t)ms, 0);
+  } else {
+    s->rdeadline = 0;
+    if (s->rtimer_open) uv_timer_stop(&s->rtimer);
   }
   return 0;
 }

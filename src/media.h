@@ -51,6 +51,7 @@ struct mstream {
   int udp_open, lis_open, tcp_open, tcp_up;
   uv_timer_t rtimer;      /* want(true, timeout): the wait's timeout */
   int rtimer_open;
+  uint64_t rdeadline;     /* when that wait times out (loop time); 0: no timeout */
   struct sockaddr_storage peer;
   int have_peer;
   uv_connect_t creq;
