@@ -85,8 +85,8 @@ ast.describe("differential: the simulator against a real Asterisk #core", functi
     for _, rep in ipairs(r.reports) do print(rep) end
     for _, e in ipairs(r.errors) do print("flow error: " .. e) end
     print(string.format("differential vs Asterisk %s: %d flows, %d events compared, %d differences "
-      .. "(%d allowed, %d not allowed)", tostring(inst.version), r.flows, r.events, #r.diffs, r.allowed,
-      r.unexplained))
+      .. "(%d allowed, %d not allowed); %d flow(s) matched only on a re-run of the real side",
+      tostring(inst.version), r.flows, r.events, #r.diffs, r.allowed, r.unexplained, r.reruns))
     assert.same({}, r.errors)
     if not only then assert.equals(#flows.list, r.flows) end
     assert.is_true(r.events > 0)
