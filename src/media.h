@@ -32,6 +32,8 @@ typedef struct media_mod {
   uv_timer_t tick;
   int tick_on, closed;
   mstream *streams;
+  mstream **snap;         /* the tick's snapshot of the streams, kept between ticks */
+  size_t snap_cap;
 } media_mod;
 
 struct mstream {
