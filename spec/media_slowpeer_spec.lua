@@ -120,7 +120,7 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
     with_loop(function(set_kill)
       local h0 = heap()
       local events = {}
-      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID },
+      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID, stall_ms = 0 },
         function(kind) events[#events + 1] = kind end))
       set_kill(start_peer("TCP:127.0.0.1:" .. s:port() .. ",rcvbuf=4096", "audiosocket", UUID))
       util.poll(function() return s:state() == "open" end, "the AudioSocket connection", 20000)
@@ -149,7 +149,7 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
   it("AudioSocket: the stalled peer going away ends the stream with a closed event", function()
     with_loop(function(set_kill)
       local events = {}
-      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID },
+      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID, stall_ms = 0 },
         function(kind) events[#events + 1] = kind end))
       local kill = start_peer("TCP:127.0.0.1:" .. s:port() .. ",rcvbuf=4096", "audiosocket", UUID)
       set_kill(kill)
@@ -171,7 +171,7 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
     with_loop(function(set_kill)
       local l = assert(core.media_listen("127.0.0.1", 0))
       local events = {}
-      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200 },
+      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200, stall_ms = 0 },
         function(kind) events[#events + 1] = kind end))
       l:expect("slow-channel", s)
       set_kill(start_peer("TCP:127.0.0.1:" .. l:port() .. ",rcvbuf=4096", "wsclient", "slow-channel"))
@@ -198,7 +198,7 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
       -- until socat listens (not probed by connecting: it accepts one connection)
       util.poll(function() return sh_ok("ss -ltn 'sport = :" .. port .. "' | grep -q LISTEN") end, "socat to listen", 10000)
       local events = {}
-      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200 },
+      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200, stall_ms = 0 },
         function(kind) events[#events + 1] = kind end))
       s:ws_connect("127.0.0.1", port, "/media/slow", "")
       util.poll(function() return s:state() == "open" end, "the WebSocket handshake", 20000)
@@ -211,6 +211,56 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
       local h3 = heap()
       heap_diff(h2, h3, ">", CAP - 8 * MSG, "freed at close")
       assert.same({ "open", "text" }, events) -- MEDIA_START
+    end)
+  end)
+
+  -- stall_ms: a peer that takes no output for that long while some is
+  -- pending ends the stream with reason "stalled" (a "closed" event)
+  local function until_stalled(s, events)
+    local chunk = audio.tone(440, 40, "slin16", 4000)
+    local t0, limit = ari.now(), ari.now() + 60000
+    while s:state() ~= "closed" do
+      assert(ari.now() < limit, "the stalled peer was never detected")
+      local ok, why = s:write(chunk)
+      assert(ok or why == "overflow" or (why == "closed" and s:state() == "closed"), tostring(why))
+      ari.sleep(20)
+    end
+    local _, reason = s:state()
+    assert.equals("stalled", reason)
+    local kinds = {}
+    for _, k in ipairs(events) do if k ~= "text" then kinds[#kinds + 1] = k end end -- MEDIA_START
+    assert.same({ "open", "closed" }, kinds)
+    assert.equals(0, s:stats().unsent_out)
+    local ok, why = s:write(audio.silence(20, "slin16"))
+    assert.is_false(ok)
+    assert.equals("closed", why)
+    return ari.now() - t0
+  end
+
+  it("AudioSocket: a peer that takes nothing for stall_ms ends the stream (reason \"stalled\")", function()
+    with_loop(function(set_kill)
+      local events = {}
+      local s = assert(core.media_new({ transport = "audiosocket", format = "slin16", queue_ms = 200, uuid = UUID,
+        stall_ms = 1000 }, function(kind) events[#events + 1] = kind end))
+      set_kill(start_peer("TCP:127.0.0.1:" .. s:port() .. ",rcvbuf=4096", "audiosocket", UUID))
+      util.poll(function() return s:state() == "open" end, "the AudioSocket connection", 20000)
+      -- the stall counts from the last output the peer took: the kernel's
+      -- buffers take the first ~2 s of audio, so it ends well after 1 s
+      assert.is_true(until_stalled(s, events) > 1000)
+    end)
+  end)
+
+  it("WebSocket (server type): the same", function()
+    with_loop(function(set_kill)
+      local port = free_port()
+      set_kill(start_peer("TCP-LISTEN:" .. port .. ",bind=127.0.0.1,reuseaddr,rcvbuf=4096", "wsserver"))
+      util.poll(function() return sh_ok("ss -ltn 'sport = :" .. port .. "' | grep -q LISTEN") end, "socat to listen", 10000)
+      local events = {}
+      local s = assert(core.media_new({ transport = "websocket", format = "slin16", queue_ms = 200, stall_ms = 1000 },
+        function(kind) events[#events + 1] = kind end))
+      s:ws_connect("127.0.0.1", port, "/media/slow", "")
+      util.poll(function() return s:state() == "open" end, "the WebSocket handshake", 20000)
+      assert.is_true(until_stalled(s, events) > 1000)
     end)
   end)
 
@@ -242,7 +292,8 @@ describe("media: a TCP peer that stops reading #slowpeer", function()
       scenario = { app = "slowpeer", calls = { { from = "1001", script = { { "wait_answer" }, { "sleep", 120000 } } } } },
       on_call = function(call)
         call:answer()
-        local m = call:media { transport = "audiosocket", format = "slin16", queue_ms = 200, timeout = 20000 }
+        local m = call:media { transport = "audiosocket", format = "slin16", queue_ms = 200, timeout = 20000,
+          stall_timeout = 0 }
         out.stalled = { pcall(stall_checks, m) }
         m:close()
         local ok1, e1 = m:write(audio.silence(20, "slin16"))

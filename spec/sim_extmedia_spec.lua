@@ -331,3 +331,28 @@ describe("sim externalMedia: websocket client connection refused", function()
       end)
   end)
 end)
+
+describe("call:media options", function()
+  it("refuses a bad stall_timeout with a usage error before making anything", function()
+    local testing = require "ari.testing"
+    local got = {}
+    local r = testing.run { name = "opts", speed = 1,
+      scenario = { app = "opts", calls = { { from = "1001", script = { { "wait_answer" }, { "wait_hangup", timeout = 5000 } } } } },
+      on_call = function(call)
+        call:answer()
+        for _, v in ipairs { -1, 1.5, "10s" } do
+          local ok, err = pcall(call.media, call, { transport = "audiosocket", format = "slin16", stall_timeout = v })
+          got[#got + 1] = { ok, err.kind, tostring(err):match("stall_timeout") ~= nil }
+        end
+        local m = call:media { transport = "audiosocket", format = "slin16", stall_timeout = 0 }
+        got.zero = m.closed == false or m.closed == nil
+        m:close()
+        call:hangup()
+      end,
+    }
+    assert.same({}, r.errors)
+    for i = 1, 3 do assert.same({ false, "usage", true }, got[i]) end
+    assert.is_true(got.zero)
+    assert.equals(1, #r.media) -- only the valid one made an external media channel
+  end)
+end)

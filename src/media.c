@@ -4,7 +4,9 @@
  *   core.media_new(opts, on_event) -> stream
  *     opts: transport ("rtp" | "audiosocket" | "websocket"), format,
  *     frame_ms (20), queue_ms (2000), in_queue_ms (1000), bind (address),
- *     uuid (audiosocket)
+ *     uuid (audiosocket), stall_ms (10000; TCP: a peer that takes no output
+ *     for this long while some is pending closes the stream, reason
+ *     "stalled"; 0 never)
  *     on_event(kind): "data" (audio arrived while want(true)), "open" (the
  *     transport is up), "closed", "drained" (the output queue emptied while
  *     want_drain(true)), "text" (a WebSocket text message: stream:text())
@@ -239,19 +241,32 @@ static void ms_pace(mstream *s, uint64_t now, int from_write) {
 static void tick_cb(uv_timer_t *t) {
   media_mod *m = (media_mod *)t->data;
   uint64_t now = uv_now(&m->c->uv);
-  mstream *s, *one[64], **all = one;
+  mstream *s, **all;
   size_t n = 0, i;
   /* a snapshot: the Lua called from a stream's pacing ("drained") may close
-   * any stream */
+   * any stream (kept between ticks: no allocation per tick) */
   for (s = m->streams; s != NULL; s = s->next) n++;
-  if (n > 64 && (all = malloc(n * sizeof *all)) == NULL) return;
+  if (n > m->snap_cap) {
+    size_t cap = n < 64 ? 64 : n + n / 2;
+    mstream **p = realloc(m->snap, cap * sizeof *p);
+    if (p == NULL) return;
+    m->snap = p;
+    m->snap_cap = cap;
+  }
+  all = m->snap;
   n = 0;
   for (s = m->streams; s != NULL; s = s->next) { all[n++] = s; s->refs++; }
   for (i = 0; i < n; i++) {
-    if (all[i]->state == S_OPEN) ms_pace(all[i], now, 0);
-    ms_unref(all[i]);
+    s = all[i];
+    if (s->state == S_OPEN) {
+      ms_pace(s, now, 0);
+      /* a TCP peer that has taken nothing for stall_ms while output waits */
+      if (s->stall_ms > 0 && s->tcp_up && s->tcp_open && s->state == S_OPEN && now - s->last_sent >= (uint64_t)s->stall_ms &&
+          uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0)
+        ms_close(s, "stalled", 1);
+    }
+    ms_unref(s);
   }
-  if (all != one) free(all);
 }
 
 static void tick_start(media_mod *m) {
@@ -267,7 +282,7 @@ typedef struct wreq { uv_write_t req; mstream *s; } wreq;
 
 static void write_done(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
-  (void)status;
+  if (status == 0) w->s->last_sent = uv_now(&w->s->c->uv);
   ms_unref(w->s);
   free(w);
 }
@@ -275,9 +290,12 @@ static void write_done(uv_write_t *req, int status) {
 int tcp_send(mstream *s, const unsigned char *a, size_t an, const unsigned char *b, size_t bn) {
   wreq *w;
   uv_buf_t bufs[2];
+  size_t pending;
   int r;
   if (!s->tcp_up) return -1;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
+  pending = uv_stream_get_write_queue_size((uv_stream_t *)s->tcp);
+  if (pending > MEDIA_MAX_TCP_OUT) return -1; /* peer not reading */
+  if (pending == 0) s->last_sent = uv_now(&s->c->uv); /* it took all there was */
   w = malloc(sizeof *w + an + bn);
   if (w == NULL) return -1;
   memcpy((unsigned char *)(w + 1), a, an);
@@ -512,7 +530,7 @@ static int l_new(lua_State *L) {
   core_loop *c = core_get(L);
   media_mod *m = get_mod(L);
   const char *tr, *fname, *bind;
-  int transport, fmt, queue_ms, in_ms, r;
+  int transport, fmt, queue_ms, in_ms, stall_ms, r;
   struct sockaddr_storage addr;
   mstream *s, **ud;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -530,6 +548,7 @@ static int l_new(lua_State *L) {
   if (fmt < 0) return luaL_error(L, "media: unknown format '%s'", fname);
   queue_ms = opt_int(L, 1, "queue_ms", 2000, 20, 600000);
   in_ms = opt_int(L, 1, "in_queue_ms", 1000, 20, 600000);
+  stall_ms = opt_int(L, 1, "stall_ms", 10000, 0, 86400000);
   lua_getfield(L, 1, "bind");
   bind = luaL_optstring(L, -1, "127.0.0.1");
   if (m->closed) return luaL_error(L, "media: shutting down");
@@ -548,6 +567,7 @@ static int l_new(lua_State *L) {
   s->frame_bytes = audio_frame_bytes(fmt, 20);
   s->out_max = audio_frame_bytes(fmt, queue_ms);
   s->in_max = audio_frame_bytes(fmt, in_ms);
+  s->stall_ms = stall_ms;
   s->pt_in = -1;
   s->pt_out = default_pt(fmt);
   s->cb_ref = LUA_NOREF;
@@ -761,7 +781,11 @@ static int l_gc(lua_State *L) {
 
 /* ---------------------------------------------------------------- module */
 
-static void mod_free(uv_handle_t *h) { free(h->data); }
+static void mod_free(uv_handle_t *h) {
+  media_mod *m = (media_mod *)h->data;
+  free(m->snap);
+  free(m);
+}
 
 static void mod_shutdown(core_loop *c, void *ud) {
   media_mod *m = (media_mod *)ud;

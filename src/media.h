@@ -32,6 +32,8 @@ typedef struct media_mod {
   uv_timer_t tick;
   int tick_on, closed;
   mstream *streams;
+  mstream **snap;         /* the tick's snapshot of the streams, kept between ticks */
+  size_t snap_cap;
 } media_mod;
 
 struct mstream {
@@ -78,6 +80,8 @@ struct mstream {
   buf out;
   size_t out_off, out_max;
   uint64_t last_write, next_due;
+  uint64_t last_sent;     /* TCP: when the peer last took output (a write done, or nothing pending) */
+  int stall_ms;           /* TCP: close with "stalled" after this long with output pending and none taken; 0 never */
   /* stats */
   lua_Integer frames_in, bytes_in, frames_out, bytes_out, dropped_foreign, dropped_in, dropped_out;
   lua_Integer late_ticks, underruns, fill_out;

@@ -381,6 +381,10 @@ local function check_opts(opts)
       error(usage("call:media: " .. k .. " must be an integer of at least 20 (ms)", 3), 0)
     end
   end
+  local st = opts.stall_timeout
+  if st ~= nil and (math.type(st) ~= "integer" or st < 0 or st > 86400000) then
+    error(usage("call:media: stall_timeout must be an integer number of ms (0: never)", 3), 0)
+  end
   return opts, fmt, tr, ct
 end
 
@@ -415,7 +419,7 @@ function M.open(call, opts)
   self._wide = fmt == "slin" or fmt == "slin16" -- 16-bit samples: whole ones only
   self._rtp16 = tr == "rtp" and fmt == "slin16" -- m:write refuses it (see there)
   local s, err = core.media_new({ transport = tr, format = fmt, queue_ms = opts.queue_ms, in_queue_ms = opts.in_queue_ms,
-    bind = opts.bind or host, uuid = id }, function(kind) on_event(self, kind) end)
+    stall_ms = opts.stall_timeout, bind = opts.bind or host, uuid = id }, function(kind) on_event(self, kind) end)
   if not s then error(fail("bind", err), 0) end
   self._s = s
   local ext = app:expect(id)
