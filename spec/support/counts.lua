@@ -9,7 +9,11 @@ return function(options)
   busted.subscribe({ "suite", "end" }, function()
     for _, list in ipairs({ handler.failures, handler.errors }) do
       for _, f in ipairs(list) do
-        io.write("ARI-FAILED ", (tostring(f.name or "?"):gsub("\n", " ")), "\n")
+        local name = tostring(f.name or "")
+        if name == "" then -- the file itself (it did not load): its message's first line
+          name = "(file) " .. (tostring(f.message or "?"):match("^[^\n]*"))
+        end
+        io.write("ARI-FAILED ", (name:gsub("\n", " ")), "\n")
       end
     end
     io.write(string.format("ARI-COUNTS %d %d %d %d\n", handler.successesCount,
