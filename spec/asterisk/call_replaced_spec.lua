@@ -9,13 +9,7 @@ local log = require "ari.log"
 local callmod = require "ari.call"
 local BIN = os.getenv("ARI_LUA_BIN") or "./ari-lua"
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("spec.support.util").read
 
 ast.describe("real Asterisk: ApplicationReplaced", function(inst)
   it("ends the replaced app and its calls; the new connection gets the calls", function()

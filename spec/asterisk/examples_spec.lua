@@ -24,13 +24,7 @@ do
   p:close()
 end
 
-local function read(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = require("spec.support.util").read
 
 -- Subprocesses ----------------------------------------------------------------
 
