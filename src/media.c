@@ -238,6 +238,12 @@ static void ms_pace(mstream *s, uint64_t now, int from_write) {
   }
 }
 
+/* A TCP peer that has taken no output for stall_ms while some waits. */
+static int ms_stalled(const mstream *s, uint64_t now) {
+  return s->stall_ms > 0 && s->state == S_OPEN && s->tcp_up && s->tcp_open &&
+         now - s->last_sent >= (uint64_t)s->stall_ms && uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0;
+}
+
 static void tick_cb(uv_timer_t *t) {
   media_mod *m = (media_mod *)t->data;
   uint64_t now = uv_now(&m->c->uv);
@@ -258,13 +264,8 @@ static void tick_cb(uv_timer_t *t) {
   for (s = m->streams; s != NULL; s = s->next) { all[n++] = s; s->refs++; }
   for (i = 0; i < n; i++) {
     s = all[i];
-    if (s->state == S_OPEN) {
-      ms_pace(s, now, 0);
-      /* a TCP peer that has taken nothing for stall_ms while output waits */
-      if (s->stall_ms > 0 && s->tcp_up && s->tcp_open && s->state == S_OPEN && now - s->last_sent >= (uint64_t)s->stall_ms &&
-          uv_stream_get_write_queue_size((uv_stream_t *)s->tcp) > 0)
-        ms_close(s, "stalled", 1);
-    }
+    if (s->state == S_OPEN) ms_pace(s, now, 0);
+    if (ms_stalled(s, now)) ms_close(s, "stalled", 1);
     ms_unref(s);
   }
 }
